@@ -1,0 +1,1 @@
+//! Driven adapters of REI's ports.

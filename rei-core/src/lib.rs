@@ -1,0 +1,23 @@
+//! REI's pure domain: money, the double-entry ledger, pricing, spend caps, usage sessions, routing, jobs,
+//! guards and SLOs, the ports they talk through, and the application services that use only those ports.
+//!
+//! No I/O lives here: time comes from [`time::Clock`], ids from [`ids::IdGen`], storage and dispatch from the
+//! ports in each module. Adapters live in `rei-adapters`; in-memory adapters and conformance suites live in
+//! [`testing`] behind the `testing` feature.
+#![cfg_attr(not(test), deny(clippy::float_arithmetic))]
+
+pub mod billing;
+pub mod caps;
+pub mod guards;
+pub mod ids;
+pub mod jobs;
+pub mod ledger;
+pub mod money;
+pub mod pricing;
+pub mod routing;
+pub mod slo;
+pub mod time;
+pub mod usage;
+
+#[cfg(feature = "testing")]
+pub mod testing;
