@@ -1,1 +1,4 @@
-//! In-memory adapters.
+//! In-memory adapters of every port, conformance suites that any implementation must pass, and the ledger
+//! model test. Behind the `testing` feature; later adapters run the same suites against real servers.
+
+pub mod jobs;

@@ -1,0 +1,1 @@
+//! In-memory job store and queue, and their conformance suites.
