@@ -101,7 +101,15 @@ u128_id!(
 /// Prints a u128 as a lowercase UUID-shaped string (8-4-4-4-12 hex digits).
 fn fmt_u128(v: u128, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let h = format!("{v:032x}");
-    write!(f, "{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    write!(
+        f,
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 fn parse_u128(text: &str) -> Result<u128, IdError> {
@@ -187,7 +195,9 @@ impl IdempotencyKey {
     pub fn derived(prefix: &str, id: impl fmt::Display) -> IdempotencyKey {
         match IdempotencyKey::parse(&format!("{prefix}:{id}")) {
             Ok(k) => k,
-            Err(e) => panic!("invariant broken: derived key prefix {prefix:?} is not key syntax: {e}"),
+            Err(e) => {
+                panic!("invariant broken: derived key prefix {prefix:?} is not key syntax: {e}")
+            }
         }
     }
 }

@@ -1,0 +1,555 @@
+//! Ledger records: accounts, postings, transactions, holds, operations and their receipts.
+
+use std::fmt;
+
+use crate::caps::SpendCaps;
+use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
+use crate::money::Money;
+use crate::time::Timestamp;
+
+/// The house's accounts, which mirror the outside world and have no balance constraint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SystemAccount {
+    /// Money received from a payment gateway.
+    Payments,
+    /// Money earned by captures.
+    Revenue,
+    /// Grants and admin adjustments.
+    Promo,
+    /// Money paid back to a card.
+    RefundsOut,
+}
+
+impl SystemAccount {
+    /// Every system account.
+    pub const ALL: [SystemAccount; 4] = [
+        SystemAccount::Payments,
+        SystemAccount::Revenue,
+        SystemAccount::Promo,
+        SystemAccount::RefundsOut,
+    ];
+
+    /// A stable lowercase name, for storage and logs.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SystemAccount::Payments => "payments",
+            SystemAccount::Revenue => "revenue",
+            SystemAccount::Promo => "promo",
+            SystemAccount::RefundsOut => "refunds_out",
+        }
+    }
+}
+
+/// An account a posting lands on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Account {
+    /// What a user can spend.
+    Available(UserId),
+    /// What is reserved for a user's running jobs.
+    Held(UserId),
+    /// A house account.
+    System(SystemAccount),
+}
+
+/// One signed entry of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Posting {
+    /// Where.
+    pub account: Account,
+    /// How much, signed.
+    pub amount: Money,
+}
+
+/// The kind of a ledger operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// Money in from a gateway.
+    TopUp,
+    /// A reservation.
+    Hold,
+    /// A reservation made larger or longer.
+    Raise,
+    /// A reservation charged (fully or partly, the rest released).
+    Capture,
+    /// A reservation given back.
+    Release,
+    /// A reservation given back by the reaper after its TTL.
+    Expire,
+    /// Captured money given back to the wallet.
+    Refund,
+    /// Wallet money paid back to the card.
+    RefundToCard,
+    /// A signed admin correction.
+    Adjust,
+}
+
+impl OpKind {
+    /// A stable lowercase name, for storage and logs.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OpKind::TopUp => "top_up",
+            OpKind::Hold => "hold",
+            OpKind::Raise => "raise",
+            OpKind::Capture => "capture",
+            OpKind::Release => "release",
+            OpKind::Expire => "expire",
+            OpKind::Refund => "refund",
+            OpKind::RefundToCard => "refund_to_card",
+            OpKind::Adjust => "adjust",
+        }
+    }
+}
+
+/// A committed, immutable ledger transaction. Invariant: its postings sum to zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// Its id.
+    pub id: TxId,
+    /// The idempotency key that made it.
+    pub key: IdempotencyKey,
+    /// What kind of operation.
+    pub kind: OpKind,
+    /// The user whose accounts it touches.
+    pub user: UserId,
+    /// The hold it concerns, if any.
+    pub hold: Option<HoldId>,
+    /// The gateway payment it concerns, if any.
+    pub payment: Option<PaymentId>,
+    /// Who asked for an adjustment.
+    pub actor: Option<UserId>,
+    /// Why (adjustments).
+    pub reason: Option<Reason>,
+    /// When.
+    pub at: Timestamp,
+    /// The entries; they sum to zero.
+    pub postings: Vec<Posting>,
+}
+
+impl Transaction {
+    /// The sum of the postings, `None` on overflow. Zero for every valid transaction.
+    #[must_use]
+    pub fn sum(&self) -> Option<Money> {
+        Money::checked_sum(self.postings.iter().map(|p| p.amount))
+    }
+}
+
+/// A user's balances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Balance {
+    /// Whose.
+    pub user: UserId,
+    /// Spendable. Invariant: `available >= -overdraft_limit`.
+    pub available: Money,
+    /// Reserved for running jobs. Invariant: `held >= 0`.
+    pub held: Money,
+    /// How far below zero `available` may go; zero by default.
+    pub overdraft_limit: Money,
+}
+
+impl Balance {
+    /// The balances of a user the ledger has never seen.
+    #[must_use]
+    pub const fn empty(user: UserId) -> Balance {
+        Balance {
+            user,
+            available: Money::ZERO,
+            held: Money::ZERO,
+            overdraft_limit: Money::ZERO,
+        }
+    }
+}
+
+/// Where a hold is in its life. A hold ends exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HoldState {
+    /// Money reserved.
+    Active,
+    /// Charged (fully or partly); the rest went back.
+    Captured,
+    /// Given back.
+    Released,
+    /// Given back by the reaper after its TTL.
+    Expired,
+}
+
+impl HoldState {
+    /// A stable lowercase name, for storage and logs.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HoldState::Active => "active",
+            HoldState::Captured => "captured",
+            HoldState::Released => "released",
+            HoldState::Expired => "expired",
+        }
+    }
+
+    /// Parses [`HoldState::as_str`].
+    #[must_use]
+    pub fn from_str_opt(s: &str) -> Option<HoldState> {
+        [
+            HoldState::Active,
+            HoldState::Captured,
+            HoldState::Released,
+            HoldState::Expired,
+        ]
+        .into_iter()
+        .find(|h| h.as_str() == s)
+    }
+}
+
+/// A reservation of a user's money for one job or usage session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// Its id.
+    pub id: HoldId,
+    /// Whose money.
+    pub user: UserId,
+    /// The provider it pays for (provider budgets count it).
+    pub provider: Option<ProviderId>,
+    /// How much is (or was) reserved. Invariant: positive.
+    pub amount: Money,
+    /// How much was charged. Invariant: `captured <= amount`, zero unless captured.
+    pub captured: Money,
+    /// How much of the capture went back to the wallet. Invariant: `refunded <= captured`.
+    pub refunded: Money,
+    /// Where it is.
+    pub state: HoldState,
+    /// When it was placed (spend caps count it from here).
+    pub created_at: Timestamp,
+    /// After this the hold can no longer be captured and the reaper may expire it.
+    pub expires_at: Timestamp,
+}
+
+/// A top-up's gateway payment, kept so a card refund cannot pay back more than came in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRecord {
+    /// The gateway's id.
+    pub id: PaymentId,
+    /// Whose.
+    pub user: UserId,
+    /// How much came in.
+    pub amount: Money,
+    /// How much went back to the card. Invariant: `refunded <= amount`.
+    pub refunded: Money,
+}
+
+/// Why an admin adjusted a balance: 1 to 500 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Reason(String);
+
+/// Why a text is not a [`Reason`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("reason must be 1 to {max} characters without control characters", max = Reason::LEN_MAX)]
+pub struct ReasonError;
+
+impl Reason {
+    /// The longest reason, in characters.
+    pub const LEN_MAX: usize = 500;
+
+    /// Parses a reason.
+    ///
+    /// # Errors
+    /// [`ReasonError`] when empty, too long, or with control characters.
+    pub fn parse(text: &str) -> Result<Reason, ReasonError> {
+        let n = text.chars().count();
+        if n == 0
+            || n > Self::LEN_MAX
+            || text.chars().any(char::is_control)
+            || text.trim().is_empty()
+        {
+            return Err(ReasonError);
+        }
+        Ok(Reason(text.to_owned()))
+    }
+
+    /// The text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A money-moving operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerOp {
+    /// Credit a user with a gateway payment. The payment id is unique across top-ups.
+    TopUp {
+        /// Whose.
+        user: UserId,
+        /// How much; positive.
+        amount: Money,
+        /// The gateway's payment.
+        payment: PaymentId,
+    },
+    /// Reserve money, within the caps.
+    Hold {
+        /// Whose.
+        user: UserId,
+        /// The new hold's id; unique.
+        hold: HoldId,
+        /// How much; positive.
+        amount: Money,
+        /// The provider it pays for.
+        provider: Option<ProviderId>,
+        /// When it lapses; after `at`.
+        expires_at: Timestamp,
+        /// Caps checked atomically with the hold.
+        caps: SpendCaps,
+    },
+    /// Reserve more on an active hold and/or push back its expiry (a usage session's next chunk, a dearer
+    /// failover).
+    Raise {
+        /// Which hold.
+        hold: HoldId,
+        /// How much more; zero only moves the expiry.
+        amount: Money,
+        /// The new expiry; not earlier than the current one.
+        expires_at: Timestamp,
+        /// Caps checked atomically with the raise.
+        caps: SpendCaps,
+    },
+    /// Charge `amount` of an active hold and release the rest in the same transaction.
+    Capture {
+        /// Which hold.
+        hold: HoldId,
+        /// How much to charge; `0 <= amount <= hold amount`.
+        amount: Money,
+    },
+    /// Give an active hold back.
+    Release {
+        /// Which hold.
+        hold: HoldId,
+    },
+    /// Give back an active hold whose TTL has passed (the reaper).
+    Expire {
+        /// Which hold.
+        hold: HoldId,
+    },
+    /// Give captured money back to the wallet, up to what was captured and not yet refunded.
+    Refund {
+        /// Which captured hold.
+        hold: HoldId,
+        /// How much; positive.
+        amount: Money,
+    },
+    /// Pay wallet money back to the card of a top-up, up to what that payment brought in.
+    RefundToCard {
+        /// Whose.
+        user: UserId,
+        /// The top-up's payment.
+        payment: PaymentId,
+        /// How much; positive.
+        amount: Money,
+    },
+    /// A signed admin correction, with who and why.
+    Adjust {
+        /// Whose balance.
+        user: UserId,
+        /// Signed, non-zero.
+        amount: Money,
+        /// The admin.
+        actor: UserId,
+        /// Why.
+        reason: Reason,
+    },
+}
+
+impl LedgerOp {
+    /// The kind.
+    #[must_use]
+    pub fn kind(&self) -> OpKind {
+        match self {
+            LedgerOp::TopUp { .. } => OpKind::TopUp,
+            LedgerOp::Hold { .. } => OpKind::Hold,
+            LedgerOp::Raise { .. } => OpKind::Raise,
+            LedgerOp::Capture { .. } => OpKind::Capture,
+            LedgerOp::Release { .. } => OpKind::Release,
+            LedgerOp::Expire { .. } => OpKind::Expire,
+            LedgerOp::Refund { .. } => OpKind::Refund,
+            LedgerOp::RefundToCard { .. } => OpKind::RefundToCard,
+            LedgerOp::Adjust { .. } => OpKind::Adjust,
+        }
+    }
+
+    /// The user named by the operation itself (hold-based operations name theirs through the hold).
+    #[must_use]
+    pub fn user(&self) -> Option<UserId> {
+        match self {
+            LedgerOp::TopUp { user, .. }
+            | LedgerOp::Hold { user, .. }
+            | LedgerOp::RefundToCard { user, .. }
+            | LedgerOp::Adjust { user, .. } => Some(*user),
+            _ => None,
+        }
+    }
+
+    /// The hold the operation works on, if any (for [`LedgerOp::Hold`], the one it creates).
+    #[must_use]
+    pub fn hold(&self) -> Option<HoldId> {
+        match self {
+            LedgerOp::Hold { hold, .. }
+            | LedgerOp::Raise { hold, .. }
+            | LedgerOp::Capture { hold, .. }
+            | LedgerOp::Release { hold }
+            | LedgerOp::Expire { hold }
+            | LedgerOp::Refund { hold, .. } => Some(*hold),
+            _ => None,
+        }
+    }
+
+    /// The payment the operation works on, if any.
+    #[must_use]
+    pub fn payment(&self) -> Option<&PaymentId> {
+        match self {
+            LedgerOp::TopUp { payment, .. } | LedgerOp::RefundToCard { payment, .. } => {
+                Some(payment)
+            }
+            _ => None,
+        }
+    }
+
+    /// The caps the store must check, if any.
+    #[must_use]
+    pub fn caps(&self) -> Option<&SpendCaps> {
+        match self {
+            LedgerOp::Hold { caps, .. } | LedgerOp::Raise { caps, .. } if !caps.is_empty() => {
+                Some(caps)
+            }
+            _ => None,
+        }
+    }
+
+    /// The provider named by the operation itself ([`LedgerOp::Hold`]); raises use the hold's.
+    #[must_use]
+    pub fn provider(&self) -> Option<&ProviderId> {
+        match self {
+            LedgerOp::Hold { provider, .. } => provider.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// A canonical text of the operation, stored with its key: a replay with the same key and a different
+    /// operation is a conflict, not a replay.
+    #[must_use]
+    pub fn fingerprint(&self) -> String {
+        let caps = |c: &SpendCaps| {
+            let o =
+                |m: Option<Money>| m.map_or_else(|| "-".to_owned(), |m| m.kopecks().to_string());
+            format!(
+                "{}/{}/{}",
+                o(c.user_hourly),
+                o(c.user_daily),
+                o(c.provider_daily)
+            )
+        };
+        match self {
+            LedgerOp::TopUp {
+                user,
+                amount,
+                payment,
+            } => {
+                format!("top_up|{user}|{}|{payment}", amount.kopecks())
+            }
+            LedgerOp::Hold {
+                user,
+                hold,
+                amount,
+                provider,
+                expires_at,
+                caps: c,
+            } => format!(
+                "hold|{user}|{hold}|{}|{}|{}|{}",
+                amount.kopecks(),
+                provider.as_ref().map_or("-", ProviderId::as_str),
+                expires_at.as_millis(),
+                caps(c)
+            ),
+            LedgerOp::Raise {
+                hold,
+                amount,
+                expires_at,
+                caps: c,
+            } => {
+                format!(
+                    "raise|{hold}|{}|{}|{}",
+                    amount.kopecks(),
+                    expires_at.as_millis(),
+                    caps(c)
+                )
+            }
+            LedgerOp::Capture { hold, amount } => format!("capture|{hold}|{}", amount.kopecks()),
+            LedgerOp::Release { hold } => format!("release|{hold}"),
+            LedgerOp::Expire { hold } => format!("expire|{hold}"),
+            LedgerOp::Refund { hold, amount } => format!("refund|{hold}|{}", amount.kopecks()),
+            LedgerOp::RefundToCard {
+                user,
+                payment,
+                amount,
+            } => {
+                format!("refund_to_card|{user}|{payment}|{}", amount.kopecks())
+            }
+            LedgerOp::Adjust {
+                user,
+                amount,
+                actor,
+                reason,
+            } => {
+                format!(
+                    "adjust|{user}|{}|{actor}|{}",
+                    amount.kopecks(),
+                    reason.as_str()
+                )
+            }
+        }
+    }
+}
+
+/// An operation with its idempotency key, the id its transaction will get, and the time it happens at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerCommand {
+    /// A replay with this key returns the first outcome and moves no money.
+    pub key: IdempotencyKey,
+    /// The id the transaction gets if the command applies.
+    pub tx: TxId,
+    /// When it happens (holds expire against it; caps count windows back from it).
+    pub at: Timestamp,
+    /// What.
+    pub op: LedgerOp,
+}
+
+/// What an applied operation did: stored with its key and returned again on every replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The transaction.
+    pub tx: TxId,
+    /// What kind.
+    pub kind: OpKind,
+    /// Whose.
+    pub user: UserId,
+    /// Which hold, if any.
+    pub hold: Option<HoldId>,
+    /// The operation's main amount: credited, reserved, charged, given back or adjusted (signed).
+    pub amount: Money,
+    /// What went back from `held` to `available` (a capture's rest, a release, an expiry).
+    pub released: Money,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// The outcome of [`crate::ledger::LedgerStore::apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// What the first application did.
+    pub receipt: Receipt,
+    /// `true` when this call was a replay of an earlier one with the same key.
+    pub replayed: bool,
+}

@@ -1,0 +1,517 @@
+//! The pure semantics of every ledger operation: from the rows an operation touches to the transaction and the
+//! new rows. Every store calls [`plan`] inside its atomic step, so the rules live in one place.
+
+use crate::caps::{CapExceeded, CapUsage};
+use crate::ids::{HoldId, IdempotencyKey, PaymentId};
+use crate::ledger::StoreError;
+use crate::ledger::model::{
+    Account, Balance, Hold, HoldState, LedgerCommand, LedgerOp, PaymentRecord, Posting, Receipt,
+    SystemAccount, Transaction,
+};
+use crate::money::Money;
+use crate::time::Timestamp;
+
+/// Why an operation was refused. A refused operation moves no money and records nothing under its key, so
+/// it may be retried with the same key once the cause is gone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerError {
+    /// The amount is zero or negative where a positive one is needed (or zero for an adjustment).
+    #[error("invalid amount {amount}")]
+    InvalidAmount {
+        /// The amount given.
+        amount: Money,
+    },
+    /// `available` would fall below the overdraft limit.
+    #[error("insufficient funds: {available} available, {required} required")]
+    InsufficientFunds {
+        /// Spendable now (including overdraft headroom).
+        available: Money,
+        /// Asked for.
+        required: Money,
+    },
+    /// A spend cap would be passed.
+    #[error(transparent)]
+    SpendCap(#[from] CapExceeded),
+    /// No such hold.
+    #[error("hold {hold} not found")]
+    HoldNotFound {
+        /// Which.
+        hold: HoldId,
+    },
+    /// A hold with this id exists already (made under another key).
+    #[error("hold {hold} exists already")]
+    HoldExists {
+        /// Which.
+        hold: HoldId,
+    },
+    /// The hold is not in the state the operation needs.
+    #[error("hold {hold} is {state:?}")]
+    HoldNotActive {
+        /// Which.
+        hold: HoldId,
+        /// Where it is.
+        state: HoldState,
+    },
+    /// The hold's TTL has passed: it can no longer be captured or raised, only expired.
+    #[error("hold {hold} expired at {expires_at}")]
+    HoldExpired {
+        /// Which.
+        hold: HoldId,
+        /// When.
+        expires_at: Timestamp,
+    },
+    /// The hold's TTL has not passed yet, so the reaper may not expire it.
+    #[error("hold {hold} does not expire until {expires_at}")]
+    HoldNotExpired {
+        /// Which.
+        hold: HoldId,
+        /// When.
+        expires_at: Timestamp,
+    },
+    /// An expiry in the past, or earlier than the current one.
+    #[error("expiry {expires_at} is not after {not_before}")]
+    InvalidExpiry {
+        /// The expiry given.
+        expires_at: Timestamp,
+        /// The earliest allowed.
+        not_before: Timestamp,
+    },
+    /// Capturing more than is held.
+    #[error("capture of {requested} exceeds the hold of {held}")]
+    CaptureExceedsHold {
+        /// Held.
+        held: Money,
+        /// Asked for.
+        requested: Money,
+    },
+    /// Refunding more than was captured and not yet refunded.
+    #[error("refund of {requested} exceeds the refundable {refundable}")]
+    RefundExceedsCaptured {
+        /// Still refundable.
+        refundable: Money,
+        /// Asked for.
+        requested: Money,
+    },
+    /// No top-up with this payment id.
+    #[error("payment {payment} not found")]
+    PaymentNotFound {
+        /// Which.
+        payment: PaymentId,
+    },
+    /// A top-up with this payment id exists already (under another key).
+    #[error("payment {payment} was credited already")]
+    PaymentExists {
+        /// Which.
+        payment: PaymentId,
+    },
+    /// The payment belongs to another user.
+    #[error("payment {payment} belongs to another user")]
+    PaymentOwner {
+        /// Which.
+        payment: PaymentId,
+    },
+    /// Paying back to the card more than the payment brought in.
+    #[error("card refund of {requested} exceeds the refundable {refundable}")]
+    RefundExceedsPayment {
+        /// Still refundable.
+        refundable: Money,
+        /// Asked for.
+        requested: Money,
+    },
+    /// The key was used before for a different operation.
+    #[error("idempotency key {key} was used for a different operation")]
+    KeyConflict {
+        /// Which.
+        key: IdempotencyKey,
+    },
+    /// An amount overflowed.
+    #[error("amount overflow")]
+    Overflow,
+    /// The store could not be reached or failed; nothing is known to have applied.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The rows an operation touches, read by the store inside its atomic step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerView {
+    /// The user's balances (the user of the operation, or of its hold).
+    pub balance: Balance,
+    /// The hold the operation names, if it exists.
+    pub hold: Option<Hold>,
+    /// The payment the operation names, if it exists.
+    pub payment: Option<PaymentRecord>,
+    /// Spend within the cap windows, when the operation carries caps.
+    pub cap_usage: CapUsage,
+}
+
+/// What the store writes when an operation applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The transaction to append; its postings sum to zero.
+    pub tx: Transaction,
+    /// The user's balances after the transaction.
+    pub balance: Balance,
+    /// The hold to insert or overwrite.
+    pub hold: Option<Hold>,
+    /// The payment to insert or overwrite.
+    pub payment: Option<PaymentRecord>,
+    /// The receipt to store under the key and return.
+    pub receipt: Receipt,
+}
+
+fn positive(amount: Money) -> Result<Money, LedgerError> {
+    if amount.is_positive() {
+        Ok(amount)
+    } else {
+        Err(LedgerError::InvalidAmount { amount })
+    }
+}
+
+fn add(a: Money, b: Money) -> Result<Money, LedgerError> {
+    a.checked_add(b).ok_or(LedgerError::Overflow)
+}
+
+fn sub(a: Money, b: Money) -> Result<Money, LedgerError> {
+    a.checked_sub(b).ok_or(LedgerError::Overflow)
+}
+
+fn neg(a: Money) -> Result<Money, LedgerError> {
+    a.checked_neg().ok_or(LedgerError::Overflow)
+}
+
+/// The active hold named by an operation, not yet past its TTL.
+fn live_hold(view: &LedgerView, id: HoldId, at: Timestamp) -> Result<Hold, LedgerError> {
+    let hold = view
+        .hold
+        .clone()
+        .ok_or(LedgerError::HoldNotFound { hold: id })?;
+    if hold.state != HoldState::Active {
+        return Err(LedgerError::HoldNotActive {
+            hold: id,
+            state: hold.state,
+        });
+    }
+    if at >= hold.expires_at {
+        return Err(LedgerError::HoldExpired {
+            hold: id,
+            expires_at: hold.expires_at,
+        });
+    }
+    Ok(hold)
+}
+
+/// Checks that `available` may drop by `amount`.
+fn spendable(balance: &Balance, amount: Money) -> Result<(), LedgerError> {
+    let headroom = add(balance.available, balance.overdraft_limit)?;
+    if headroom < amount {
+        return Err(LedgerError::InsufficientFunds {
+            available: headroom,
+            required: amount,
+        });
+    }
+    Ok(())
+}
+
+/// Plans one operation.
+///
+/// Invariants of every returned plan: the postings sum to zero; the new balance keeps
+/// `available >= -overdraft_limit` and `held >= 0`; a hold ends at most once; `captured <= amount`;
+/// `refunded <= captured`.
+///
+/// # Errors
+/// [`LedgerError`] naming the rule the operation would break; nothing is to be written then.
+pub fn plan(cmd: &LedgerCommand, view: &LedgerView) -> Result<Plan, LedgerError> {
+    let user = view.balance.user;
+    let mut balance = view.balance;
+    let mut hold_out = None;
+    let mut payment_out = None;
+    let mut postings = Vec::with_capacity(3);
+    let mut receipt_hold = None;
+    let mut released = Money::ZERO;
+    let (mut actor, mut reason) = (None, None);
+    let main_amount;
+    let post =
+        |postings: &mut Vec<Posting>, account, amount| postings.push(Posting { account, amount });
+
+    match &cmd.op {
+        LedgerOp::TopUp {
+            amount, payment, ..
+        } => {
+            let amount = positive(*amount)?;
+            if view.payment.is_some() {
+                return Err(LedgerError::PaymentExists {
+                    payment: payment.clone(),
+                });
+            }
+            balance.available = add(balance.available, amount)?;
+            post(
+                &mut postings,
+                Account::System(SystemAccount::Payments),
+                neg(amount)?,
+            );
+            post(&mut postings, Account::Available(user), amount);
+            payment_out = Some(PaymentRecord {
+                id: payment.clone(),
+                user,
+                amount,
+                refunded: Money::ZERO,
+            });
+            main_amount = amount;
+        }
+        LedgerOp::Hold {
+            hold,
+            amount,
+            provider,
+            expires_at,
+            caps,
+            ..
+        } => {
+            let amount = positive(*amount)?;
+            if view.hold.is_some() {
+                return Err(LedgerError::HoldExists { hold: *hold });
+            }
+            if *expires_at <= cmd.at {
+                return Err(LedgerError::InvalidExpiry {
+                    expires_at: *expires_at,
+                    not_before: cmd.at,
+                });
+            }
+            spendable(&balance, amount)?;
+            caps.check(&view.cap_usage, amount)?;
+            balance.available = sub(balance.available, amount)?;
+            balance.held = add(balance.held, amount)?;
+            post(&mut postings, Account::Available(user), neg(amount)?);
+            post(&mut postings, Account::Held(user), amount);
+            hold_out = Some(Hold {
+                id: *hold,
+                user,
+                provider: provider.clone(),
+                amount,
+                captured: Money::ZERO,
+                refunded: Money::ZERO,
+                state: HoldState::Active,
+                created_at: cmd.at,
+                expires_at: *expires_at,
+            });
+            receipt_hold = Some(*hold);
+            main_amount = amount;
+        }
+        LedgerOp::Raise {
+            hold,
+            amount,
+            expires_at,
+            caps,
+        } => {
+            let mut h = live_hold(view, *hold, cmd.at)?;
+            if amount.is_negative() {
+                return Err(LedgerError::InvalidAmount { amount: *amount });
+            }
+            if *expires_at < h.expires_at {
+                return Err(LedgerError::InvalidExpiry {
+                    expires_at: *expires_at,
+                    not_before: h.expires_at,
+                });
+            }
+            if amount.is_positive() {
+                spendable(&balance, *amount)?;
+                caps.check(&view.cap_usage, *amount)?;
+                balance.available = sub(balance.available, *amount)?;
+                balance.held = add(balance.held, *amount)?;
+                post(&mut postings, Account::Available(user), neg(*amount)?);
+                post(&mut postings, Account::Held(user), *amount);
+            }
+            h.amount = add(h.amount, *amount)?;
+            h.expires_at = *expires_at;
+            hold_out = Some(h);
+            receipt_hold = Some(*hold);
+            main_amount = *amount;
+        }
+        LedgerOp::Capture { hold, amount } => {
+            let mut h = live_hold(view, *hold, cmd.at)?;
+            if amount.is_negative() {
+                return Err(LedgerError::InvalidAmount { amount: *amount });
+            }
+            if *amount > h.amount {
+                return Err(LedgerError::CaptureExceedsHold {
+                    held: h.amount,
+                    requested: *amount,
+                });
+            }
+            let rest = sub(h.amount, *amount)?;
+            balance.held = sub(balance.held, h.amount)?;
+            balance.available = add(balance.available, rest)?;
+            post(&mut postings, Account::Held(user), neg(h.amount)?);
+            if amount.is_positive() {
+                post(
+                    &mut postings,
+                    Account::System(SystemAccount::Revenue),
+                    *amount,
+                );
+            }
+            if rest.is_positive() {
+                post(&mut postings, Account::Available(user), rest);
+            }
+            h.captured = *amount;
+            h.state = HoldState::Captured;
+            hold_out = Some(h);
+            receipt_hold = Some(*hold);
+            released = rest;
+            main_amount = *amount;
+        }
+        LedgerOp::Release { hold } | LedgerOp::Expire { hold } => {
+            let is_expire = matches!(cmd.op, LedgerOp::Expire { .. });
+            let mut h = view
+                .hold
+                .clone()
+                .ok_or(LedgerError::HoldNotFound { hold: *hold })?;
+            if h.state != HoldState::Active {
+                return Err(LedgerError::HoldNotActive {
+                    hold: *hold,
+                    state: h.state,
+                });
+            }
+            if is_expire && cmd.at < h.expires_at {
+                return Err(LedgerError::HoldNotExpired {
+                    hold: *hold,
+                    expires_at: h.expires_at,
+                });
+            }
+            balance.held = sub(balance.held, h.amount)?;
+            balance.available = add(balance.available, h.amount)?;
+            post(&mut postings, Account::Held(user), neg(h.amount)?);
+            post(&mut postings, Account::Available(user), h.amount);
+            h.state = if is_expire {
+                HoldState::Expired
+            } else {
+                HoldState::Released
+            };
+            released = h.amount;
+            main_amount = h.amount;
+            hold_out = Some(h);
+            receipt_hold = Some(*hold);
+        }
+        LedgerOp::Refund { hold, amount } => {
+            let amount = positive(*amount)?;
+            let mut h = view
+                .hold
+                .clone()
+                .ok_or(LedgerError::HoldNotFound { hold: *hold })?;
+            if h.state != HoldState::Captured {
+                return Err(LedgerError::HoldNotActive {
+                    hold: *hold,
+                    state: h.state,
+                });
+            }
+            let refundable = sub(h.captured, h.refunded)?;
+            if amount > refundable {
+                return Err(LedgerError::RefundExceedsCaptured {
+                    refundable,
+                    requested: amount,
+                });
+            }
+            balance.available = add(balance.available, amount)?;
+            post(
+                &mut postings,
+                Account::System(SystemAccount::Revenue),
+                neg(amount)?,
+            );
+            post(&mut postings, Account::Available(user), amount);
+            h.refunded = add(h.refunded, amount)?;
+            hold_out = Some(h);
+            receipt_hold = Some(*hold);
+            main_amount = amount;
+        }
+        LedgerOp::RefundToCard {
+            payment, amount, ..
+        } => {
+            let amount = positive(*amount)?;
+            let mut p = view
+                .payment
+                .clone()
+                .ok_or_else(|| LedgerError::PaymentNotFound {
+                    payment: payment.clone(),
+                })?;
+            if p.user != user {
+                return Err(LedgerError::PaymentOwner {
+                    payment: payment.clone(),
+                });
+            }
+            let refundable = sub(p.amount, p.refunded)?;
+            if amount > refundable {
+                return Err(LedgerError::RefundExceedsPayment {
+                    refundable,
+                    requested: amount,
+                });
+            }
+            spendable(&balance, amount)?;
+            balance.available = sub(balance.available, amount)?;
+            post(&mut postings, Account::Available(user), neg(amount)?);
+            post(
+                &mut postings,
+                Account::System(SystemAccount::RefundsOut),
+                amount,
+            );
+            p.refunded = add(p.refunded, amount)?;
+            payment_out = Some(p);
+            main_amount = amount;
+        }
+        LedgerOp::Adjust {
+            amount,
+            actor: who,
+            reason: why,
+            ..
+        } => {
+            if amount.is_zero() {
+                return Err(LedgerError::InvalidAmount { amount: *amount });
+            }
+            if amount.is_negative() {
+                spendable(&balance, neg(*amount)?)?;
+            }
+            balance.available = add(balance.available, *amount)?;
+            post(
+                &mut postings,
+                Account::System(SystemAccount::Promo),
+                neg(*amount)?,
+            );
+            post(&mut postings, Account::Available(user), *amount);
+            actor = Some(*who);
+            reason = Some(why.clone());
+            main_amount = *amount;
+        }
+    }
+
+    let tx = Transaction {
+        id: cmd.tx,
+        key: cmd.key.clone(),
+        kind: cmd.op.kind(),
+        user,
+        hold: receipt_hold,
+        payment: cmd.op.payment().cloned(),
+        actor,
+        reason,
+        at: cmd.at,
+        postings,
+    };
+    assert!(
+        tx.sum() == Some(Money::ZERO),
+        "invariant broken: postings of {:?} do not sum to zero",
+        tx.kind
+    );
+    let receipt = Receipt {
+        tx: cmd.tx,
+        kind: cmd.op.kind(),
+        user,
+        hold: receipt_hold,
+        amount: main_amount,
+        released,
+        at: cmd.at,
+    };
+    Ok(Plan {
+        tx,
+        balance,
+        hold: hold_out,
+        payment: payment_out,
+        receipt,
+    })
+}
