@@ -4,3 +4,4 @@
 pub mod clock;
 pub mod jobs;
 pub mod ledger;
+pub mod usage;

@@ -1,1 +1,465 @@
-//! (module under construction)
+//! Usage sessions: metered billing (₽ per second of generated video, per second of a long-running session).
+//!
+//! A session holds money a chunk ahead, raises the hold chunk by chunk while it runs, stops itself when the
+//! next chunk cannot be held (funds or caps), and on close captures exactly the metered amount and releases
+//! the rest in one ledger transaction.
+//!
+//! Rounding: the hold after `k` chunks is `round_to_kopeck(rate × k × chunk)` — the one rounding rule applied
+//! to the cumulative amount, never per chunk — and the capture is `round_to_kopeck(rate × used)` with
+//! `used <= covered`. Rounding is monotone, so the capture never exceeds the hold and
+//! `captured + released = held` exactly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::caps::SpendCaps;
+use crate::ids::IdGen;
+use crate::ids::{HoldId, IdempotencyKey, ProviderId, SessionId, TxId, UserId, new_id};
+use crate::ledger::{LedgerCommand, LedgerError, LedgerOp, LedgerStore, StoreError};
+use crate::money::{Money, MoneyError, UnitPrice, round_to_kopeck};
+use crate::time::{Clock, Timestamp};
+
+/// Most chunks a session may hold in its life, so a runaway session cannot grow without bound.
+pub const CHUNKS_MAX: u64 = 100_000;
+
+/// Where a session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionState {
+    /// Running; its hold covers `covered_units`.
+    Open,
+    /// Closed by its owner: metered amount captured, rest released.
+    Closed,
+    /// Closed by itself because the next chunk could not be held; metered amount captured.
+    Stopped,
+}
+
+impl SessionState {
+    /// A stable lowercase name, for storage and logs.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Open => "open",
+            SessionState::Closed => "closed",
+            SessionState::Stopped => "stopped",
+        }
+    }
+}
+
+/// One metered session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageSession {
+    /// Its id; its hold has the same number.
+    pub id: SessionId,
+    /// Whose.
+    pub user: UserId,
+    /// The hold backing it.
+    pub hold: HoldId,
+    /// Price per metered unit (per second).
+    pub rate: UnitPrice,
+    /// Units held ahead per chunk. Invariant: positive.
+    pub chunk_units: u64,
+    /// Chunks held so far. Invariant: `1 <= chunks <= CHUNKS_MAX`.
+    pub chunks: u64,
+    /// Units metered so far. Invariant: `used_units <= chunks × chunk_units`.
+    pub used_units: u64,
+    /// What the hold holds: `round_to_kopeck(rate × chunks × chunk_units)`.
+    pub held: Money,
+    /// What was captured at close.
+    pub captured: Money,
+    /// Where it is.
+    pub state: SessionState,
+    /// When it opened.
+    pub opened_at: Timestamp,
+    /// When its hold lapses unless extended.
+    pub expires_at: Timestamp,
+    /// How far past now each extension pushes the expiry.
+    pub hold_ttl: Duration,
+}
+
+impl UsageSession {
+    /// Units the hold covers.
+    #[must_use]
+    pub fn covered_units(&self) -> u64 {
+        self.chunks.saturating_mul(self.chunk_units)
+    }
+}
+
+/// The cumulative hold for `units` units at `rate`: the one rounding rule on the exact product.
+///
+/// # Errors
+/// [`MoneyError::Overflow`] when it does not fit.
+pub fn metered_amount(rate: UnitPrice, units: u64) -> Result<Money, MoneyError> {
+    round_to_kopeck(rate.times(units).ok_or(MoneyError::Overflow)?)
+}
+
+/// Why a session operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    /// Chunk of zero units, a zero rate, or more chunks than [`CHUNKS_MAX`].
+    #[error("invalid session parameters: {reason}")]
+    Invalid {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// No such session.
+    #[error("session {session} not found")]
+    NotFound {
+        /// Which.
+        session: SessionId,
+    },
+    /// The session is not open.
+    #[error("session {session} is {state:?}")]
+    NotOpen {
+        /// Which.
+        session: SessionId,
+        /// Where it is.
+        state: SessionState,
+    },
+    /// Metered units went backwards.
+    #[error("metered units went back from {before} to {after}")]
+    UnitsBackwards {
+        /// Metered before.
+        before: u64,
+        /// Reported now.
+        after: u64,
+    },
+    /// Someone else changed the session first; reload and retry.
+    #[error("session {session} changed concurrently")]
+    Conflict {
+        /// Which.
+        session: SessionId,
+    },
+    /// The ledger refused (for opening: funds or caps).
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The session store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An amount overflowed.
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+}
+
+/// Where sessions live.
+///
+/// Contract: `insert` of an id that exists MUST return the stored session unchanged (idempotent open);
+/// `update` MUST compare-and-set on `(state, chunks, used_units)` of `expected` and fail with
+/// [`UsageError::Conflict`] if the stored session differs, so two meters cannot both extend a session.
+#[async_trait]
+pub trait UsageSessionStore: Send + Sync {
+    /// Stores a new session, or returns the one stored under its id.
+    ///
+    /// # Errors
+    /// [`UsageError::Store`] when the store failed.
+    async fn insert(&self, session: UsageSession) -> Result<UsageSession, UsageError>;
+
+    /// A session, if it exists.
+    ///
+    /// # Errors
+    /// [`UsageError::Store`] when the store failed.
+    async fn get(&self, id: SessionId) -> Result<Option<UsageSession>, UsageError>;
+
+    /// Replaces `expected` with `next` if the stored session still equals `expected` in state, chunks and
+    /// used units.
+    ///
+    /// # Errors
+    /// [`UsageError::Conflict`] when it changed; [`UsageError::Store`] when the store failed.
+    async fn update(&self, expected: &UsageSession, next: UsageSession) -> Result<(), UsageError>;
+
+    /// Up to `limit` open sessions, oldest first (for operators and the reaper).
+    ///
+    /// # Errors
+    /// [`UsageError::Store`] when the store failed.
+    async fn open_sessions(&self, limit: usize) -> Result<Vec<UsageSession>, UsageError>;
+}
+
+/// What a session needs to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSpec {
+    /// Whose money.
+    pub user: UserId,
+    /// Price per unit.
+    pub rate: UnitPrice,
+    /// Units held ahead per chunk.
+    pub chunk_units: u64,
+    /// How long each chunk's hold lives; every extension pushes the expiry this far past now.
+    pub hold_ttl: Duration,
+    /// The provider it pays for (for provider budgets).
+    pub provider: Option<ProviderId>,
+}
+
+/// The outcome of metering a running session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Metered {
+    /// Still running; the hold covers the session's `covered_units`.
+    Running(UsageSession),
+    /// The next chunk could not be held; the session closed itself, capturing what was metered (capped at
+    /// what the hold covered).
+    Stopped {
+        /// The closed session.
+        session: UsageSession,
+        /// Why the next chunk was refused.
+        reason: LedgerError,
+    },
+}
+
+/// Opens, meters and closes usage sessions, using only ports.
+pub struct UsageService {
+    ledger: Arc<dyn LedgerStore>,
+    sessions: Arc<dyn UsageSessionStore>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGen>,
+    caps: SpendCaps,
+}
+
+impl UsageService {
+    /// A service over these ports; `caps` are checked with every chunk (a provider budget applies to the
+    /// session's provider).
+    #[must_use]
+    pub fn new(
+        ledger: Arc<dyn LedgerStore>,
+        sessions: Arc<dyn UsageSessionStore>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGen>,
+        caps: SpendCaps,
+    ) -> UsageService {
+        UsageService {
+            ledger,
+            sessions,
+            clock,
+            ids,
+            caps,
+        }
+    }
+
+    fn key(prefix: &str, id: SessionId, n: u64) -> IdempotencyKey {
+        IdempotencyKey::derived(prefix, format!("{id}.{n}"))
+    }
+
+    async fn ledger(
+        &self,
+        key: IdempotencyKey,
+        at: Timestamp,
+        op: LedgerOp,
+    ) -> Result<(), LedgerError> {
+        let cmd = LedgerCommand {
+            key,
+            tx: new_id::<TxId>(&*self.ids),
+            at,
+            op,
+        };
+        self.ledger.apply(cmd).await.map(|_| ())
+    }
+
+    /// Opens a session holding its first chunk. Opening the same `id` again returns the stored session and
+    /// holds nothing more.
+    ///
+    /// # Errors
+    /// [`UsageError::Invalid`] for a zero chunk; [`UsageError::Ledger`] when the first chunk cannot be held.
+    pub async fn open(&self, id: SessionId, spec: SessionSpec) -> Result<UsageSession, UsageError> {
+        if spec.chunk_units == 0 {
+            return Err(UsageError::Invalid {
+                reason: "chunk of zero units",
+            });
+        }
+        if let Some(existing) = self.sessions.get(id).await? {
+            return Ok(existing);
+        }
+        let now = self.clock.now();
+        let held = metered_amount(spec.rate, spec.chunk_units)?;
+        if !held.is_positive() {
+            return Err(UsageError::Invalid {
+                reason: "a chunk must cost at least one kopeck",
+            });
+        }
+        let hold = HoldId::from(id.as_u128());
+        let expires_at = now.plus(spec.hold_ttl);
+        let caps = self.caps;
+        let op = LedgerOp::Hold {
+            user: spec.user,
+            hold,
+            amount: held,
+            provider: spec.provider,
+            expires_at,
+            caps,
+        };
+        self.ledger(Self::key("session-open", id, 0), now, op)
+            .await?;
+        let session = UsageSession {
+            id,
+            user: spec.user,
+            hold,
+            rate: spec.rate,
+            chunk_units: spec.chunk_units,
+            chunks: 1,
+            used_units: 0,
+            held,
+            captured: Money::ZERO,
+            state: SessionState::Open,
+            opened_at: now,
+            expires_at,
+            hold_ttl: spec.hold_ttl,
+        };
+        self.sessions.insert(session).await
+    }
+
+    async fn load_open(&self, id: SessionId) -> Result<UsageSession, UsageError> {
+        let s = self
+            .sessions
+            .get(id)
+            .await?
+            .ok_or(UsageError::NotFound { session: id })?;
+        if s.state != SessionState::Open {
+            return Err(UsageError::NotOpen {
+                session: id,
+                state: s.state,
+            });
+        }
+        Ok(s)
+    }
+
+    /// Records `used_units` metered so far and, if the hold no longer covers the next chunk, raises it by one
+    /// chunk (pushing its expiry the session's `hold_ttl` past now). If the raise is refused, the session closes itself.
+    ///
+    /// # Errors
+    /// [`UsageError`] for an unknown or closed session, units going backwards, a concurrent change, or a
+    /// store failure.
+    pub async fn meter(&self, id: SessionId, used_units: u64) -> Result<Metered, UsageError> {
+        let s = self.load_open(id).await?;
+        if used_units < s.used_units {
+            return Err(UsageError::UnitsBackwards {
+                before: s.used_units,
+                after: used_units,
+            });
+        }
+        let now = self.clock.now();
+        let mut next = s.clone();
+        next.used_units = used_units.min(s.covered_units());
+        // Keep one whole chunk ahead of what was used: raise when the rest covered is less than a chunk.
+        let needs_chunk = s.covered_units().saturating_sub(used_units) < s.chunk_units;
+        if needs_chunk {
+            if s.chunks >= CHUNKS_MAX {
+                return Err(UsageError::Invalid {
+                    reason: "session reached the most chunks a session may hold",
+                });
+            }
+            let target = metered_amount(s.rate, (s.chunks + 1).saturating_mul(s.chunk_units))?;
+            let more = target.checked_sub(s.held).ok_or(MoneyError::Overflow)?;
+            let expires_at = now.plus(s.hold_ttl).max(s.expires_at);
+            let op = LedgerOp::Raise {
+                hold: s.hold,
+                amount: more,
+                expires_at,
+                caps: self.caps,
+            };
+            match self
+                .ledger(Self::key("session-raise", id, s.chunks + 1), now, op)
+                .await
+            {
+                Ok(()) => {
+                    next.chunks += 1;
+                    next.held = target;
+                    next.expires_at = expires_at;
+                }
+                Err(
+                    reason @ (LedgerError::InsufficientFunds { .. }
+                    | LedgerError::SpendCap(_)
+                    | LedgerError::HoldExpired { .. }),
+                ) => {
+                    self.sessions.update(&s, next.clone()).await?;
+                    let session = self.finish(next, SessionState::Stopped).await?;
+                    return Ok(Metered::Stopped { session, reason });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.sessions.update(&s, next.clone()).await?;
+        Ok(Metered::Running(next))
+    }
+
+    /// Closes a session: captures `round_to_kopeck(rate × used)` (used capped at what the hold covers) and
+    /// releases the rest in one ledger transaction.
+    ///
+    /// # Errors
+    /// [`UsageError`] for an unknown or closed session, units going backwards, or a ledger/store failure.
+    pub async fn close(&self, id: SessionId, used_units: u64) -> Result<UsageSession, UsageError> {
+        let s = self.load_open(id).await?;
+        if used_units < s.used_units {
+            return Err(UsageError::UnitsBackwards {
+                before: s.used_units,
+                after: used_units,
+            });
+        }
+        let mut next = s.clone();
+        next.used_units = used_units.min(s.covered_units());
+        self.sessions.update(&s, next.clone()).await?;
+        self.finish(next, SessionState::Closed).await
+    }
+
+    /// Captures the metered amount of an open session (already saved with its final units) and marks it.
+    async fn finish(
+        &self,
+        s: UsageSession,
+        state: SessionState,
+    ) -> Result<UsageSession, UsageError> {
+        let captured = metered_amount(s.rate, s.used_units)?.min(s.held);
+        let op = LedgerOp::Capture {
+            hold: s.hold,
+            amount: captured,
+        };
+        let key = IdempotencyKey::derived("session-close", s.id);
+        let cmd = LedgerCommand {
+            key,
+            tx: new_id::<TxId>(&*self.ids),
+            at: self.clock.now(),
+            op,
+        };
+        match self.ledger.apply(cmd).await {
+            Ok(_) => {}
+            // The hold lapsed before the close: the reaper gives it back; the session ends with nothing taken.
+            Err(LedgerError::HoldExpired { .. }) => return self.mark(s, state, Money::ZERO).await,
+            Err(e) => return Err(e.into()),
+        }
+        self.mark(s, state, captured).await
+    }
+
+    async fn mark(
+        &self,
+        s: UsageSession,
+        state: SessionState,
+        captured: Money,
+    ) -> Result<UsageSession, UsageError> {
+        let mut done = s.clone();
+        done.state = state;
+        done.captured = captured;
+        self.sessions.update(&s, done.clone()).await?;
+        Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn metered_capture_never_exceeds_the_cumulative_hold(
+            rate_milli in 1u64..100_000, chunk in 1u64..600, chunks in 1u64..50, used_frac in 0u64..=1000,
+        ) {
+            // Proves capture = round(rate × used) <= round(rate × covered) = held, so captured + released = held.
+            let rate = UnitPrice::from_kopecks(rust_decimal::Decimal::new(i64::try_from(rate_milli).unwrap_or(1), 3))
+                .expect("non-negative");
+            let covered = chunk * chunks;
+            let used = covered * used_frac / 1000;
+            let held = metered_amount(rate, covered).expect("fits");
+            let captured = metered_amount(rate, used).expect("fits").min(held);
+            prop_assert!(metered_amount(rate, used).expect("fits") <= held);
+            let released = held.checked_sub(captured).expect("fits");
+            prop_assert_eq!(captured.checked_add(released), Some(held));
+            prop_assert!(!released.is_negative());
+        }
+    }
+}

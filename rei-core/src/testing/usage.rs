@@ -1,0 +1,331 @@
+//! The in-memory usage-session store and its conformance suite.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::ids::{HoldId, SessionId, UserId};
+use crate::money::{Money, UnitPrice};
+use crate::time::Timestamp;
+use crate::usage::{SessionState, UsageError, UsageSession, UsageSessionStore};
+
+/// Sessions in a mutex.
+#[derive(Debug, Default)]
+pub struct MemoryUsageSessions {
+    sessions: Mutex<BTreeMap<SessionId, UsageSession>>,
+}
+
+impl MemoryUsageSessions {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> MemoryUsageSessions {
+        MemoryUsageSessions::default()
+    }
+}
+
+fn same_version(a: &UsageSession, b: &UsageSession) -> bool {
+    (a.state, a.chunks, a.used_units) == (b.state, b.chunks, b.used_units)
+}
+
+#[async_trait]
+impl UsageSessionStore for MemoryUsageSessions {
+    async fn insert(&self, session: UsageSession) -> Result<UsageSession, UsageError> {
+        let mut m = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(m.entry(session.id).or_insert(session).clone())
+    }
+
+    async fn get(&self, id: SessionId) -> Result<Option<UsageSession>, UsageError> {
+        Ok(self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned())
+    }
+
+    async fn update(&self, expected: &UsageSession, next: UsageSession) -> Result<(), UsageError> {
+        let mut m = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        match m.get_mut(&expected.id) {
+            Some(stored) if same_version(stored, expected) => {
+                *stored = next;
+                Ok(())
+            }
+            Some(_) => Err(UsageError::Conflict {
+                session: expected.id,
+            }),
+            None => Err(UsageError::NotFound {
+                session: expected.id,
+            }),
+        }
+    }
+
+    async fn open_sessions(&self, limit: usize) -> Result<Vec<UsageSession>, UsageError> {
+        let m = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut open: Vec<UsageSession> = m
+            .values()
+            .filter(|s| s.state == SessionState::Open)
+            .cloned()
+            .collect();
+        open.sort_by_key(|s| (s.opened_at, s.id));
+        open.truncate(limit);
+        Ok(open)
+    }
+}
+
+fn sample(id: u128, opened_ms: i64) -> UsageSession {
+    UsageSession {
+        id: SessionId::from(id),
+        user: UserId(1),
+        hold: HoldId::from(id),
+        rate: UnitPrice::from_money(Money::from_kopecks(150)),
+        chunk_units: 10,
+        chunks: 1,
+        used_units: 0,
+        held: Money::from_kopecks(1_500),
+        captured: Money::ZERO,
+        state: SessionState::Open,
+        opened_at: Timestamp::from_millis(opened_ms),
+        expires_at: Timestamp::from_millis(opened_ms + 60_000),
+        hold_ttl: Duration::from_secs(60),
+    }
+}
+
+/// Checks every MUST of [`UsageSessionStore`] on fresh stores from `make`. Panics on the first broken one.
+pub async fn usage_store_conformance<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn UsageSessionStore>>,
+{
+    // Inserting the same id twice keeps the first session.
+    let s = make().await;
+    let first = sample(1, 1_000);
+    let mut other = sample(1, 1_000);
+    other.chunks = 7;
+    assert_eq!(s.insert(first.clone()).await.ok(), Some(first.clone()));
+    assert_eq!(
+        s.insert(other).await.ok(),
+        Some(first.clone()),
+        "a repeated insert returns the stored session"
+    );
+    assert_eq!(
+        s.get(SessionId::from(1)).await.ok().flatten(),
+        Some(first.clone())
+    );
+    assert_eq!(s.get(SessionId::from(2)).await.ok().flatten(), None);
+
+    // Update is a compare-and-set: a stale expectation is a conflict and changes nothing.
+    let mut next = first.clone();
+    next.chunks = 2;
+    next.used_units = 5;
+    assert!(s.update(&first, next.clone()).await.is_ok());
+    let mut stale_next = first.clone();
+    stale_next.chunks = 9;
+    let stale = s.update(&first, stale_next).await;
+    assert!(
+        matches!(stale, Err(UsageError::Conflict { .. })),
+        "{stale:?}"
+    );
+    assert_eq!(
+        s.get(SessionId::from(1)).await.ok().flatten(),
+        Some(next.clone())
+    );
+    let missing = s.update(&sample(3, 0), sample(3, 0)).await;
+    assert!(
+        matches!(missing, Err(UsageError::NotFound { .. })),
+        "{missing:?}"
+    );
+
+    // Open sessions come oldest first, closed ones never, bounded by the limit.
+    s.insert(sample(4, 500)).await.ok();
+    let mut closed = sample(5, 100);
+    closed.state = SessionState::Closed;
+    s.insert(closed).await.ok();
+    let open: Vec<u128> = s
+        .open_sessions(10)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|x| x.id.as_u128())
+        .collect();
+    assert_eq!(open, vec![4, 1]);
+    assert_eq!(s.open_sessions(1).await.map(|v| v.len()).ok(), Some(1));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::caps::SpendCaps;
+    use crate::ids::{IdempotencyKey, PaymentId, TxId};
+    use crate::ledger::{LedgerCommand, LedgerError, LedgerOp, LedgerStore};
+    use crate::testing::clock::{ManualClock, SeqIds};
+    use crate::testing::ledger::MemoryLedger;
+    use crate::usage::{Metered, SessionSpec, UsageService};
+
+    const ALICE: UserId = UserId(1);
+
+    struct World {
+        ledger: Arc<MemoryLedger>,
+        clock: Arc<ManualClock>,
+        svc: UsageService,
+    }
+
+    async fn world(funds_kop: i64, caps: SpendCaps) -> World {
+        let ledger = Arc::new(MemoryLedger::new());
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_800_000_000_000)));
+        let top_up = LedgerCommand {
+            key: IdempotencyKey::derived("t", 1),
+            tx: TxId::from(u128::MAX),
+            at: Timestamp::from_millis(1_800_000_000_000),
+            op: LedgerOp::TopUp {
+                user: ALICE,
+                amount: Money::from_kopecks(funds_kop),
+                payment: PaymentId::parse("p1").expect("id"),
+            },
+        };
+        ledger.apply(top_up).await.expect("top-up");
+        let svc = UsageService::new(
+            ledger.clone(),
+            Arc::new(MemoryUsageSessions::new()),
+            clock.clone(),
+            Arc::new(SeqIds::new(9)),
+            caps,
+        );
+        World { ledger, clock, svc }
+    }
+
+    fn spec() -> SessionSpec {
+        // 1.50 per second, 10 seconds a chunk.
+        SessionSpec {
+            user: ALICE,
+            rate: UnitPrice::parse("1.5").expect("rate"),
+            chunk_units: 10,
+            hold_ttl: Duration::from_secs(60),
+            provider: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn memory_store_passes_the_conformance_suite() {
+        // Proves the in-memory session store keeps every MUST of its port.
+        usage_store_conformance(|| async {
+            Arc::new(MemoryUsageSessions::new()) as Arc<dyn UsageSessionStore>
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_session_holds_ahead_and_captures_exactly_the_metered_amount() {
+        // Proves chunked holds, extension while running, and an exact capture with the rest released.
+        let w = world(100_00, SpendCaps::NONE).await;
+        let id = SessionId::from(42);
+        let s = w.svc.open(id, spec()).await.expect("open");
+        assert_eq!(s.held, Money::from_kopecks(15_00));
+        assert_eq!(
+            w.svc.open(id, spec()).await.expect("reopen").held,
+            s.held,
+            "opening twice holds once"
+        );
+        assert_eq!(
+            w.ledger.balance(ALICE).await.expect("b").held,
+            Money::from_kopecks(15_00)
+        );
+        w.clock.advance(Duration::from_secs(5));
+        let Metered::Running(s) = w.svc.meter(id, 5).await.expect("meter") else {
+            panic!("must run")
+        };
+        assert_eq!(
+            (s.chunks, s.held),
+            (2, Money::from_kopecks(30_00)),
+            "a chunk ahead of use"
+        );
+        let done = w.svc.close(id, 13).await.expect("close");
+        assert_eq!(done.captured, Money::from_kopecks(19_50), "13 s at 1.50");
+        let b = w.ledger.balance(ALICE).await.expect("b");
+        assert_eq!(
+            (b.available, b.held),
+            (Money::from_kopecks(80_50), Money::ZERO)
+        );
+        assert!(matches!(
+            w.svc.close(id, 13).await,
+            Err(crate::usage::UsageError::NotOpen { .. })
+        ));
+        assert!(w.ledger.verify().await.expect("verify").is_clean());
+    }
+
+    #[tokio::test]
+    async fn a_session_stops_itself_when_the_next_chunk_cannot_be_held() {
+        // Proves the auto-stop: funds for two chunks only, so the third raise fails and the session closes,
+        // charging what the hold covered and no more.
+        let w = world(30_00, SpendCaps::NONE).await;
+        let id = SessionId::from(7);
+        w.svc.open(id, spec()).await.expect("open");
+        assert!(matches!(
+            w.svc.meter(id, 3).await.expect("meter"),
+            Metered::Running(_)
+        ));
+        let stopped = w.svc.meter(id, 25).await.expect("meter");
+        let Metered::Stopped { session, reason } = stopped else {
+            panic!("must stop, got {stopped:?}")
+        };
+        assert!(
+            matches!(reason, LedgerError::InsufficientFunds { .. }),
+            "{reason:?}"
+        );
+        assert_eq!(session.state, SessionState::Stopped);
+        assert_eq!(
+            session.used_units, 20,
+            "metering is capped at what the hold covered"
+        );
+        assert_eq!(session.captured, Money::from_kopecks(30_00));
+        let b = w.ledger.balance(ALICE).await.expect("b");
+        assert_eq!((b.available, b.held), (Money::ZERO, Money::ZERO));
+    }
+
+    #[tokio::test]
+    async fn caps_stop_a_session_too() {
+        // Proves the spend caps apply to every chunk, not only the first.
+        let caps = SpendCaps {
+            user_hourly: Some(Money::from_kopecks(20_00)),
+            ..SpendCaps::NONE
+        };
+        let w = world(100_00, caps).await;
+        let id = SessionId::from(8);
+        w.svc.open(id, spec()).await.expect("open");
+        let out = w.svc.meter(id, 1).await.expect("meter");
+        assert!(
+            matches!(
+                out,
+                Metered::Stopped {
+                    reason: LedgerError::SpendCap(_),
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        let b = w.ledger.balance(ALICE).await.expect("b");
+        assert_eq!(
+            (b.available, b.held),
+            (Money::from_kopecks(98_50), Money::ZERO),
+            "1 s charged"
+        );
+    }
+
+    #[tokio::test]
+    async fn units_never_go_backwards() {
+        // Proves a meter reading below the last one is refused.
+        let w = world(100_00, SpendCaps::NONE).await;
+        let id = SessionId::from(9);
+        w.svc.open(id, spec()).await.expect("open");
+        w.svc.meter(id, 4).await.expect("meter");
+        assert!(matches!(
+            w.svc.meter(id, 3).await,
+            Err(crate::usage::UsageError::UnitsBackwards { .. })
+        ));
+    }
+}
