@@ -222,7 +222,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_holds_ahead_and_captures_exactly_the_metered_amount() {
         // Proves chunked holds, extension while running, and an exact capture with the rest released.
-        let w = world(100_00, SpendCaps::NONE).await;
+        let w = world(10_000, SpendCaps::NONE).await;
         let id = SessionId::from(42);
         let s = w.svc.open(id, spec()).await.expect("open");
         assert_eq!(s.held, Money::from_kopecks(15_00));
@@ -294,7 +294,7 @@ mod tests {
             user_hourly: Some(Money::from_kopecks(20_00)),
             ..SpendCaps::NONE
         };
-        let w = world(100_00, caps).await;
+        let w = world(10_000, caps).await;
         let id = SessionId::from(8);
         w.svc.open(id, spec()).await.expect("open");
         let out = w.svc.meter(id, 1).await.expect("meter");
@@ -319,7 +319,7 @@ mod tests {
     #[tokio::test]
     async fn units_never_go_backwards() {
         // Proves a meter reading below the last one is refused.
-        let w = world(100_00, SpendCaps::NONE).await;
+        let w = world(10_000, SpendCaps::NONE).await;
         let id = SessionId::from(9);
         w.svc.open(id, spec()).await.expect("open");
         w.svc.meter(id, 4).await.expect("meter");
