@@ -26,11 +26,7 @@ pub struct SpendCaps {
 
 impl SpendCaps {
     /// No caps at all.
-    pub const NONE: SpendCaps = SpendCaps {
-        user_hourly: None,
-        user_daily: None,
-        provider_daily: None,
-    };
+    pub const NONE: SpendCaps = SpendCaps { user_hourly: None, user_daily: None, provider_daily: None };
 
     /// `true` when no cap is set, so the store can skip computing usage.
     #[must_use]
@@ -46,22 +42,13 @@ impl SpendCaps {
         let checks = [
             (CapScope::UserHourly, self.user_hourly, usage.user_hour),
             (CapScope::UserDaily, self.user_daily, usage.user_day),
-            (
-                CapScope::ProviderDaily,
-                self.provider_daily,
-                usage.provider_day,
-            ),
+            (CapScope::ProviderDaily, self.provider_daily, usage.provider_day),
         ];
         for (scope, cap, used) in checks {
             let Some(cap) = cap else { continue };
             let over = used.checked_add(requested).is_none_or(|total| total > cap);
             if over {
-                return Err(CapExceeded {
-                    scope,
-                    cap,
-                    used,
-                    requested,
-                });
+                return Err(CapExceeded { scope, cap, used, requested });
             }
         }
         Ok(())
@@ -128,29 +115,12 @@ mod tests {
     #[test]
     fn first_cap_passed_is_named() {
         // Proves the check names the cap that a request would pass and lets through one that fits exactly.
-        let caps = SpendCaps {
-            user_hourly: Some(m(1_000)),
-            user_daily: Some(m(5_000)),
-            provider_daily: None,
-        };
-        let usage = CapUsage {
-            user_hour: m(900),
-            user_day: m(4_950),
-            provider_day: m(0),
-        };
-        assert_eq!(
-            caps.check(&usage, m(100)).map_err(|e| e.scope),
-            Err(CapScope::UserDaily)
-        );
+        let caps = SpendCaps { user_hourly: Some(m(1_000)), user_daily: Some(m(5_000)), provider_daily: None };
+        let usage = CapUsage { user_hour: m(900), user_day: m(4_950), provider_day: m(0) };
+        assert_eq!(caps.check(&usage, m(100)).map_err(|e| e.scope), Err(CapScope::UserDaily));
         assert_eq!(caps.check(&usage, m(50)), Ok(()));
-        let usage = CapUsage {
-            user_hour: m(950),
-            ..usage
-        };
-        assert_eq!(
-            caps.check(&usage, m(100)).map_err(|e| e.scope),
-            Err(CapScope::UserHourly)
-        );
+        let usage = CapUsage { user_hour: m(950), ..usage };
+        assert_eq!(caps.check(&usage, m(100)).map_err(|e| e.scope), Err(CapScope::UserHourly));
     }
 
     proptest! {

@@ -101,15 +101,7 @@ u128_id!(
 /// Prints a u128 as a lowercase UUID-shaped string (8-4-4-4-12 hex digits).
 fn fmt_u128(v: u128, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let h = format!("{v:032x}");
-    write!(
-        f,
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    write!(f, "{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 fn parse_u128(text: &str) -> Result<u128, IdError> {

@@ -55,10 +55,7 @@ impl Money {
     /// # Errors
     /// [`MoneyError::Overflow`] when the amount does not fit.
     pub fn from_rubles(rubles: i64) -> Result<Money, MoneyError> {
-        rubles
-            .checked_mul(MINOR_PER_MAJOR)
-            .map(Money)
-            .ok_or(MoneyError::Overflow)
+        rubles.checked_mul(MINOR_PER_MAJOR).map(Money).ok_or(MoneyError::Overflow)
     }
 
     /// The amount in kopecks.
@@ -154,13 +151,8 @@ impl Money {
         if value.scale() > 2 && value.normalize().scale() > 2 {
             return Err(MoneyError::TooPrecise(text.to_owned()));
         }
-        let kopecks = value
-            .checked_mul(Decimal::from(MINOR_PER_MAJOR))
-            .ok_or(MoneyError::Overflow)?
-            .normalize();
-        i64::try_from(kopecks)
-            .map(Money)
-            .map_err(|_| MoneyError::Overflow)
+        let kopecks = value.checked_mul(Decimal::from(MINOR_PER_MAJOR)).ok_or(MoneyError::Overflow)?.normalize();
+        i64::try_from(kopecks).map(Money).map_err(|_| MoneyError::Overflow)
     }
 }
 
@@ -212,9 +204,7 @@ fn parse_decimal(text: &str) -> Result<Decimal, MoneyError> {
 /// [`MoneyError::Overflow`] when the result does not fit.
 pub fn round_to_kopeck(kopecks: Decimal) -> Result<Money, MoneyError> {
     let rounded = kopecks.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
-    i64::try_from(rounded)
-        .map(Money)
-        .map_err(|_| MoneyError::Overflow)
+    i64::try_from(rounded).map(Money).map_err(|_| MoneyError::Overflow)
 }
 
 /// A price per unit (per second, per image, per request): an exact, non-negative decimal number of kopecks
@@ -232,8 +222,7 @@ impl UnitPrice {
     /// An exact number of kopecks per unit; `None` when negative.
     #[must_use]
     pub fn from_kopecks(kopecks_per_unit: Decimal) -> Option<UnitPrice> {
-        (!kopecks_per_unit.is_sign_negative() || kopecks_per_unit.is_zero())
-            .then_some(UnitPrice(kopecks_per_unit))
+        (!kopecks_per_unit.is_sign_negative() || kopecks_per_unit.is_zero()).then_some(UnitPrice(kopecks_per_unit))
     }
 
     /// Parses roubles per unit, e.g. `0.015` (1.5 kopecks).
@@ -245,10 +234,7 @@ impl UnitPrice {
         if rubles.is_sign_negative() && !rubles.is_zero() {
             return Err(MoneyError::Syntax(text.to_owned()));
         }
-        rubles
-            .checked_mul(Decimal::from(MINOR_PER_MAJOR))
-            .map(UnitPrice)
-            .ok_or(MoneyError::Overflow)
+        rubles.checked_mul(Decimal::from(MINOR_PER_MAJOR)).map(UnitPrice).ok_or(MoneyError::Overflow)
     }
 
     /// Kopecks per unit, exact.
@@ -340,20 +326,12 @@ mod tests {
         assert_eq!(Money::parse("-7"), Ok(Money::from_kopecks(-700)));
         assert_eq!(Money::parse("1.50"), Ok(Money::from_kopecks(150)));
         assert_eq!(Money::parse("1.500"), Ok(Money::from_kopecks(150)));
-        for bad in [
-            "", "1e5", " 1", "1.", ".5", "abc", "1,5", "--1", "NaN", "1.2.3",
-        ] {
+        for bad in ["", "1e5", " 1", "1.", ".5", "abc", "1,5", "--1", "NaN", "1.2.3"] {
             assert!(Money::parse(bad).is_err(), "{bad:?} must be rejected");
         }
-        assert_eq!(
-            Money::parse("1.005"),
-            Err(MoneyError::TooPrecise("1.005".into()))
-        );
+        assert_eq!(Money::parse("1.005"), Err(MoneyError::TooPrecise("1.005".into())));
         assert_eq!(Money::parse(&"9".repeat(40)), Err(MoneyError::Length));
-        assert_eq!(
-            Money::parse("99999999999999999999"),
-            Err(MoneyError::Overflow)
-        );
+        assert_eq!(Money::parse("99999999999999999999"), Err(MoneyError::Overflow));
     }
 
     #[test]
@@ -370,14 +348,8 @@ mod tests {
     fn unit_price_parses_roubles_per_unit() {
         // Proves a sub-kopeck rate is kept exactly and multiplies without rounding.
         let p = UnitPrice::parse("0.015").expect("valid rate");
-        assert_eq!(
-            p.kopecks(),
-            Decimal::from_str_exact("1.5").expect("literal")
-        );
-        assert_eq!(
-            p.times(3),
-            Some(Decimal::from_str_exact("4.5").expect("literal"))
-        );
+        assert_eq!(p.kopecks(), Decimal::from_str_exact("1.5").expect("literal"));
+        assert_eq!(p.times(3), Some(Decimal::from_str_exact("4.5").expect("literal")));
         assert!(UnitPrice::parse("-1").is_err());
         assert_eq!(p.to_string(), "0.015");
     }

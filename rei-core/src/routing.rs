@@ -16,15 +16,10 @@ mod catalogue;
 mod router;
 mod stats;
 
-pub use breaker::{
-    Breaker, BreakerConfig, BreakerConfigError, BreakerState, OPEN_FOR_MAX, PROBES_MAX, Permit,
-    Trip,
-};
-pub use catalogue::{
-    Capability, Catalogue, CatalogueError, MODEL_LEN_MAX, OFFERS_MAX, Offer, OfferError,
-};
+pub use breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, OPEN_FOR_MAX, PROBES_MAX, Permit, Trip};
+pub use catalogue::{Capability, Catalogue, CatalogueError, MODEL_LEN_MAX, OFFERS_MAX, Offer, OfferError};
 pub use router::{
-    Candidate, Cover, FailoverPlan, Outcome, PlanStep, Router, RouterConfig, RouterConfigError,
-    RouterError, SkipReason, Skipped, Spread, Weights, WeightsError, plan_failover,
+    Candidate, Cover, FailoverPlan, Outcome, PlanStep, Router, RouterConfig, RouterConfigError, RouterError,
+    SkipReason, Skipped, Spread, Weights, WeightsError, plan_failover,
 };
 pub use stats::{LATENCY_MS_MAX, ProviderStats, StatsConfig, StatsConfigError, WINDOW_LEN_MAX};

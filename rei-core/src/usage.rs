@@ -225,31 +225,15 @@ impl UsageService {
         ids: Arc<dyn IdGen>,
         caps: SpendCaps,
     ) -> UsageService {
-        UsageService {
-            ledger,
-            sessions,
-            clock,
-            ids,
-            caps,
-        }
+        UsageService { ledger, sessions, clock, ids, caps }
     }
 
     fn key(prefix: &str, id: SessionId, n: u64) -> IdempotencyKey {
         IdempotencyKey::derived(prefix, format!("{id}.{n}"))
     }
 
-    async fn ledger(
-        &self,
-        key: IdempotencyKey,
-        at: Timestamp,
-        op: LedgerOp,
-    ) -> Result<(), LedgerError> {
-        let cmd = LedgerCommand {
-            key,
-            tx: new_id::<TxId>(&*self.ids),
-            at,
-            op,
-        };
+    async fn ledger(&self, key: IdempotencyKey, at: Timestamp, op: LedgerOp) -> Result<(), LedgerError> {
+        let cmd = LedgerCommand { key, tx: new_id::<TxId>(&*self.ids), at, op };
         self.ledger.apply(cmd).await.map(|_| ())
     }
 
@@ -260,9 +244,7 @@ impl UsageService {
     /// [`UsageError::Invalid`] for a zero chunk; [`UsageError::Ledger`] when the first chunk cannot be held.
     pub async fn open(&self, id: SessionId, spec: SessionSpec) -> Result<UsageSession, UsageError> {
         if spec.chunk_units == 0 {
-            return Err(UsageError::Invalid {
-                reason: "chunk of zero units",
-            });
+            return Err(UsageError::Invalid { reason: "chunk of zero units" });
         }
         if let Some(existing) = self.sessions.get(id).await? {
             return Ok(existing);
@@ -270,23 +252,13 @@ impl UsageService {
         let now = self.clock.now();
         let held = metered_amount(spec.rate, spec.chunk_units)?;
         if !held.is_positive() {
-            return Err(UsageError::Invalid {
-                reason: "a chunk must cost at least one kopeck",
-            });
+            return Err(UsageError::Invalid { reason: "a chunk must cost at least one kopeck" });
         }
         let hold = HoldId::from(id.as_u128());
         let expires_at = now.plus(spec.hold_ttl);
         let caps = self.caps;
-        let op = LedgerOp::Hold {
-            user: spec.user,
-            hold,
-            amount: held,
-            provider: spec.provider,
-            expires_at,
-            caps,
-        };
-        self.ledger(Self::key("session-open", id, 0), now, op)
-            .await?;
+        let op = LedgerOp::Hold { user: spec.user, hold, amount: held, provider: spec.provider, expires_at, caps };
+        self.ledger(Self::key("session-open", id, 0), now, op).await?;
         let session = UsageSession {
             id,
             user: spec.user,
@@ -306,16 +278,9 @@ impl UsageService {
     }
 
     async fn load_open(&self, id: SessionId) -> Result<UsageSession, UsageError> {
-        let s = self
-            .sessions
-            .get(id)
-            .await?
-            .ok_or(UsageError::NotFound { session: id })?;
+        let s = self.sessions.get(id).await?.ok_or(UsageError::NotFound { session: id })?;
         if s.state != SessionState::Open {
-            return Err(UsageError::NotOpen {
-                session: id,
-                state: s.state,
-            });
+            return Err(UsageError::NotOpen { session: id, state: s.state });
         }
         Ok(s)
     }
@@ -329,10 +294,7 @@ impl UsageService {
     pub async fn meter(&self, id: SessionId, used_units: u64) -> Result<Metered, UsageError> {
         let s = self.load_open(id).await?;
         if used_units < s.used_units {
-            return Err(UsageError::UnitsBackwards {
-                before: s.used_units,
-                after: used_units,
-            });
+            return Err(UsageError::UnitsBackwards { before: s.used_units, after: used_units });
         }
         let now = self.clock.now();
         let mut next = s.clone();
@@ -341,23 +303,13 @@ impl UsageService {
         let needs_chunk = s.covered_units().saturating_sub(used_units) < s.chunk_units;
         if needs_chunk {
             if s.chunks >= CHUNKS_MAX {
-                return Err(UsageError::Invalid {
-                    reason: "session reached the most chunks a session may hold",
-                });
+                return Err(UsageError::Invalid { reason: "session reached the most chunks a session may hold" });
             }
             let target = metered_amount(s.rate, (s.chunks + 1).saturating_mul(s.chunk_units))?;
             let more = target.checked_sub(s.held).ok_or(MoneyError::Overflow)?;
             let expires_at = now.plus(s.hold_ttl).max(s.expires_at);
-            let op = LedgerOp::Raise {
-                hold: s.hold,
-                amount: more,
-                expires_at,
-                caps: self.caps,
-            };
-            match self
-                .ledger(Self::key("session-raise", id, s.chunks + 1), now, op)
-                .await
-            {
+            let op = LedgerOp::Raise { hold: s.hold, amount: more, expires_at, caps: self.caps };
+            match self.ledger(Self::key("session-raise", id, s.chunks + 1), now, op).await {
                 Ok(()) => {
                     next.chunks += 1;
                     next.held = target;
@@ -387,10 +339,7 @@ impl UsageService {
     pub async fn close(&self, id: SessionId, used_units: u64) -> Result<UsageSession, UsageError> {
         let s = self.load_open(id).await?;
         if used_units < s.used_units {
-            return Err(UsageError::UnitsBackwards {
-                before: s.used_units,
-                after: used_units,
-            });
+            return Err(UsageError::UnitsBackwards { before: s.used_units, after: used_units });
         }
         let mut next = s.clone();
         next.used_units = used_units.min(s.covered_units());
@@ -399,23 +348,11 @@ impl UsageService {
     }
 
     /// Captures the metered amount of an open session (already saved with its final units) and marks it.
-    async fn finish(
-        &self,
-        s: UsageSession,
-        state: SessionState,
-    ) -> Result<UsageSession, UsageError> {
+    async fn finish(&self, s: UsageSession, state: SessionState) -> Result<UsageSession, UsageError> {
         let captured = metered_amount(s.rate, s.used_units)?.min(s.held);
-        let op = LedgerOp::Capture {
-            hold: s.hold,
-            amount: captured,
-        };
+        let op = LedgerOp::Capture { hold: s.hold, amount: captured };
         let key = IdempotencyKey::derived("session-close", s.id);
-        let cmd = LedgerCommand {
-            key,
-            tx: new_id::<TxId>(&*self.ids),
-            at: self.clock.now(),
-            op,
-        };
+        let cmd = LedgerCommand { key, tx: new_id::<TxId>(&*self.ids), at: self.clock.now(), op };
         match self.ledger.apply(cmd).await {
             Ok(_) => {}
             // The hold lapsed before the close: the reaper gives it back; the session ends with nothing taken.
@@ -425,12 +362,7 @@ impl UsageService {
         self.mark(s, state, captured).await
     }
 
-    async fn mark(
-        &self,
-        s: UsageSession,
-        state: SessionState,
-        captured: Money,
-    ) -> Result<UsageSession, UsageError> {
+    async fn mark(&self, s: UsageSession, state: SessionState, captured: Money) -> Result<UsageSession, UsageError> {
         let mut done = s.clone();
         done.state = state;
         done.captured = captured;

@@ -162,7 +162,13 @@ impl BillingService {
     ///
     /// # Errors
     /// [`BillingError::Pricing`] when pricing refuses; [`BillingError::Store`] when the quote store failed.
-    pub async fn quote(&self, user: UserId, product: &ProductId, units: u64, tier: Tier) -> Result<Quote, BillingError> {
+    pub async fn quote(
+        &self,
+        user: UserId,
+        product: &ProductId,
+        units: u64,
+        tier: Tier,
+    ) -> Result<Quote, BillingError> {
         let now = self.clock.now();
         let quote = self.pricer.quote(product, units, tier, now, new_id::<QuoteId>(&*self.ids))?;
         let record = QuoteRecord {

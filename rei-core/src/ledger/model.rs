@@ -22,12 +22,8 @@ pub enum SystemAccount {
 
 impl SystemAccount {
     /// Every system account.
-    pub const ALL: [SystemAccount; 4] = [
-        SystemAccount::Payments,
-        SystemAccount::Revenue,
-        SystemAccount::Promo,
-        SystemAccount::RefundsOut,
-    ];
+    pub const ALL: [SystemAccount; 4] =
+        [SystemAccount::Payments, SystemAccount::Revenue, SystemAccount::Promo, SystemAccount::RefundsOut];
 
     /// A stable lowercase name, for storage and logs.
     #[must_use]
@@ -152,12 +148,7 @@ impl Balance {
     /// The balances of a user the ledger has never seen.
     #[must_use]
     pub const fn empty(user: UserId) -> Balance {
-        Balance {
-            user,
-            available: Money::ZERO,
-            held: Money::ZERO,
-            overdraft_limit: Money::ZERO,
-        }
+        Balance { user, available: Money::ZERO, held: Money::ZERO, overdraft_limit: Money::ZERO }
     }
 }
 
@@ -189,14 +180,9 @@ impl HoldState {
     /// Parses [`HoldState::as_str`].
     #[must_use]
     pub fn from_str_opt(s: &str) -> Option<HoldState> {
-        [
-            HoldState::Active,
-            HoldState::Captured,
-            HoldState::Released,
-            HoldState::Expired,
-        ]
-        .into_iter()
-        .find(|h| h.as_str() == s)
+        [HoldState::Active, HoldState::Captured, HoldState::Released, HoldState::Expired]
+            .into_iter()
+            .find(|h| h.as_str() == s)
     }
 }
 
@@ -255,11 +241,7 @@ impl Reason {
     /// [`ReasonError`] when empty, too long, or with control characters.
     pub fn parse(text: &str) -> Result<Reason, ReasonError> {
         let n = text.chars().count();
-        if n == 0
-            || n > Self::LEN_MAX
-            || text.chars().any(char::is_control)
-            || text.trim().is_empty()
-        {
+        if n == 0 || n > Self::LEN_MAX || text.chars().any(char::is_control) || text.trim().is_empty() {
             return Err(ReasonError);
         }
         Ok(Reason(text.to_owned()))
@@ -410,9 +392,7 @@ impl LedgerOp {
     #[must_use]
     pub fn payment(&self) -> Option<&PaymentId> {
         match self {
-            LedgerOp::TopUp { payment, .. } | LedgerOp::RefundToCard { payment, .. } => {
-                Some(payment)
-            }
+            LedgerOp::TopUp { payment, .. } | LedgerOp::RefundToCard { payment, .. } => Some(payment),
             _ => None,
         }
     }
@@ -421,9 +401,7 @@ impl LedgerOp {
     #[must_use]
     pub fn caps(&self) -> Option<&SpendCaps> {
         match self {
-            LedgerOp::Hold { caps, .. } | LedgerOp::Raise { caps, .. } if !caps.is_empty() => {
-                Some(caps)
-            }
+            LedgerOp::Hold { caps, .. } | LedgerOp::Raise { caps, .. } if !caps.is_empty() => Some(caps),
             _ => None,
         }
     }
@@ -442,72 +420,32 @@ impl LedgerOp {
     #[must_use]
     pub fn fingerprint(&self) -> String {
         let caps = |c: &SpendCaps| {
-            let o =
-                |m: Option<Money>| m.map_or_else(|| "-".to_owned(), |m| m.kopecks().to_string());
-            format!(
-                "{}/{}/{}",
-                o(c.user_hourly),
-                o(c.user_daily),
-                o(c.provider_daily)
-            )
+            let o = |m: Option<Money>| m.map_or_else(|| "-".to_owned(), |m| m.kopecks().to_string());
+            format!("{}/{}/{}", o(c.user_hourly), o(c.user_daily), o(c.provider_daily))
         };
         match self {
-            LedgerOp::TopUp {
-                user,
-                amount,
-                payment,
-            } => {
+            LedgerOp::TopUp { user, amount, payment } => {
                 format!("top_up|{user}|{}|{payment}", amount.kopecks())
             }
-            LedgerOp::Hold {
-                user,
-                hold,
-                amount,
-                provider,
-                expires_at,
-                caps: c,
-            } => format!(
+            LedgerOp::Hold { user, hold, amount, provider, expires_at, caps: c } => format!(
                 "hold|{user}|{hold}|{}|{}|{}|{}",
                 amount.kopecks(),
                 provider.as_ref().map_or("-", ProviderId::as_str),
                 expires_at.as_millis(),
                 caps(c)
             ),
-            LedgerOp::Raise {
-                hold,
-                amount,
-                expires_at,
-                caps: c,
-            } => {
-                format!(
-                    "raise|{hold}|{}|{}|{}",
-                    amount.kopecks(),
-                    expires_at.as_millis(),
-                    caps(c)
-                )
+            LedgerOp::Raise { hold, amount, expires_at, caps: c } => {
+                format!("raise|{hold}|{}|{}|{}", amount.kopecks(), expires_at.as_millis(), caps(c))
             }
             LedgerOp::Capture { hold, amount } => format!("capture|{hold}|{}", amount.kopecks()),
             LedgerOp::Release { hold } => format!("release|{hold}"),
             LedgerOp::Expire { hold } => format!("expire|{hold}"),
             LedgerOp::Refund { hold, amount } => format!("refund|{hold}|{}", amount.kopecks()),
-            LedgerOp::RefundToCard {
-                user,
-                payment,
-                amount,
-            } => {
+            LedgerOp::RefundToCard { user, payment, amount } => {
                 format!("refund_to_card|{user}|{payment}|{}", amount.kopecks())
             }
-            LedgerOp::Adjust {
-                user,
-                amount,
-                actor,
-                reason,
-            } => {
-                format!(
-                    "adjust|{user}|{}|{actor}|{}",
-                    amount.kopecks(),
-                    reason.as_str()
-                )
+            LedgerOp::Adjust { user, amount, actor, reason } => {
+                format!("adjust|{user}|{}|{actor}|{}", amount.kopecks(), reason.as_str())
             }
         }
     }

@@ -5,8 +5,8 @@ use crate::caps::{CapExceeded, CapUsage};
 use crate::ids::{HoldId, IdempotencyKey, PaymentId};
 use crate::ledger::StoreError;
 use crate::ledger::model::{
-    Account, Balance, Hold, HoldState, LedgerCommand, LedgerOp, PaymentRecord, Posting, Receipt,
-    SystemAccount, Transaction,
+    Account, Balance, Hold, HoldState, LedgerCommand, LedgerOp, PaymentRecord, Posting, Receipt, SystemAccount,
+    Transaction,
 };
 use crate::money::Money;
 use crate::time::Timestamp;
@@ -161,11 +161,7 @@ pub struct Plan {
 }
 
 fn positive(amount: Money) -> Result<Money, LedgerError> {
-    if amount.is_positive() {
-        Ok(amount)
-    } else {
-        Err(LedgerError::InvalidAmount { amount })
-    }
+    if amount.is_positive() { Ok(amount) } else { Err(LedgerError::InvalidAmount { amount }) }
 }
 
 fn add(a: Money, b: Money) -> Result<Money, LedgerError> {
@@ -182,21 +178,12 @@ fn neg(a: Money) -> Result<Money, LedgerError> {
 
 /// The active hold named by an operation, not yet past its TTL.
 fn live_hold(view: &LedgerView, id: HoldId, at: Timestamp) -> Result<Hold, LedgerError> {
-    let hold = view
-        .hold
-        .clone()
-        .ok_or(LedgerError::HoldNotFound { hold: id })?;
+    let hold = view.hold.clone().ok_or(LedgerError::HoldNotFound { hold: id })?;
     if hold.state != HoldState::Active {
-        return Err(LedgerError::HoldNotActive {
-            hold: id,
-            state: hold.state,
-        });
+        return Err(LedgerError::HoldNotActive { hold: id, state: hold.state });
     }
     if at >= hold.expires_at {
-        return Err(LedgerError::HoldExpired {
-            hold: id,
-            expires_at: hold.expires_at,
-        });
+        return Err(LedgerError::HoldExpired { hold: id, expires_at: hold.expires_at });
     }
     Ok(hold)
 }
@@ -205,10 +192,7 @@ fn live_hold(view: &LedgerView, id: HoldId, at: Timestamp) -> Result<Hold, Ledge
 fn spendable(balance: &Balance, amount: Money) -> Result<(), LedgerError> {
     let headroom = add(balance.available, balance.overdraft_limit)?;
     if headroom < amount {
-        return Err(LedgerError::InsufficientFunds {
-            available: headroom,
-            required: amount,
-        });
+        return Err(LedgerError::InsufficientFunds { available: headroom, required: amount });
     }
     Ok(())
 }
@@ -231,51 +215,27 @@ pub fn plan(cmd: &LedgerCommand, view: &LedgerView) -> Result<Plan, LedgerError>
     let mut released = Money::ZERO;
     let (mut actor, mut reason) = (None, None);
     let main_amount;
-    let post =
-        |postings: &mut Vec<Posting>, account, amount| postings.push(Posting { account, amount });
+    let post = |postings: &mut Vec<Posting>, account, amount| postings.push(Posting { account, amount });
 
     match &cmd.op {
-        LedgerOp::TopUp {
-            amount, payment, ..
-        } => {
+        LedgerOp::TopUp { amount, payment, .. } => {
             let amount = positive(*amount)?;
             if view.payment.is_some() {
-                return Err(LedgerError::PaymentExists {
-                    payment: payment.clone(),
-                });
+                return Err(LedgerError::PaymentExists { payment: payment.clone() });
             }
             balance.available = add(balance.available, amount)?;
-            post(
-                &mut postings,
-                Account::System(SystemAccount::Payments),
-                neg(amount)?,
-            );
+            post(&mut postings, Account::System(SystemAccount::Payments), neg(amount)?);
             post(&mut postings, Account::Available(user), amount);
-            payment_out = Some(PaymentRecord {
-                id: payment.clone(),
-                user,
-                amount,
-                refunded: Money::ZERO,
-            });
+            payment_out = Some(PaymentRecord { id: payment.clone(), user, amount, refunded: Money::ZERO });
             main_amount = amount;
         }
-        LedgerOp::Hold {
-            hold,
-            amount,
-            provider,
-            expires_at,
-            caps,
-            ..
-        } => {
+        LedgerOp::Hold { hold, amount, provider, expires_at, caps, .. } => {
             let amount = positive(*amount)?;
             if view.hold.is_some() {
                 return Err(LedgerError::HoldExists { hold: *hold });
             }
             if *expires_at <= cmd.at {
-                return Err(LedgerError::InvalidExpiry {
-                    expires_at: *expires_at,
-                    not_before: cmd.at,
-                });
+                return Err(LedgerError::InvalidExpiry { expires_at: *expires_at, not_before: cmd.at });
             }
             spendable(&balance, amount)?;
             caps.check(&view.cap_usage, amount)?;
@@ -297,21 +257,13 @@ pub fn plan(cmd: &LedgerCommand, view: &LedgerView) -> Result<Plan, LedgerError>
             receipt_hold = Some(*hold);
             main_amount = amount;
         }
-        LedgerOp::Raise {
-            hold,
-            amount,
-            expires_at,
-            caps,
-        } => {
+        LedgerOp::Raise { hold, amount, expires_at, caps } => {
             let mut h = live_hold(view, *hold, cmd.at)?;
             if amount.is_negative() {
                 return Err(LedgerError::InvalidAmount { amount: *amount });
             }
             if *expires_at < h.expires_at {
-                return Err(LedgerError::InvalidExpiry {
-                    expires_at: *expires_at,
-                    not_before: h.expires_at,
-                });
+                return Err(LedgerError::InvalidExpiry { expires_at: *expires_at, not_before: h.expires_at });
             }
             if amount.is_positive() {
                 spendable(&balance, *amount)?;
@@ -333,21 +285,14 @@ pub fn plan(cmd: &LedgerCommand, view: &LedgerView) -> Result<Plan, LedgerError>
                 return Err(LedgerError::InvalidAmount { amount: *amount });
             }
             if *amount > h.amount {
-                return Err(LedgerError::CaptureExceedsHold {
-                    held: h.amount,
-                    requested: *amount,
-                });
+                return Err(LedgerError::CaptureExceedsHold { held: h.amount, requested: *amount });
             }
             let rest = sub(h.amount, *amount)?;
             balance.held = sub(balance.held, h.amount)?;
             balance.available = add(balance.available, rest)?;
             post(&mut postings, Account::Held(user), neg(h.amount)?);
             if amount.is_positive() {
-                post(
-                    &mut postings,
-                    Account::System(SystemAccount::Revenue),
-                    *amount,
-                );
+                post(&mut postings, Account::System(SystemAccount::Revenue), *amount);
             }
             if rest.is_positive() {
                 post(&mut postings, Account::Available(user), rest);
@@ -361,31 +306,18 @@ pub fn plan(cmd: &LedgerCommand, view: &LedgerView) -> Result<Plan, LedgerError>
         }
         LedgerOp::Release { hold } | LedgerOp::Expire { hold } => {
             let is_expire = matches!(cmd.op, LedgerOp::Expire { .. });
-            let mut h = view
-                .hold
-                .clone()
-                .ok_or(LedgerError::HoldNotFound { hold: *hold })?;
+            let mut h = view.hold.clone().ok_or(LedgerError::HoldNotFound { hold: *hold })?;
             if h.state != HoldState::Active {
-                return Err(LedgerError::HoldNotActive {
-                    hold: *hold,
-                    state: h.state,
-                });
+                return Err(LedgerError::HoldNotActive { hold: *hold, state: h.state });
             }
             if is_expire && cmd.at < h.expires_at {
-                return Err(LedgerError::HoldNotExpired {
-                    hold: *hold,
-                    expires_at: h.expires_at,
-                });
+                return Err(LedgerError::HoldNotExpired { hold: *hold, expires_at: h.expires_at });
             }
             balance.held = sub(balance.held, h.amount)?;
             balance.available = add(balance.available, h.amount)?;
             post(&mut postings, Account::Held(user), neg(h.amount)?);
             post(&mut postings, Account::Available(user), h.amount);
-            h.state = if is_expire {
-                HoldState::Expired
-            } else {
-                HoldState::Released
-            };
+            h.state = if is_expire { HoldState::Expired } else { HoldState::Released };
             released = h.amount;
             main_amount = h.amount;
             hold_out = Some(h);
@@ -393,75 +325,42 @@ pub fn plan(cmd: &LedgerCommand, view: &LedgerView) -> Result<Plan, LedgerError>
         }
         LedgerOp::Refund { hold, amount } => {
             let amount = positive(*amount)?;
-            let mut h = view
-                .hold
-                .clone()
-                .ok_or(LedgerError::HoldNotFound { hold: *hold })?;
+            let mut h = view.hold.clone().ok_or(LedgerError::HoldNotFound { hold: *hold })?;
             if h.state != HoldState::Captured {
-                return Err(LedgerError::HoldNotActive {
-                    hold: *hold,
-                    state: h.state,
-                });
+                return Err(LedgerError::HoldNotActive { hold: *hold, state: h.state });
             }
             let refundable = sub(h.captured, h.refunded)?;
             if amount > refundable {
-                return Err(LedgerError::RefundExceedsCaptured {
-                    refundable,
-                    requested: amount,
-                });
+                return Err(LedgerError::RefundExceedsCaptured { refundable, requested: amount });
             }
             balance.available = add(balance.available, amount)?;
-            post(
-                &mut postings,
-                Account::System(SystemAccount::Revenue),
-                neg(amount)?,
-            );
+            post(&mut postings, Account::System(SystemAccount::Revenue), neg(amount)?);
             post(&mut postings, Account::Available(user), amount);
             h.refunded = add(h.refunded, amount)?;
             hold_out = Some(h);
             receipt_hold = Some(*hold);
             main_amount = amount;
         }
-        LedgerOp::RefundToCard {
-            payment, amount, ..
-        } => {
+        LedgerOp::RefundToCard { payment, amount, .. } => {
             let amount = positive(*amount)?;
-            let mut p = view
-                .payment
-                .clone()
-                .ok_or_else(|| LedgerError::PaymentNotFound {
-                    payment: payment.clone(),
-                })?;
+            let mut p =
+                view.payment.clone().ok_or_else(|| LedgerError::PaymentNotFound { payment: payment.clone() })?;
             if p.user != user {
-                return Err(LedgerError::PaymentOwner {
-                    payment: payment.clone(),
-                });
+                return Err(LedgerError::PaymentOwner { payment: payment.clone() });
             }
             let refundable = sub(p.amount, p.refunded)?;
             if amount > refundable {
-                return Err(LedgerError::RefundExceedsPayment {
-                    refundable,
-                    requested: amount,
-                });
+                return Err(LedgerError::RefundExceedsPayment { refundable, requested: amount });
             }
             spendable(&balance, amount)?;
             balance.available = sub(balance.available, amount)?;
             post(&mut postings, Account::Available(user), neg(amount)?);
-            post(
-                &mut postings,
-                Account::System(SystemAccount::RefundsOut),
-                amount,
-            );
+            post(&mut postings, Account::System(SystemAccount::RefundsOut), amount);
             p.refunded = add(p.refunded, amount)?;
             payment_out = Some(p);
             main_amount = amount;
         }
-        LedgerOp::Adjust {
-            amount,
-            actor: who,
-            reason: why,
-            ..
-        } => {
+        LedgerOp::Adjust { amount, actor: who, reason: why, .. } => {
             if amount.is_zero() {
                 return Err(LedgerError::InvalidAmount { amount: *amount });
             }
@@ -469,11 +368,7 @@ pub fn plan(cmd: &LedgerCommand, view: &LedgerView) -> Result<Plan, LedgerError>
                 spendable(&balance, neg(*amount)?)?;
             }
             balance.available = add(balance.available, *amount)?;
-            post(
-                &mut postings,
-                Account::System(SystemAccount::Promo),
-                neg(*amount)?,
-            );
+            post(&mut postings, Account::System(SystemAccount::Promo), neg(*amount)?);
             post(&mut postings, Account::Available(user), *amount);
             actor = Some(*who);
             reason = Some(why.clone());
@@ -493,11 +388,7 @@ pub fn plan(cmd: &LedgerCommand, view: &LedgerView) -> Result<Plan, LedgerError>
         at: cmd.at,
         postings,
     };
-    assert!(
-        tx.sum() == Some(Money::ZERO),
-        "invariant broken: postings of {:?} do not sum to zero",
-        tx.kind
-    );
+    assert!(tx.sum() == Some(Money::ZERO), "invariant broken: postings of {:?} do not sum to zero", tx.kind);
     let receipt = Receipt {
         tx: cmd.tx,
         kind: cmd.op.kind(),
@@ -507,11 +398,5 @@ pub fn plan(cmd: &LedgerCommand, view: &LedgerView) -> Result<Plan, LedgerError>
         released,
         at: cmd.at,
     };
-    Ok(Plan {
-        tx,
-        balance,
-        hold: hold_out,
-        payment: payment_out,
-        receipt,
-    })
+    Ok(Plan { tx, balance, hold: hold_out, payment: payment_out, receipt })
 }

@@ -3,9 +3,7 @@
 use async_trait::async_trait;
 
 use crate::ids::{HoldId, TxId, UserId};
-use crate::ledger::model::{
-    Account, Applied, Balance, Hold, LedgerCommand, SystemAccount, Transaction,
-};
+use crate::ledger::model::{Account, Applied, Balance, Hold, LedgerCommand, SystemAccount, Transaction};
 use crate::ledger::plan::LedgerError;
 use crate::money::Money;
 use crate::time::Timestamp;
@@ -58,10 +56,7 @@ impl VerifyReport {
     /// `true` when nothing is wrong.
     #[must_use]
     pub fn is_clean(&self) -> bool {
-        self.drifts.is_empty()
-            && self.unbalanced.is_empty()
-            && self.below_floor.is_empty()
-            && self.total.is_zero()
+        self.drifts.is_empty() && self.unbalanced.is_empty() && self.below_floor.is_empty() && self.total.is_zero()
     }
 }
 
@@ -86,10 +81,7 @@ pub trait LedgerStore: Send + Sync {
     ///
     /// # Errors
     /// The outer [`StoreError`] when the batch could not run at all; then none of it applied.
-    async fn apply_batch(
-        &self,
-        cmds: Vec<LedgerCommand>,
-    ) -> Result<Vec<Result<Applied, LedgerError>>, StoreError>;
+    async fn apply_batch(&self, cmds: Vec<LedgerCommand>) -> Result<Vec<Result<Applied, LedgerError>>, StoreError>;
 
     /// Applies one command.
     ///
@@ -99,10 +91,7 @@ pub trait LedgerStore: Send + Sync {
         let mut results = self.apply_batch(vec![cmd]).await?;
         match results.pop() {
             Some(result) if results.is_empty() => result,
-            _ => Err(StoreError::Corrupt {
-                message: "a batch of one returned another count".into(),
-            }
-            .into()),
+            _ => Err(StoreError::Corrupt { message: "a batch of one returned another count".into() }.into()),
         }
     }
 
@@ -142,8 +131,7 @@ pub trait LedgerStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError`] when the store failed.
-    async fn transactions(&self, offset: u64, limit: usize)
-    -> Result<Vec<Transaction>, StoreError>;
+    async fn transactions(&self, offset: u64, limit: usize) -> Result<Vec<Transaction>, StoreError>;
 
     /// Recomputes every balance from the postings and reports each difference, every unbalanced transaction
     /// and every balance below its floor.

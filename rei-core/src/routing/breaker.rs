@@ -57,9 +57,7 @@ pub enum BreakerConfigError {
         failures_min: u32,
     },
     /// A failure rate outside (0, 1], or a window or minimum outside their bounds.
-    #[error(
-        "failure rate {rate_min} over {window_len} calls (at least {calls_min}) is out of range"
-    )]
+    #[error("failure rate {rate_min} over {window_len} calls (at least {calls_min}) is out of range")]
     FailureRate {
         /// The rejected rate.
         rate_min: Ratio,
@@ -75,9 +73,7 @@ pub enum BreakerConfigError {
         open_for: Duration,
     },
     /// `probes_max` or `successes_to_close` outside 1..=[`PROBES_MAX`].
-    #[error(
-        "probe limit {probes_max} and successes to close {successes_to_close} must be 1 to {PROBES_MAX}"
-    )]
+    #[error("probe limit {probes_max} and successes to close {successes_to_close} must be 1 to {PROBES_MAX}")]
     Probes {
         /// The rejected probe limit.
         probes_max: u32,
@@ -93,27 +89,18 @@ impl BreakerConfig {
             Trip::ConsecutiveFailures { failures_min } if !in_range(failures_min) => {
                 return Err(BreakerConfigError::FailuresMin { failures_min });
             }
-            Trip::FailureRate {
-                rate_min,
-                window_len,
-                calls_min,
-            } if rate_min.value() <= Decimal::ZERO
-                || rate_min.value() > Decimal::ONE
-                || !(1..=WINDOW_LEN_MAX).contains(&window_len)
-                || !(1..=window_len).contains(&calls_min) =>
+            Trip::FailureRate { rate_min, window_len, calls_min }
+                if rate_min.value() <= Decimal::ZERO
+                    || rate_min.value() > Decimal::ONE
+                    || !(1..=WINDOW_LEN_MAX).contains(&window_len)
+                    || !(1..=window_len).contains(&calls_min) =>
             {
-                return Err(BreakerConfigError::FailureRate {
-                    rate_min,
-                    window_len,
-                    calls_min,
-                });
+                return Err(BreakerConfigError::FailureRate { rate_min, window_len, calls_min });
             }
             _ => {}
         }
         if self.open_for < Duration::from_millis(1) || self.open_for > OPEN_FOR_MAX {
-            return Err(BreakerConfigError::OpenFor {
-                open_for: self.open_for,
-            });
+            return Err(BreakerConfigError::OpenFor { open_for: self.open_for });
         }
         if !in_range(self.probes_max) || !in_range(self.successes_to_close) {
             return Err(BreakerConfigError::Probes {
@@ -186,12 +173,7 @@ impl Breaker {
             Trip::FailureRate { window_len, .. } => window_len,
             Trip::ConsecutiveFailures { .. } => 1,
         };
-        Ok(Breaker {
-            config,
-            state: BreakerState::Closed,
-            consecutive_failures: 0,
-            window: Window::new(window_len),
-        })
+        Ok(Breaker { config, state: BreakerState::Closed, consecutive_failures: 0, window: Window::new(window_len) })
     }
 
     /// The state as of the last call, without applying the clock (see [`Breaker::state_at`]).
@@ -204,10 +186,7 @@ impl Breaker {
     #[must_use]
     pub fn state_at(&self, at: Timestamp) -> BreakerState {
         match self.state {
-            BreakerState::Open { until } if at >= until => BreakerState::HalfOpen {
-                probes_in_flight: 0,
-                successes: 0,
-            },
+            BreakerState::Open { until } if at >= until => BreakerState::HalfOpen { probes_in_flight: 0, successes: 0 },
             s => s,
         }
     }
@@ -218,9 +197,7 @@ impl Breaker {
         match self.state_at(at) {
             BreakerState::Closed => true,
             BreakerState::Open { .. } => false,
-            BreakerState::HalfOpen {
-                probes_in_flight, ..
-            } => probes_in_flight < self.config.probes_max,
+            BreakerState::HalfOpen { probes_in_flight, .. } => probes_in_flight < self.config.probes_max,
         }
     }
 
@@ -230,9 +207,7 @@ impl Breaker {
         match &mut self.state {
             BreakerState::Closed => Permit::Call,
             BreakerState::Open { .. } => Permit::Refused,
-            BreakerState::HalfOpen {
-                probes_in_flight, ..
-            } if *probes_in_flight < self.config.probes_max => {
+            BreakerState::HalfOpen { probes_in_flight, .. } if *probes_in_flight < self.config.probes_max => {
                 *probes_in_flight += 1;
                 Permit::Probe
             }
@@ -251,15 +226,8 @@ impl Breaker {
                 self.consecutive_failures = 0;
                 self.window.push(true);
             }
-            BreakerState::Open { .. }
-            | BreakerState::HalfOpen {
-                probes_in_flight: 0,
-                ..
-            } => {}
-            BreakerState::HalfOpen {
-                probes_in_flight,
-                successes,
-            } => {
+            BreakerState::Open { .. } | BreakerState::HalfOpen { probes_in_flight: 0, .. } => {}
+            BreakerState::HalfOpen { probes_in_flight, successes } => {
                 *probes_in_flight -= 1;
                 *successes += 1;
                 if *successes >= self.config.successes_to_close {
@@ -278,14 +246,10 @@ impl Breaker {
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 self.window.push(false);
                 if self.tripped() {
-                    self.reset(BreakerState::Open {
-                        until: at.plus(self.config.open_for),
-                    });
+                    self.reset(BreakerState::Open { until: at.plus(self.config.open_for) });
                 }
             }
-            BreakerState::HalfOpen { .. } => self.reset(BreakerState::Open {
-                until: at.plus(self.config.open_for),
-            }),
+            BreakerState::HalfOpen { .. } => self.reset(BreakerState::Open { until: at.plus(self.config.open_for) }),
             BreakerState::Open { .. } => {}
         }
     }
@@ -293,16 +257,10 @@ impl Breaker {
     fn tripped(&self) -> bool {
         match self.config.trip {
             Trip::ConsecutiveFailures { failures_min } => self.consecutive_failures >= failures_min,
-            Trip::FailureRate {
-                rate_min,
-                calls_min,
-                ..
-            } => {
+            Trip::FailureRate { rate_min, calls_min, .. } => {
                 let calls = self.window.len();
                 // failures / calls >= rate, multiplied out so no division (and no rounding) happens.
-                calls >= calls_min
-                    && Decimal::from(self.window.failures())
-                        >= rate_min.value() * Decimal::from(calls)
+                calls >= calls_min && Decimal::from(self.window.failures()) >= rate_min.value() * Decimal::from(calls)
             }
         }
     }
@@ -332,10 +290,7 @@ mod tests {
         fn tick(&mut self, now: Timestamp) {
             if let BreakerState::Open { until } = self.state {
                 if now >= until {
-                    self.state = BreakerState::HalfOpen {
-                        probes_in_flight: 0,
-                        successes: 0,
-                    };
+                    self.state = BreakerState::HalfOpen { probes_in_flight: 0, successes: 0 };
                 }
             }
         }
@@ -346,11 +301,7 @@ mod tests {
                     let run = since_closed.iter().rev().take_while(|s| !**s).count();
                     run >= usize::try_from(failures_min).expect("small")
                 }
-                Trip::FailureRate {
-                    rate_min,
-                    window_len,
-                    calls_min,
-                } => {
+                Trip::FailureRate { rate_min, window_len, calls_min } => {
                     let recent: Vec<_> = since_closed.iter().rev().take(window_len).collect();
                     let failures = recent.iter().filter(|s| !***s).count();
                     recent.len() >= calls_min
@@ -361,22 +312,11 @@ mod tests {
 
         fn step(&mut self, op: Op, now: Timestamp) -> Option<Permit> {
             self.tick(now);
-            let reopen = BreakerState::Open {
-                until: now.plus(self.cfg.open_for),
-            };
+            let reopen = BreakerState::Open { until: now.plus(self.cfg.open_for) };
             match (op, self.state) {
                 (Op::Allow, BreakerState::Closed) => return Some(Permit::Call),
-                (
-                    Op::Allow,
-                    BreakerState::HalfOpen {
-                        probes_in_flight: p,
-                        successes,
-                    },
-                ) if p < self.cfg.probes_max => {
-                    self.state = BreakerState::HalfOpen {
-                        probes_in_flight: p + 1,
-                        successes,
-                    };
+                (Op::Allow, BreakerState::HalfOpen { probes_in_flight: p, successes }) if p < self.cfg.probes_max => {
+                    self.state = BreakerState::HalfOpen { probes_in_flight: p + 1, successes };
                     return Some(Permit::Probe);
                 }
                 (Op::Allow, _) => return Some(Permit::Refused),
@@ -386,20 +326,11 @@ mod tests {
                         self.state = reopen;
                     }
                 }
-                (
-                    Op::Success,
-                    BreakerState::HalfOpen {
-                        probes_in_flight: p,
-                        successes,
-                    },
-                ) if p > 0 => {
+                (Op::Success, BreakerState::HalfOpen { probes_in_flight: p, successes }) if p > 0 => {
                     self.state = if successes + 1 >= self.cfg.successes_to_close {
                         BreakerState::Closed
                     } else {
-                        BreakerState::HalfOpen {
-                            probes_in_flight: p - 1,
-                            successes: successes + 1,
-                        }
+                        BreakerState::HalfOpen { probes_in_flight: p - 1, successes: successes + 1 }
                     };
                 }
                 (Op::Failure, BreakerState::HalfOpen { .. }) => self.state = reopen,
@@ -421,32 +352,22 @@ mod tests {
     }
 
     fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            (0u64..40).prop_map(Op::Advance),
-            Just(Op::Allow),
-            Just(Op::Success),
-            Just(Op::Failure)
-        ]
+        prop_oneof![(0u64..40).prop_map(Op::Advance), Just(Op::Allow), Just(Op::Success), Just(Op::Failure)]
     }
 
     fn config() -> impl Strategy<Value = BreakerConfig> {
-        let consecutive =
-            (1u32..5).prop_map(|failures_min| Trip::ConsecutiveFailures { failures_min });
-        let rate = (10i64..=100, 1usize..8)
-            .prop_flat_map(|(p, w)| (Just(p), Just(w), 1..=w))
-            .prop_map(|(p, window_len, calls_min)| Trip::FailureRate {
-                rate_min: Ratio::percent(p),
-                window_len,
-                calls_min,
-            });
-        (prop_oneof![consecutive, rate], 1u64..50, 1u32..4, 1u32..4).prop_map(
-            |(trip, ms, probes, successes)| BreakerConfig {
+        let consecutive = (1u32..5).prop_map(|failures_min| Trip::ConsecutiveFailures { failures_min });
+        let rate = (10i64..=100, 1usize..8).prop_flat_map(|(p, w)| (Just(p), Just(w), 1..=w)).prop_map(
+            |(p, window_len, calls_min)| Trip::FailureRate { rate_min: Ratio::percent(p), window_len, calls_min },
+        );
+        (prop_oneof![consecutive, rate], 1u64..50, 1u32..4, 1u32..4).prop_map(|(trip, ms, probes, successes)| {
+            BreakerConfig {
                 trip,
                 open_for: Duration::from_millis(ms),
                 probes_max: probes,
                 successes_to_close: successes,
-            },
-        )
+            }
+        })
     }
 
     proptest! {
@@ -526,13 +447,7 @@ mod tests {
         assert_eq!(b.allow(t(102)), Permit::Probe);
         b.on_success(t(103));
         assert_eq!(b.state(), BreakerState::Closed);
-        let bad = BreakerConfig {
-            probes_max: 0,
-            ..cfg
-        };
-        assert!(matches!(
-            Breaker::new(bad),
-            Err(BreakerConfigError::Probes { probes_max: 0, .. })
-        ));
+        let bad = BreakerConfig { probes_max: 0, ..cfg };
+        assert!(matches!(Breaker::new(bad), Err(BreakerConfigError::Probes { probes_max: 0, .. })));
     }
 }

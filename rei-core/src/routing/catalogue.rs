@@ -65,22 +65,14 @@ impl Offer {
     ) -> Result<Offer, OfferError> {
         let name_ok = !model.is_empty()
             && model.len() <= MODEL_LEN_MAX
-            && model.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'/')
-            });
+            && model.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'/'));
         if !name_ok {
             return Err(OfferError::Model);
         }
         if quality > QUALITY_MAX {
             return Err(OfferError::Quality { quality });
         }
-        Ok(Offer {
-            provider,
-            model: model.to_owned(),
-            capability,
-            unit_cost,
-            quality,
-        })
+        Ok(Offer { provider, model: model.to_owned(), capability, unit_cost, quality })
     }
 
     /// The provider that runs the model.
@@ -149,9 +141,7 @@ impl Catalogue {
     /// [`CatalogueError::TooMany`] past [`OFFERS_MAX`], [`CatalogueError::Duplicate`] for a repeated offer.
     pub fn new(offers: Vec<Offer>) -> Result<Catalogue, CatalogueError> {
         if offers.len() > OFFERS_MAX {
-            return Err(CatalogueError::TooMany {
-                count: offers.len(),
-            });
+            return Err(CatalogueError::TooMany { count: offers.len() });
         }
         let mut seen = BTreeSet::new();
         for o in &offers {
@@ -174,9 +164,7 @@ impl Catalogue {
 
     /// The offers for one capability, in catalogue order.
     pub fn offers_for(&self, capability: Capability) -> impl Iterator<Item = &Offer> {
-        self.offers
-            .iter()
-            .filter(move |o| o.capability == capability)
+        self.offers.iter().filter(move |o| o.capability == capability)
     }
 
     /// Every provider named by some offer, each once, in id order.
@@ -192,14 +180,7 @@ mod tests {
 
     fn offer(provider: &str, model: &str, capability: Capability) -> Offer {
         let p = ProviderId::parse(provider).expect("test id");
-        Offer::new(
-            p,
-            model,
-            capability,
-            UnitPrice::parse("1").expect("price"),
-            50,
-        )
-        .expect("offer")
+        Offer::new(p, model, capability, UnitPrice::parse("1").expect("price"), 50).expect("offer")
     }
 
     #[test]
@@ -210,35 +191,13 @@ mod tests {
             offer("kling", "v2", Capability::ImageToVideo),
             offer("kling", "v2", Capability::TextToVideo),
         ]);
-        assert!(matches!(
-            dup,
-            Err(CatalogueError::Duplicate {
-                capability: Capability::TextToVideo,
-                ..
-            })
-        ));
+        assert!(matches!(dup, Err(CatalogueError::Duplicate { capability: Capability::TextToVideo, .. })));
         let p = ProviderId::parse("gemini").expect("test id");
         let price = UnitPrice::parse("1").expect("price");
-        assert_eq!(
-            Offer::new(p.clone(), "", Capability::TextToImage, price, 1),
-            Err(OfferError::Model)
-        );
-        assert_eq!(
-            Offer::new(p.clone(), "a b", Capability::TextToImage, price, 1),
-            Err(OfferError::Model)
-        );
-        assert_eq!(
-            Offer::new(p, "m", Capability::TextToImage, price, 101),
-            Err(OfferError::Quality { quality: 101 })
-        );
-        let many = (0..=OFFERS_MAX)
-            .map(|i| offer("p", &format!("m{i}"), Capability::ImageEdit))
-            .collect();
-        assert_eq!(
-            Catalogue::new(many),
-            Err(CatalogueError::TooMany {
-                count: OFFERS_MAX + 1
-            })
-        );
+        assert_eq!(Offer::new(p.clone(), "", Capability::TextToImage, price, 1), Err(OfferError::Model));
+        assert_eq!(Offer::new(p.clone(), "a b", Capability::TextToImage, price, 1), Err(OfferError::Model));
+        assert_eq!(Offer::new(p, "m", Capability::TextToImage, price, 101), Err(OfferError::Quality { quality: 101 }));
+        let many = (0..=OFFERS_MAX).map(|i| offer("p", &format!("m{i}"), Capability::ImageEdit)).collect();
+        assert_eq!(Catalogue::new(many), Err(CatalogueError::TooMany { count: OFFERS_MAX + 1 }));
     }
 }

@@ -43,18 +43,8 @@ impl Weights {
     ///
     /// # Errors
     /// [`WeightsError::OutOfRange`] for a weight outside [0, 1], [`WeightsError::AllZero`] when all are zero.
-    pub fn new(
-        cost: Ratio,
-        latency: Ratio,
-        quality: Ratio,
-        success: Ratio,
-    ) -> Result<Weights, WeightsError> {
-        let all = [
-            ("cost", cost),
-            ("latency", latency),
-            ("quality", quality),
-            ("success", success),
-        ];
+    pub fn new(cost: Ratio, latency: Ratio, quality: Ratio, success: Ratio) -> Result<Weights, WeightsError> {
+        let all = [("cost", cost), ("latency", latency), ("quality", quality), ("success", success)];
         for (name, value) in all {
             if value.value() < Decimal::ZERO || value.value() > Decimal::ONE {
                 return Err(WeightsError::OutOfRange { name, value });
@@ -63,12 +53,7 @@ impl Weights {
         if all.iter().all(|(_, w)| w.value().is_zero()) {
             return Err(WeightsError::AllZero);
         }
-        Ok(Weights {
-            cost,
-            latency,
-            quality,
-            success,
-        })
+        Ok(Weights { cost, latency, quality, success })
     }
 
     /// The score of `offer` given its provider's `stats`, against the `spread` of the candidates it competes
@@ -119,18 +104,15 @@ pub struct Spread {
 impl Spread {
     /// The spread of `candidates`; providers without a latency EWMA do not widen the latency range.
     pub fn of<'a>(candidates: impl IntoIterator<Item = (&'a Offer, &'a ProviderStats)>) -> Spread {
-        let widen = |r: Option<(Decimal, Decimal)>, v: Decimal| {
-            Some(r.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
-        };
-        candidates
-            .into_iter()
-            .fold(Spread::default(), |s, (offer, stats)| Spread {
-                cost: widen(s.cost, offer.unit_cost().kopecks()),
-                latency: match stats.latency_ewma_ms() {
-                    Some(ms) => widen(s.latency, Decimal::from(ms)),
-                    None => s.latency,
-                },
-            })
+        let widen =
+            |r: Option<(Decimal, Decimal)>, v: Decimal| Some(r.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))));
+        candidates.into_iter().fold(Spread::default(), |s, (offer, stats)| Spread {
+            cost: widen(s.cost, offer.unit_cost().kopecks()),
+            latency: match stats.latency_ewma_ms() {
+                Some(ms) => widen(s.latency, Decimal::from(ms)),
+                None => s.latency,
+            },
+        })
     }
 }
 
@@ -209,20 +191,9 @@ impl Router {
     /// # Errors
     /// [`RouterConfigError`] naming the first invalid part of `config`.
     pub fn new(catalogue: Catalogue, config: RouterConfig) -> Result<Router, RouterConfigError> {
-        let fresh = Health {
-            stats: ProviderStats::new(config.stats)?,
-            breaker: Breaker::new(config.breaker)?,
-        };
-        let health = catalogue
-            .providers()
-            .into_iter()
-            .map(|p| (p.clone(), fresh.clone()))
-            .collect();
-        Ok(Router {
-            catalogue,
-            weights: config.weights,
-            health,
-        })
+        let fresh = Health { stats: ProviderStats::new(config.stats)?, breaker: Breaker::new(config.breaker)? };
+        let health = catalogue.providers().into_iter().map(|p| (p.clone(), fresh.clone())).collect();
+        Ok(Router { catalogue, weights: config.weights, health })
     }
 
     /// The catalogue.
@@ -258,10 +229,7 @@ impl Router {
         let spread = Spread::of(healthy.iter().copied());
         let mut ranked: Vec<Candidate> = healthy
             .into_iter()
-            .map(|(o, s)| Candidate {
-                offer: o.clone(),
-                score: self.weights.score(o, s, &spread),
-            })
+            .map(|(o, s)| Candidate { offer: o.clone(), score: self.weights.score(o, s, &spread) })
             .collect();
         ranked.sort_by(|a, b| {
             b.score
@@ -320,11 +288,7 @@ impl Router {
     }
 
     fn health_mut(&mut self, provider: &ProviderId) -> Result<&mut Health, RouterError> {
-        self.health
-            .get_mut(provider)
-            .ok_or_else(|| RouterError::UnknownProvider {
-                provider: provider.clone(),
-            })
+        self.health.get_mut(provider).ok_or_else(|| RouterError::UnknownProvider { provider: provider.clone() })
     }
 }
 
@@ -396,28 +360,18 @@ pub fn plan_failover(
     let mut plan = FailoverPlan::default();
     for candidate in ranked {
         let Some(price) = price_of(&candidate.offer) else {
-            plan.skipped.push(Skipped {
-                candidate,
-                reason: SkipReason::Unpriced,
-            });
+            plan.skipped.push(Skipped { candidate, reason: SkipReason::Unpriced });
             continue;
         };
         let cover = match (price.cmp(&held), can_raise_to) {
             (Ordering::Less | Ordering::Equal, _) => Cover::Covered,
             (Ordering::Greater, Some(cap)) if price <= cap => Cover::NeedsRaise { to: price },
             (Ordering::Greater, _) => {
-                plan.skipped.push(Skipped {
-                    candidate,
-                    reason: SkipReason::TooDear { price },
-                });
+                plan.skipped.push(Skipped { candidate, reason: SkipReason::TooDear { price } });
                 continue;
             }
         };
-        plan.steps.push(PlanStep {
-            candidate,
-            price,
-            cover,
-        });
+        plan.steps.push(PlanStep { candidate, price, cover });
     }
     plan
 }
@@ -436,23 +390,13 @@ mod tests {
 
     fn offer(provider: &str, model: &str, cost: &str, quality: u8) -> Offer {
         let price = UnitPrice::parse(cost).expect("test price");
-        Offer::new(
-            pid(provider),
-            model,
-            Capability::TextToImage,
-            price,
-            quality,
-        )
-        .expect("test offer")
+        Offer::new(pid(provider), model, Capability::TextToImage, price, quality).expect("test offer")
     }
 
     fn router(offers: Vec<Offer>, weights: Weights) -> Router {
         let config = RouterConfig {
             weights,
-            stats: StatsConfig {
-                alpha: Ratio::percent(50),
-                window_len: 10,
-            },
+            stats: StatsConfig { alpha: Ratio::percent(50), window_len: 10 },
             breaker: BreakerConfig {
                 trip: Trip::ConsecutiveFailures { failures_min: 2 },
                 open_for: Duration::from_secs(30),
@@ -469,10 +413,7 @@ mod tests {
     }
 
     fn order(ranked: &[Candidate]) -> Vec<(String, String)> {
-        ranked
-            .iter()
-            .map(|c| (c.offer.provider().to_string(), c.offer.model().to_owned()))
-            .collect()
+        ranked.iter().map(|c| (c.offer.provider().to_string(), c.offer.model().to_owned())).collect()
     }
 
     const T0: Timestamp = Timestamp::from_millis(1_000_000);
@@ -480,48 +421,25 @@ mod tests {
     #[test]
     fn scoring_orders_by_weighted_criteria() {
         // Proves cost, quality and latency each move an offer up when they weigh, with the documented formula.
-        let offers = vec![
-            offer("a", "cheap", "1", 20),
-            offer("b", "good", "3", 90),
-            offer("c", "mid", "2", 50),
-        ];
+        let offers = vec![offer("a", "cheap", "1", 20), offer("b", "good", "3", 90), offer("c", "mid", "2", 50)];
         let by_cost = router(offers.clone(), only(100, 0, 0, 0)).rank(Capability::TextToImage, T0);
         assert_eq!(order(&by_cost)[0].1, "cheap");
         let scores: Vec<Decimal> = by_cost.iter().map(|c| c.score).collect();
         assert_eq!(scores, [Decimal::ONE, Decimal::new(5, 1), Decimal::ZERO]);
-        let by_quality =
-            router(offers.clone(), only(0, 0, 100, 0)).rank(Capability::TextToImage, T0);
-        assert_eq!(
-            order(&by_quality)
-                .iter()
-                .map(|(_, m)| m.as_str())
-                .collect::<Vec<_>>(),
-            ["good", "mid", "cheap"]
-        );
+        let by_quality = router(offers.clone(), only(0, 0, 100, 0)).rank(Capability::TextToImage, T0);
+        assert_eq!(order(&by_quality).iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(), ["good", "mid", "cheap"]);
         let mut r = router(offers, only(0, 100, 0, 0));
-        r.record_outcome(&pid("a"), Outcome::Success { latency_ms: 900 }, T0)
-            .expect("known");
-        r.record_outcome(&pid("b"), Outcome::Success { latency_ms: 100 }, T0)
-            .expect("known");
+        r.record_outcome(&pid("a"), Outcome::Success { latency_ms: 900 }, T0).expect("known");
+        r.record_outcome(&pid("b"), Outcome::Success { latency_ms: 100 }, T0).expect("known");
         let by_latency = r.rank(Capability::TextToImage, T0);
         // b is fastest (1), c is unmeasured (1/2), a is slowest (0).
-        assert_eq!(
-            order(&by_latency)
-                .iter()
-                .map(|(p, _)| p.as_str())
-                .collect::<Vec<_>>(),
-            ["b", "c", "a"]
-        );
+        assert_eq!(order(&by_latency).iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["b", "c", "a"]);
     }
 
     #[test]
     fn ties_break_by_provider_then_model() {
         // Proves equal scores come out in provider id order, then model order, whatever the catalogue order.
-        let offers = vec![
-            offer("b", "m", "1", 50),
-            offer("a", "z", "1", 50),
-            offer("a", "k", "1", 50),
-        ];
+        let offers = vec![offer("b", "m", "1", 50), offer("a", "z", "1", 50), offer("a", "k", "1", 50)];
         let ranked = router(offers, only(50, 50, 50, 50)).rank(Capability::TextToImage, T0);
         let want = [("a", "k"), ("a", "z"), ("b", "m")].map(|(p, m)| (p.to_owned(), m.to_owned()));
         assert_eq!(order(&ranked), want);
@@ -530,40 +448,20 @@ mod tests {
     #[test]
     fn open_providers_are_skipped_until_their_time_is_up() {
         // Proves a tripped provider leaves the ranking, returns half-open after open_for, and ranking takes no probe.
-        let mut r = router(
-            vec![offer("a", "m", "1", 90), offer("b", "m", "2", 10)],
-            only(0, 0, 100, 0),
-        );
+        let mut r = router(vec![offer("a", "m", "1", 90), offer("b", "m", "2", 10)], only(0, 0, 100, 0));
         for _ in 0..2 {
-            r.record_outcome(&pid("a"), Outcome::Failure, T0)
-                .expect("known");
+            r.record_outcome(&pid("a"), Outcome::Failure, T0).expect("known");
         }
-        assert_eq!(
-            order(&r.rank(Capability::TextToImage, T0)),
-            [("b".to_owned(), "m".to_owned())]
-        );
+        assert_eq!(order(&r.rank(Capability::TextToImage, T0)), [("b".to_owned(), "m".to_owned())]);
         assert_eq!(r.acquire(&pid("a"), T0), Ok(Permit::Refused));
         let later = T0.plus(Duration::from_secs(30));
         assert_eq!(r.rank(Capability::TextToImage, later).len(), 2);
-        assert_eq!(
-            r.rank(Capability::TextToImage, later).len(),
-            2,
-            "ranking twice takes no probe slot"
-        );
+        assert_eq!(r.rank(Capability::TextToImage, later).len(), 2, "ranking twice takes no probe slot");
         assert_eq!(r.acquire(&pid("a"), later), Ok(Permit::Probe));
-        assert_eq!(
-            r.rank(Capability::TextToImage, later).len(),
-            1,
-            "the only probe slot is taken"
-        );
+        assert_eq!(r.rank(Capability::TextToImage, later).len(), 1, "the only probe slot is taken");
         assert_eq!(r.rank(Capability::ImageEdit, later), []);
         let ghost = pid("ghost");
-        assert_eq!(
-            r.acquire(&ghost, later),
-            Err(RouterError::UnknownProvider {
-                provider: ghost.clone()
-            })
-        );
+        assert_eq!(r.acquire(&ghost, later), Err(RouterError::UnknownProvider { provider: ghost.clone() }));
     }
 
     #[test]
@@ -583,33 +481,11 @@ mod tests {
             _ => None,
         };
         let held = Money::from_kopecks(10_000);
-        let plan = r.failover_plan(
-            Capability::TextToImage,
-            T0,
-            held,
-            Some(Money::from_kopecks(13_000)),
-            prices,
-        );
+        let plan = r.failover_plan(Capability::TextToImage, T0, held, Some(Money::from_kopecks(13_000)), prices);
         let covers: Vec<Cover> = plan.steps.iter().map(|s| s.cover).collect();
-        assert_eq!(
-            covers,
-            [
-                Cover::Covered,
-                Cover::NeedsRaise {
-                    to: Money::from_kopecks(12_000)
-                }
-            ]
-        );
+        assert_eq!(covers, [Cover::Covered, Cover::NeedsRaise { to: Money::from_kopecks(12_000) }]);
         let reasons: Vec<SkipReason> = plan.skipped.iter().map(|s| s.reason).collect();
-        assert_eq!(
-            reasons,
-            [
-                SkipReason::TooDear {
-                    price: Money::from_kopecks(15_000)
-                },
-                SkipReason::Unpriced
-            ]
-        );
+        assert_eq!(reasons, [SkipReason::TooDear { price: Money::from_kopecks(15_000) }, SkipReason::Unpriced]);
         let no_raise = r.failover_plan(Capability::TextToImage, T0, held, None, prices);
         assert_eq!(no_raise.steps.len(), 1);
         assert_eq!(no_raise.skipped.len(), 3);
@@ -619,15 +495,9 @@ mod tests {
     fn bad_weights_are_refused() {
         // Proves weights outside [0, 1] or all zero cannot be made, so scores stay bounded.
         let (zero, one) = (Ratio::ZERO, Ratio::ONE);
-        assert_eq!(
-            Weights::new(zero, zero, zero, zero),
-            Err(WeightsError::AllZero)
-        );
+        assert_eq!(Weights::new(zero, zero, zero, zero), Err(WeightsError::AllZero));
         let over = Ratio::percent(101);
-        let err = WeightsError::OutOfRange {
-            name: "quality",
-            value: over,
-        };
+        let err = WeightsError::OutOfRange { name: "quality", value: over };
         assert_eq!(Weights::new(one, one, over, one), Err(err));
         assert!(Weights::new(zero, zero, Ratio::percent(-1), one).is_err());
     }

@@ -23,11 +23,7 @@ pub(super) struct Window {
 
 impl Window {
     pub(super) fn new(cap: usize) -> Window {
-        Window {
-            outcomes: VecDeque::with_capacity(cap),
-            cap,
-            successes: 0,
-        }
+        Window { outcomes: VecDeque::with_capacity(cap), cap, successes: 0 }
     }
 
     pub(super) fn push(&mut self, success: bool) {
@@ -102,14 +98,10 @@ impl ProviderStats {
     pub fn new(config: StatsConfig) -> Result<ProviderStats, StatsConfigError> {
         let a = config.alpha.value();
         if a <= Decimal::ZERO || a > Decimal::ONE {
-            return Err(StatsConfigError::Alpha {
-                alpha: config.alpha,
-            });
+            return Err(StatsConfigError::Alpha { alpha: config.alpha });
         }
         if config.window_len == 0 || config.window_len > WINDOW_LEN_MAX {
-            return Err(StatsConfigError::WindowLen {
-                len: config.window_len,
-            });
+            return Err(StatsConfigError::WindowLen { len: config.window_len });
         }
         Ok(ProviderStats {
             alpha: config.alpha,
@@ -133,8 +125,7 @@ impl ProviderStats {
                 // Both values are at most LATENCY_MS_MAX and alpha is at most 1: no Decimal overflow possible.
                 let old_d = Decimal::from(old);
                 let moved = old_d + self.alpha.value() * (Decimal::from(sample) - old_d);
-                let rounded =
-                    moved.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
+                let rounded = moved.round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero);
                 u64::try_from(rounded).unwrap_or(sample)
             }
         };
@@ -181,11 +172,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn stats(alpha_percent: i64, window_len: usize) -> ProviderStats {
-        ProviderStats::new(StatsConfig {
-            alpha: Ratio::percent(alpha_percent),
-            window_len,
-        })
-        .expect("config")
+        ProviderStats::new(StatsConfig { alpha: Ratio::percent(alpha_percent), window_len }).expect("config")
     }
 
     #[test]
@@ -202,20 +189,8 @@ mod tests {
         s.record_failure(t);
         assert_eq!(s.success_rate(), Some(Ratio::ZERO));
         assert_eq!(s.outcomes(), 2);
-        assert!(
-            ProviderStats::new(StatsConfig {
-                alpha: Ratio::ZERO,
-                window_len: 1
-            })
-            .is_err()
-        );
-        assert!(
-            ProviderStats::new(StatsConfig {
-                alpha: Ratio::ONE,
-                window_len: WINDOW_LEN_MAX + 1
-            })
-            .is_err()
-        );
+        assert!(ProviderStats::new(StatsConfig { alpha: Ratio::ZERO, window_len: 1 }).is_err());
+        assert!(ProviderStats::new(StatsConfig { alpha: Ratio::ONE, window_len: WINDOW_LEN_MAX + 1 }).is_err());
     }
 
     proptest! {

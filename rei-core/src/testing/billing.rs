@@ -83,3 +83,144 @@ where
     assert_eq!(s.purge_expired(Timestamp::from_millis(2_000), 10).await.ok(), Some(1));
     assert!(s.get(QuoteId::from(1)).await.ok().flatten().is_some(), "an unexpired quote stays");
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::billing::{BillingConfig, BillingError, BillingService};
+    use crate::caps::SpendCaps;
+    use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId};
+    use crate::ledger::{LedgerError, SystemAccount};
+    use crate::pricing::{Pricer, PricingConfig};
+    use crate::testing::clock::{ManualClock, SeqIds};
+    use crate::testing::ledger::MemoryLedger;
+
+    const ALICE: UserId = UserId(1);
+    const BOB: UserId = UserId(2);
+
+    fn product() -> ProductId {
+        ProductId::parse("image.nano-banana").expect("id")
+    }
+
+    fn service(config: BillingConfig) -> (BillingService, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_800_000_000_000)));
+        let svc = BillingService::new(
+            Arc::new(MemoryLedger::new()),
+            Arc::new(MemoryQuotes::new()),
+            clock.clone(),
+            Arc::new(SeqIds::new(1)),
+            Pricer::new(PricingConfig::example()),
+            config,
+        );
+        (svc, clock)
+    }
+
+    #[tokio::test]
+    async fn memory_quotes_pass_the_conformance_suite() {
+        // Proves the in-memory quote store keeps every MUST of its port.
+        quote_store_conformance(|| async { Arc::new(MemoryQuotes::new()) as Arc<dyn QuoteStore> }).await;
+    }
+
+    #[tokio::test]
+    async fn quote_confirm_capture_charges_exactly_once() {
+        // Proves the money flow of one generation: a confirmed quote holds its price, a retried confirm holds
+        // nothing more, a retried capture charges nothing more.
+        let (svc, _) = service(BillingConfig::default());
+        svc.top_up(ALICE, Money::from_kopecks(100_000), PaymentId::parse("pay-1").expect("id")).await.expect("top-up");
+        svc.top_up(ALICE, Money::from_kopecks(100_000), PaymentId::parse("pay-1").expect("id")).await.expect("replay");
+        let quote = svc.quote(ALICE, &product(), 2, crate::pricing::Tier::Basic).await.expect("quote");
+        assert!(quote.price.is_positive());
+        let c = svc.confirm(ALICE, quote.id, None).await.expect("confirm");
+        assert!(!c.replayed);
+        let again = svc.confirm(ALICE, quote.id, None).await.expect("confirm again");
+        assert!(again.replayed, "a second confirm is a replay");
+        let b = svc.balance(ALICE).await.expect("balance");
+        assert_eq!(b.held, quote.price, "held once");
+        let key = IdempotencyKey::derived("capture", c.hold);
+        svc.capture(c.hold, quote.price, key.clone()).await.expect("capture");
+        svc.capture(c.hold, quote.price, key).await.expect("capture replay");
+        let b = svc.balance(ALICE).await.expect("balance");
+        let expected = Money::from_kopecks(100_000).checked_sub(quote.price).expect("fits");
+        assert_eq!((b.available, b.held), (expected, Money::ZERO));
+        let revenue = svc.ledger().system_balance(SystemAccount::Revenue).await.expect("revenue");
+        assert_eq!(revenue, quote.price, "charged exactly once");
+        assert!(svc.verify().await.expect("verify").is_clean());
+    }
+
+    #[tokio::test]
+    async fn concurrent_confirms_hold_once() {
+        // Proves that confirms racing on one quote build the same operation, so all but one are replays.
+        let (svc, _) = service(BillingConfig::default());
+        let svc = Arc::new(svc);
+        svc.top_up(ALICE, Money::from_kopecks(100_000), PaymentId::parse("pay-1").expect("id")).await.expect("top-up");
+        let quote = svc.quote(ALICE, &product(), 1, crate::pricing::Tier::Pro).await.expect("quote");
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let svc = svc.clone();
+                tokio::spawn(async move { svc.confirm(ALICE, quote.id, None).await })
+            })
+            .collect();
+        let mut fresh = 0;
+        for t in tasks {
+            let c = t.await.expect("join").expect("confirm");
+            fresh += usize::from(!c.replayed);
+        }
+        assert_eq!(fresh, 1);
+        assert_eq!(svc.balance(ALICE).await.expect("balance").held, quote.price);
+    }
+
+    #[tokio::test]
+    async fn confirm_refuses_expired_foreign_and_unknown_quotes() {
+        // Proves a quote is confirmable only by its user, only before it expires, and not at all if unknown.
+        let (svc, clock) = service(BillingConfig::default());
+        svc.top_up(ALICE, Money::from_kopecks(100_000), PaymentId::parse("pay-1").expect("id")).await.expect("top-up");
+        let quote = svc.quote(ALICE, &product(), 1, crate::pricing::Tier::Basic).await.expect("quote");
+        let e = svc.confirm(BOB, quote.id, None).await;
+        assert!(matches!(e, Err(BillingError::QuoteOwner { .. })), "{e:?}");
+        let e = svc.confirm(ALICE, QuoteId::from(12_345), None).await;
+        assert!(matches!(e, Err(BillingError::QuoteNotFound { .. })), "{e:?}");
+        clock.set(quote.expires_at);
+        let e = svc.confirm(ALICE, quote.id, None).await;
+        assert!(matches!(e, Err(BillingError::QuoteExpired { .. })), "{e:?}");
+        assert_eq!(svc.balance(ALICE).await.expect("balance").held, Money::ZERO);
+    }
+
+    #[tokio::test]
+    async fn provider_budgets_and_user_caps_come_from_configuration() {
+        // Proves configured caps reach the ledger: a provider's daily budget refuses a hold that would pass it.
+        let kling = ProviderId::parse("kling").expect("id");
+        let config = BillingConfig {
+            provider_budgets: BTreeMap::from([(kling.clone(), Money::from_kopecks(100))]),
+            user_caps: SpendCaps { user_daily: Some(Money::from_kopecks(50_000)), ..SpendCaps::NONE },
+            ..BillingConfig::default()
+        };
+        let (svc, _) = service(config);
+        svc.top_up(ALICE, Money::from_kopecks(100_000), PaymentId::parse("pay-1").expect("id")).await.expect("top-up");
+        let quote = svc.quote(ALICE, &product(), 1, crate::pricing::Tier::Basic).await.expect("quote");
+        assert!(quote.price > Money::from_kopecks(100), "the example image costs more than the budget");
+        let e = svc.confirm(ALICE, quote.id, Some(&kling)).await;
+        assert!(matches!(e, Err(BillingError::Ledger(LedgerError::SpendCap(_)))), "{e:?}");
+        svc.confirm(ALICE, quote.id, None).await.expect("no provider, no budget");
+    }
+
+    #[tokio::test]
+    async fn the_reaper_expires_lapsed_holds_once() {
+        // Proves the reaper gives back holds past their TTL and leaves live ones alone.
+        let (svc, clock) = service(BillingConfig { hold_ttl: Duration::from_secs(60), ..BillingConfig::default() });
+        svc.top_up(ALICE, Money::from_kopecks(10_000), PaymentId::parse("pay-1").expect("id")).await.expect("top-up");
+        let k = |s: &str| IdempotencyKey::parse(s).expect("key");
+        svc.hold(ALICE, HoldId::from(1), Money::from_kopecks(1_000), None, k("h1")).await.expect("hold");
+        clock.advance(Duration::from_secs(30));
+        svc.hold(ALICE, HoldId::from(2), Money::from_kopecks(1_000), None, k("h2")).await.expect("hold");
+        clock.advance(Duration::from_secs(31));
+        let report = svc.reap_expired().await.expect("reap");
+        assert_eq!(report.expired, vec![HoldId::from(1)]);
+        assert!(svc.reap_expired().await.expect("reap").expired.is_empty(), "nothing twice");
+        let b = svc.balance(ALICE).await.expect("balance");
+        assert_eq!((b.available, b.held), (Money::from_kopecks(9_000), Money::from_kopecks(1_000)));
+    }
+}

@@ -46,10 +46,7 @@ impl SeqIds {
     /// A generator whose ids carry `prefix` in their high 64 bits.
     #[must_use]
     pub fn new(prefix: u64) -> SeqIds {
-        SeqIds {
-            prefix,
-            next: AtomicU64::new(1),
-        }
+        SeqIds { prefix, next: AtomicU64::new(1) }
     }
 }
 

@@ -20,8 +20,7 @@ mod tests {
     #[tokio::test]
     async fn memory_ledger_passes_the_conformance_suite() {
         // Proves the in-memory store keeps every MUST of the ledger port.
-        ledger_conformance(|| async { Arc::new(MemoryLedger::new()) as Arc<dyn LedgerStore> })
-            .await;
+        ledger_conformance(|| async { Arc::new(MemoryLedger::new()) as Arc<dyn LedgerStore> }).await;
     }
 
     #[test]

@@ -38,12 +38,7 @@ impl UsageSessionStore for MemoryUsageSessions {
     }
 
     async fn get(&self, id: SessionId) -> Result<Option<UsageSession>, UsageError> {
-        Ok(self
-            .sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-            .cloned())
+        Ok(self.sessions.lock().unwrap_or_else(PoisonError::into_inner).get(&id).cloned())
     }
 
     async fn update(&self, expected: &UsageSession, next: UsageSession) -> Result<(), UsageError> {
@@ -53,22 +48,14 @@ impl UsageSessionStore for MemoryUsageSessions {
                 *stored = next;
                 Ok(())
             }
-            Some(_) => Err(UsageError::Conflict {
-                session: expected.id,
-            }),
-            None => Err(UsageError::NotFound {
-                session: expected.id,
-            }),
+            Some(_) => Err(UsageError::Conflict { session: expected.id }),
+            None => Err(UsageError::NotFound { session: expected.id }),
         }
     }
 
     async fn open_sessions(&self, limit: usize) -> Result<Vec<UsageSession>, UsageError> {
         let m = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut open: Vec<UsageSession> = m
-            .values()
-            .filter(|s| s.state == SessionState::Open)
-            .cloned()
-            .collect();
+        let mut open: Vec<UsageSession> = m.values().filter(|s| s.state == SessionState::Open).cloned().collect();
         open.sort_by_key(|s| (s.opened_at, s.id));
         open.truncate(limit);
         Ok(open)
@@ -105,15 +92,8 @@ where
     let mut other = sample(1, 1_000);
     other.chunks = 7;
     assert_eq!(s.insert(first.clone()).await.ok(), Some(first.clone()));
-    assert_eq!(
-        s.insert(other).await.ok(),
-        Some(first.clone()),
-        "a repeated insert returns the stored session"
-    );
-    assert_eq!(
-        s.get(SessionId::from(1)).await.ok().flatten(),
-        Some(first.clone())
-    );
+    assert_eq!(s.insert(other).await.ok(), Some(first.clone()), "a repeated insert returns the stored session");
+    assert_eq!(s.get(SessionId::from(1)).await.ok().flatten(), Some(first.clone()));
     assert_eq!(s.get(SessionId::from(2)).await.ok().flatten(), None);
 
     // Update is a compare-and-set: a stale expectation is a conflict and changes nothing.
@@ -124,32 +104,17 @@ where
     let mut stale_next = first.clone();
     stale_next.chunks = 9;
     let stale = s.update(&first, stale_next).await;
-    assert!(
-        matches!(stale, Err(UsageError::Conflict { .. })),
-        "{stale:?}"
-    );
-    assert_eq!(
-        s.get(SessionId::from(1)).await.ok().flatten(),
-        Some(next.clone())
-    );
+    assert!(matches!(stale, Err(UsageError::Conflict { .. })), "{stale:?}");
+    assert_eq!(s.get(SessionId::from(1)).await.ok().flatten(), Some(next.clone()));
     let missing = s.update(&sample(3, 0), sample(3, 0)).await;
-    assert!(
-        matches!(missing, Err(UsageError::NotFound { .. })),
-        "{missing:?}"
-    );
+    assert!(matches!(missing, Err(UsageError::NotFound { .. })), "{missing:?}");
 
     // Open sessions come oldest first, closed ones never, bounded by the limit.
     s.insert(sample(4, 500)).await.ok();
     let mut closed = sample(5, 100);
     closed.state = SessionState::Closed;
     s.insert(closed).await.ok();
-    let open: Vec<u128> = s
-        .open_sessions(10)
-        .await
-        .unwrap_or_default()
-        .iter()
-        .map(|x| x.id.as_u128())
-        .collect();
+    let open: Vec<u128> = s.open_sessions(10).await.unwrap_or_default().iter().map(|x| x.id.as_u128()).collect();
     assert_eq!(open, vec![4, 1]);
     assert_eq!(s.open_sessions(1).await.map(|v| v.len()).ok(), Some(1));
 }
@@ -213,10 +178,7 @@ mod tests {
     #[tokio::test]
     async fn memory_store_passes_the_conformance_suite() {
         // Proves the in-memory session store keeps every MUST of its port.
-        usage_store_conformance(|| async {
-            Arc::new(MemoryUsageSessions::new()) as Arc<dyn UsageSessionStore>
-        })
-        .await;
+        usage_store_conformance(|| async { Arc::new(MemoryUsageSessions::new()) as Arc<dyn UsageSessionStore> }).await;
     }
 
     #[tokio::test]
@@ -226,35 +188,16 @@ mod tests {
         let id = SessionId::from(42);
         let s = w.svc.open(id, spec()).await.expect("open");
         assert_eq!(s.held, Money::from_kopecks(15_00));
-        assert_eq!(
-            w.svc.open(id, spec()).await.expect("reopen").held,
-            s.held,
-            "opening twice holds once"
-        );
-        assert_eq!(
-            w.ledger.balance(ALICE).await.expect("b").held,
-            Money::from_kopecks(15_00)
-        );
+        assert_eq!(w.svc.open(id, spec()).await.expect("reopen").held, s.held, "opening twice holds once");
+        assert_eq!(w.ledger.balance(ALICE).await.expect("b").held, Money::from_kopecks(15_00));
         w.clock.advance(Duration::from_secs(5));
-        let Metered::Running(s) = w.svc.meter(id, 5).await.expect("meter") else {
-            panic!("must run")
-        };
-        assert_eq!(
-            (s.chunks, s.held),
-            (2, Money::from_kopecks(30_00)),
-            "a chunk ahead of use"
-        );
+        let Metered::Running(s) = w.svc.meter(id, 5).await.expect("meter") else { panic!("must run") };
+        assert_eq!((s.chunks, s.held), (2, Money::from_kopecks(30_00)), "a chunk ahead of use");
         let done = w.svc.close(id, 13).await.expect("close");
         assert_eq!(done.captured, Money::from_kopecks(19_50), "13 s at 1.50");
         let b = w.ledger.balance(ALICE).await.expect("b");
-        assert_eq!(
-            (b.available, b.held),
-            (Money::from_kopecks(80_50), Money::ZERO)
-        );
-        assert!(matches!(
-            w.svc.close(id, 13).await,
-            Err(crate::usage::UsageError::NotOpen { .. })
-        ));
+        assert_eq!((b.available, b.held), (Money::from_kopecks(80_50), Money::ZERO));
+        assert!(matches!(w.svc.close(id, 13).await, Err(crate::usage::UsageError::NotOpen { .. })));
         assert!(w.ledger.verify().await.expect("verify").is_clean());
     }
 
@@ -265,23 +208,12 @@ mod tests {
         let w = world(30_00, SpendCaps::NONE).await;
         let id = SessionId::from(7);
         w.svc.open(id, spec()).await.expect("open");
-        assert!(matches!(
-            w.svc.meter(id, 3).await.expect("meter"),
-            Metered::Running(_)
-        ));
+        assert!(matches!(w.svc.meter(id, 3).await.expect("meter"), Metered::Running(_)));
         let stopped = w.svc.meter(id, 25).await.expect("meter");
-        let Metered::Stopped { session, reason } = stopped else {
-            panic!("must stop, got {stopped:?}")
-        };
-        assert!(
-            matches!(reason, LedgerError::InsufficientFunds { .. }),
-            "{reason:?}"
-        );
+        let Metered::Stopped { session, reason } = stopped else { panic!("must stop, got {stopped:?}") };
+        assert!(matches!(reason, LedgerError::InsufficientFunds { .. }), "{reason:?}");
         assert_eq!(session.state, SessionState::Stopped);
-        assert_eq!(
-            session.used_units, 20,
-            "metering is capped at what the hold covered"
-        );
+        assert_eq!(session.used_units, 20, "metering is capped at what the hold covered");
         assert_eq!(session.captured, Money::from_kopecks(30_00));
         let b = w.ledger.balance(ALICE).await.expect("b");
         assert_eq!((b.available, b.held), (Money::ZERO, Money::ZERO));
@@ -290,30 +222,14 @@ mod tests {
     #[tokio::test]
     async fn caps_stop_a_session_too() {
         // Proves the spend caps apply to every chunk, not only the first.
-        let caps = SpendCaps {
-            user_hourly: Some(Money::from_kopecks(20_00)),
-            ..SpendCaps::NONE
-        };
+        let caps = SpendCaps { user_hourly: Some(Money::from_kopecks(20_00)), ..SpendCaps::NONE };
         let w = world(10_000, caps).await;
         let id = SessionId::from(8);
         w.svc.open(id, spec()).await.expect("open");
         let out = w.svc.meter(id, 1).await.expect("meter");
-        assert!(
-            matches!(
-                out,
-                Metered::Stopped {
-                    reason: LedgerError::SpendCap(_),
-                    ..
-                }
-            ),
-            "{out:?}"
-        );
+        assert!(matches!(out, Metered::Stopped { reason: LedgerError::SpendCap(_), .. }), "{out:?}");
         let b = w.ledger.balance(ALICE).await.expect("b");
-        assert_eq!(
-            (b.available, b.held),
-            (Money::from_kopecks(98_50), Money::ZERO),
-            "1 s charged"
-        );
+        assert_eq!((b.available, b.held), (Money::from_kopecks(98_50), Money::ZERO), "1 s charged");
     }
 
     #[tokio::test]
@@ -323,9 +239,6 @@ mod tests {
         let id = SessionId::from(9);
         w.svc.open(id, spec()).await.expect("open");
         w.svc.meter(id, 4).await.expect("meter");
-        assert!(matches!(
-            w.svc.meter(id, 3).await,
-            Err(crate::usage::UsageError::UnitsBackwards { .. })
-        ));
+        assert!(matches!(w.svc.meter(id, 3).await, Err(crate::usage::UsageError::UnitsBackwards { .. })));
     }
 }

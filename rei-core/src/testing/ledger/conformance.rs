@@ -7,8 +7,7 @@ use std::time::Duration;
 use crate::caps::{CapScope, SpendCaps};
 use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use crate::ledger::{
-    Applied, HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore, OpKind, Reason,
-    SystemAccount,
+    Applied, HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore, OpKind, Reason, SystemAccount,
 };
 use crate::money::Money;
 use crate::time::Timestamp;
@@ -45,12 +44,7 @@ impl Cmds {
 
     fn at(&mut self, k: &str, at: Timestamp, op: LedgerOp) -> LedgerCommand {
         self.next_tx += 1;
-        LedgerCommand {
-            key: key(k),
-            tx: TxId::from(self.next_tx),
-            at,
-            op,
-        }
+        LedgerCommand { key: key(k), tx: TxId::from(self.next_tx), at, op }
     }
 
     fn cmd(&mut self, k: &str, op: LedgerOp) -> LedgerCommand {
@@ -59,11 +53,7 @@ impl Cmds {
 }
 
 fn top_up(user: UserId, amount: Money, payment: &str) -> LedgerOp {
-    LedgerOp::TopUp {
-        user,
-        amount,
-        payment: pay(payment),
-    }
+    LedgerOp::TopUp { user, amount, payment: pay(payment) }
 }
 
 fn hold(user: UserId, id: u128, amount: Money) -> LedgerOp {
@@ -94,26 +84,15 @@ async fn refused(store: &dyn LedgerStore, cmd: LedgerCommand) -> LedgerError {
 }
 
 async fn available(store: &dyn LedgerStore, user: UserId) -> Money {
-    store
-        .balance(user)
-        .await
-        .map(|b| b.available)
-        .unwrap_or_else(|e| panic!("balance: {e}"))
+    store.balance(user).await.map(|b| b.available).unwrap_or_else(|e| panic!("balance: {e}"))
 }
 
 async fn held(store: &dyn LedgerStore, user: UserId) -> Money {
-    store
-        .balance(user)
-        .await
-        .map(|b| b.held)
-        .unwrap_or_else(|e| panic!("balance: {e}"))
+    store.balance(user).await.map(|b| b.held).unwrap_or_else(|e| panic!("balance: {e}"))
 }
 
 async fn assert_clean(store: &dyn LedgerStore) {
-    let report = store
-        .verify()
-        .await
-        .unwrap_or_else(|e| panic!("verify: {e}"));
+    let report = store.verify().await.unwrap_or_else(|e| panic!("verify: {e}"));
     assert!(report.is_clean(), "verify must be clean: {report:?}");
 }
 
@@ -144,31 +123,15 @@ async fn top_up_is_idempotent(s: &dyn LedgerStore) {
     assert!(!first.replayed);
     let again = ok(s, c.cmd("pay1", top_up(ALICE, rub(100), "p1"))).await;
     assert!(again.replayed, "a replay must say so");
-    assert_eq!(
-        again.receipt, first.receipt,
-        "a replay must return the first receipt"
-    );
-    assert_eq!(
-        available(s, ALICE).await,
-        rub(100),
-        "a replay must not credit again"
-    );
+    assert_eq!(again.receipt, first.receipt, "a replay must return the first receipt");
+    assert_eq!(available(s, ALICE).await, rub(100), "a replay must not credit again");
     let e = refused(s, c.cmd("pay1", top_up(ALICE, rub(5), "p1"))).await;
-    assert!(
-        matches!(e, LedgerError::KeyConflict { .. }),
-        "same key, other operation: {e:?}"
-    );
+    assert!(matches!(e, LedgerError::KeyConflict { .. }), "same key, other operation: {e:?}");
     let e = refused(s, c.cmd("pay1-again", top_up(ALICE, rub(100), "p1"))).await;
-    assert!(
-        matches!(e, LedgerError::PaymentExists { .. }),
-        "same payment, other key: {e:?}"
-    );
+    assert!(matches!(e, LedgerError::PaymentExists { .. }), "same payment, other key: {e:?}");
     let e = refused(s, c.cmd("zero", top_up(ALICE, Money::ZERO, "p2"))).await;
     assert!(matches!(e, LedgerError::InvalidAmount { .. }), "{e:?}");
-    assert_eq!(
-        s.system_balance(SystemAccount::Payments).await.ok(),
-        Some(rub(-100))
-    );
+    assert_eq!(s.system_balance(SystemAccount::Payments).await.ok(), Some(rub(-100)));
     assert_clean(s).await;
 }
 
@@ -176,29 +139,14 @@ async fn refused_commands_record_nothing(s: &dyn LedgerStore) {
     // A refused hold leaves no trace under its key, so the same key applies once the funds are there.
     let mut c = Cmds::new();
     let e = refused(s, c.cmd("h1", hold(ALICE, 1, rub(10)))).await;
-    assert_eq!(
-        e,
-        LedgerError::InsufficientFunds {
-            available: Money::ZERO,
-            required: rub(10)
-        }
-    );
+    assert_eq!(e, LedgerError::InsufficientFunds { available: Money::ZERO, required: rub(10) });
     assert_eq!(s.transactions(0, 10).await.map(|t| t.len()).ok(), Some(0));
     ok(s, c.cmd("pay", top_up(ALICE, rub(10), "p1"))).await;
     let a = ok(s, c.cmd("h1", hold(ALICE, 1, rub(10)))).await;
     assert!(!a.replayed);
-    assert_eq!(
-        (available(s, ALICE).await, held(s, ALICE).await),
-        (Money::ZERO, rub(10))
-    );
+    assert_eq!((available(s, ALICE).await, held(s, ALICE).await), (Money::ZERO, rub(10)));
     let e = refused(s, c.cmd("h1-other", hold(ALICE, 1, rub(1)))).await;
-    assert!(
-        matches!(
-            e,
-            LedgerError::HoldExists { .. } | LedgerError::InsufficientFunds { .. }
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(e, LedgerError::HoldExists { .. } | LedgerError::InsufficientFunds { .. }), "{e:?}");
     assert_clean(s).await;
 }
 
@@ -207,100 +155,20 @@ async fn capture_charges_part_and_releases_the_rest(s: &dyn LedgerStore) {
     let mut c = Cmds::new();
     ok(s, c.cmd("pay", top_up(ALICE, rub(100), "p1"))).await;
     ok(s, c.cmd("h", hold(ALICE, 7, rub(10)))).await;
-    let e = refused(
-        s,
-        c.cmd(
-            "cap-big",
-            LedgerOp::Capture {
-                hold: HoldId::from(7),
-                amount: rub(11),
-            },
-        ),
-    )
-    .await;
-    assert_eq!(
-        e,
-        LedgerError::CaptureExceedsHold {
-            held: rub(10),
-            requested: rub(11)
-        }
-    );
-    let cap = ok(
-        s,
-        c.cmd(
-            "cap",
-            LedgerOp::Capture {
-                hold: HoldId::from(7),
-                amount: rub(8),
-            },
-        ),
-    )
-    .await;
+    let e = refused(s, c.cmd("cap-big", LedgerOp::Capture { hold: HoldId::from(7), amount: rub(11) })).await;
+    assert_eq!(e, LedgerError::CaptureExceedsHold { held: rub(10), requested: rub(11) });
+    let cap = ok(s, c.cmd("cap", LedgerOp::Capture { hold: HoldId::from(7), amount: rub(8) })).await;
     assert_eq!((cap.receipt.amount, cap.receipt.released), (rub(8), rub(2)));
-    assert_eq!(
-        (available(s, ALICE).await, held(s, ALICE).await),
-        (rub(92), Money::ZERO)
-    );
-    assert_eq!(
-        s.system_balance(SystemAccount::Revenue).await.ok(),
-        Some(rub(8))
-    );
-    let h = s
-        .hold(HoldId::from(7))
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("hold 7 must exist"));
+    assert_eq!((available(s, ALICE).await, held(s, ALICE).await), (rub(92), Money::ZERO));
+    assert_eq!(s.system_balance(SystemAccount::Revenue).await.ok(), Some(rub(8)));
+    let h = s.hold(HoldId::from(7)).await.ok().flatten().unwrap_or_else(|| panic!("hold 7 must exist"));
     assert_eq!((h.state, h.captured), (HoldState::Captured, rub(8)));
-    let e = refused(
-        s,
-        c.cmd(
-            "cap2",
-            LedgerOp::Capture {
-                hold: HoldId::from(7),
-                amount: rub(1),
-            },
-        ),
-    )
-    .await;
-    assert!(
-        matches!(
-            e,
-            LedgerError::HoldNotActive {
-                state: HoldState::Captured,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
-    let e = refused(
-        s,
-        c.cmd(
-            "rel",
-            LedgerOp::Release {
-                hold: HoldId::from(7),
-            },
-        ),
-    )
-    .await;
+    let e = refused(s, c.cmd("cap2", LedgerOp::Capture { hold: HoldId::from(7), amount: rub(1) })).await;
+    assert!(matches!(e, LedgerError::HoldNotActive { state: HoldState::Captured, .. }), "{e:?}");
+    let e = refused(s, c.cmd("rel", LedgerOp::Release { hold: HoldId::from(7) })).await;
     assert!(matches!(e, LedgerError::HoldNotActive { .. }), "{e:?}");
-    let e = refused(
-        s,
-        c.cmd(
-            "nohold",
-            LedgerOp::Capture {
-                hold: HoldId::from(99),
-                amount: rub(1),
-            },
-        ),
-    )
-    .await;
-    assert_eq!(
-        e,
-        LedgerError::HoldNotFound {
-            hold: HoldId::from(99)
-        }
-    );
+    let e = refused(s, c.cmd("nohold", LedgerOp::Capture { hold: HoldId::from(99), amount: rub(1) })).await;
+    assert_eq!(e, LedgerError::HoldNotFound { hold: HoldId::from(99) });
     assert_clean(s).await;
 }
 
@@ -310,100 +178,20 @@ async fn release_and_expiry_end_a_hold_once(s: &dyn LedgerStore) {
     ok(s, c.cmd("pay", top_up(ALICE, rub(100), "p1"))).await;
     ok(s, c.cmd("h1", hold(ALICE, 1, rub(30)))).await;
     ok(s, c.cmd("h2", hold(ALICE, 2, rub(30)))).await;
-    ok(
-        s,
-        c.cmd(
-            "rel",
-            LedgerOp::Release {
-                hold: HoldId::from(1),
-            },
-        ),
-    )
-    .await;
+    ok(s, c.cmd("rel", LedgerOp::Release { hold: HoldId::from(1) })).await;
     assert_eq!(available(s, ALICE).await, rub(70));
-    let e = refused(
-        s,
-        c.cmd(
-            "exp-early",
-            LedgerOp::Expire {
-                hold: HoldId::from(2),
-            },
-        ),
-    )
-    .await;
+    let e = refused(s, c.cmd("exp-early", LedgerOp::Expire { hold: HoldId::from(2) })).await;
     assert!(matches!(e, LedgerError::HoldNotExpired { .. }), "{e:?}");
     let late = T0.plus(TTL);
-    let e = refused(
-        s,
-        c.at(
-            "cap-late",
-            late,
-            LedgerOp::Capture {
-                hold: HoldId::from(2),
-                amount: rub(1),
-            },
-        ),
-    )
-    .await;
+    let e = refused(s, c.at("cap-late", late, LedgerOp::Capture { hold: HoldId::from(2), amount: rub(1) })).await;
     assert!(matches!(e, LedgerError::HoldExpired { .. }), "{e:?}");
-    let exp = ok(
-        s,
-        c.at(
-            "exp",
-            late,
-            LedgerOp::Expire {
-                hold: HoldId::from(2),
-            },
-        ),
-    )
-    .await;
+    let exp = ok(s, c.at("exp", late, LedgerOp::Expire { hold: HoldId::from(2) })).await;
     assert_eq!(exp.receipt.released, rub(30));
-    let e = refused(
-        s,
-        c.at(
-            "exp2",
-            late,
-            LedgerOp::Expire {
-                hold: HoldId::from(2),
-            },
-        ),
-    )
-    .await;
-    assert!(
-        matches!(
-            e,
-            LedgerError::HoldNotActive {
-                state: HoldState::Expired,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
-    let e = refused(
-        s,
-        c.at(
-            "rel2",
-            late,
-            LedgerOp::Release {
-                hold: HoldId::from(1),
-            },
-        ),
-    )
-    .await;
-    assert!(
-        matches!(
-            e,
-            LedgerError::HoldNotActive {
-                state: HoldState::Released,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
-    assert_eq!(
-        (available(s, ALICE).await, held(s, ALICE).await),
-        (rub(100), Money::ZERO)
-    );
+    let e = refused(s, c.at("exp2", late, LedgerOp::Expire { hold: HoldId::from(2) })).await;
+    assert!(matches!(e, LedgerError::HoldNotActive { state: HoldState::Expired, .. }), "{e:?}");
+    let e = refused(s, c.at("rel2", late, LedgerOp::Release { hold: HoldId::from(1) })).await;
+    assert!(matches!(e, LedgerError::HoldNotActive { state: HoldState::Released, .. }), "{e:?}");
+    assert_eq!((available(s, ALICE).await, held(s, ALICE).await), (rub(100), Money::ZERO));
     let bad = LedgerOp::Hold {
         user: ALICE,
         hold: HoldId::from(3),
@@ -422,83 +210,15 @@ async fn refunds_stay_within_what_was_captured(s: &dyn LedgerStore) {
     let mut c = Cmds::new();
     ok(s, c.cmd("pay", top_up(ALICE, rub(100), "p1"))).await;
     ok(s, c.cmd("h", hold(ALICE, 1, rub(10)))).await;
-    let e = refused(
-        s,
-        c.cmd(
-            "r0",
-            LedgerOp::Refund {
-                hold: HoldId::from(1),
-                amount: rub(1),
-            },
-        ),
-    )
-    .await;
-    assert!(
-        matches!(
-            e,
-            LedgerError::HoldNotActive {
-                state: HoldState::Active,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
-    ok(
-        s,
-        c.cmd(
-            "cap",
-            LedgerOp::Capture {
-                hold: HoldId::from(1),
-                amount: rub(8),
-            },
-        ),
-    )
-    .await;
-    ok(
-        s,
-        c.cmd(
-            "r1",
-            LedgerOp::Refund {
-                hold: HoldId::from(1),
-                amount: rub(5),
-            },
-        ),
-    )
-    .await;
-    let e = refused(
-        s,
-        c.cmd(
-            "r2",
-            LedgerOp::Refund {
-                hold: HoldId::from(1),
-                amount: rub(4),
-            },
-        ),
-    )
-    .await;
-    assert_eq!(
-        e,
-        LedgerError::RefundExceedsCaptured {
-            refundable: rub(3),
-            requested: rub(4)
-        }
-    );
-    ok(
-        s,
-        c.cmd(
-            "r3",
-            LedgerOp::Refund {
-                hold: HoldId::from(1),
-                amount: rub(3),
-            },
-        ),
-    )
-    .await;
+    let e = refused(s, c.cmd("r0", LedgerOp::Refund { hold: HoldId::from(1), amount: rub(1) })).await;
+    assert!(matches!(e, LedgerError::HoldNotActive { state: HoldState::Active, .. }), "{e:?}");
+    ok(s, c.cmd("cap", LedgerOp::Capture { hold: HoldId::from(1), amount: rub(8) })).await;
+    ok(s, c.cmd("r1", LedgerOp::Refund { hold: HoldId::from(1), amount: rub(5) })).await;
+    let e = refused(s, c.cmd("r2", LedgerOp::Refund { hold: HoldId::from(1), amount: rub(4) })).await;
+    assert_eq!(e, LedgerError::RefundExceedsCaptured { refundable: rub(3), requested: rub(4) });
+    ok(s, c.cmd("r3", LedgerOp::Refund { hold: HoldId::from(1), amount: rub(3) })).await;
     assert_eq!(available(s, ALICE).await, rub(100));
-    assert_eq!(
-        s.system_balance(SystemAccount::Revenue).await.ok(),
-        Some(Money::ZERO)
-    );
+    assert_eq!(s.system_balance(SystemAccount::Revenue).await.ok(), Some(Money::ZERO));
     assert_clean(s).await;
 }
 
@@ -507,50 +227,19 @@ async fn card_refunds_stay_within_the_payment_and_the_wallet(s: &dyn LedgerStore
     let mut c = Cmds::new();
     ok(s, c.cmd("pay", top_up(ALICE, rub(50), "p1"))).await;
     ok(s, c.cmd("pay2", top_up(ALICE, rub(50), "p2"))).await;
-    let card = |amount| LedgerOp::RefundToCard {
-        user: ALICE,
-        payment: pay("p1"),
-        amount,
-    };
+    let card = |amount| LedgerOp::RefundToCard { user: ALICE, payment: pay("p1"), amount };
     let e = refused(s, c.cmd("c1", card(rub(60)))).await;
-    assert_eq!(
-        e,
-        LedgerError::RefundExceedsPayment {
-            refundable: rub(50),
-            requested: rub(60)
-        }
-    );
+    assert_eq!(e, LedgerError::RefundExceedsPayment { refundable: rub(50), requested: rub(60) });
     ok(s, c.cmd("c2", card(rub(50)))).await;
     let e = refused(s, c.cmd("c3", card(rub(1)))).await;
-    assert!(
-        matches!(e, LedgerError::RefundExceedsPayment { .. }),
-        "{e:?}"
-    );
-    let other = LedgerOp::RefundToCard {
-        user: BOB,
-        payment: pay("p2"),
-        amount: rub(1),
-    };
+    assert!(matches!(e, LedgerError::RefundExceedsPayment { .. }), "{e:?}");
+    let other = LedgerOp::RefundToCard { user: BOB, payment: pay("p2"), amount: rub(1) };
     let e = refused(s, c.cmd("c4", other)).await;
     assert!(matches!(e, LedgerError::PaymentOwner { .. }), "{e:?}");
     ok(s, c.cmd("h", hold(ALICE, 1, rub(45)))).await;
-    let e = refused(
-        s,
-        c.cmd(
-            "c5",
-            LedgerOp::RefundToCard {
-                user: ALICE,
-                payment: pay("p2"),
-                amount: rub(10),
-            },
-        ),
-    )
-    .await;
+    let e = refused(s, c.cmd("c5", LedgerOp::RefundToCard { user: ALICE, payment: pay("p2"), amount: rub(10) })).await;
     assert!(matches!(e, LedgerError::InsufficientFunds { .. }), "{e:?}");
-    assert_eq!(
-        s.system_balance(SystemAccount::RefundsOut).await.ok(),
-        Some(rub(50))
-    );
+    assert_eq!(s.system_balance(SystemAccount::RefundsOut).await.ok(), Some(rub(50)));
     assert_clean(s).await;
 }
 
@@ -558,53 +247,25 @@ async fn adjustments_and_overdraft(s: &dyn LedgerStore) {
     // Adjustments are signed and bounded by the overdraft limit, which defaults to zero.
     let mut c = Cmds::new();
     let reason = Reason::parse("goodwill").unwrap_or_else(|e| panic!("{e}"));
-    let adjust = |amount| LedgerOp::Adjust {
-        user: BOB,
-        amount,
-        actor: ALICE,
-        reason: reason.clone(),
-    };
+    let adjust = |amount| LedgerOp::Adjust { user: BOB, amount, actor: ALICE, reason: reason.clone() };
     ok(s, c.cmd("a1", adjust(rub(5)))).await;
     let e = refused(s, c.cmd("a2", adjust(rub(-6)))).await;
-    assert_eq!(
-        e,
-        LedgerError::InsufficientFunds {
-            available: rub(5),
-            required: rub(6)
-        }
-    );
+    assert_eq!(e, LedgerError::InsufficientFunds { available: rub(5), required: rub(6) });
     let e = refused(s, c.cmd("a0", adjust(Money::ZERO))).await;
     assert!(matches!(e, LedgerError::InvalidAmount { .. }), "{e:?}");
     let limit_err = s.set_overdraft_limit(BOB, rub(-1)).await;
-    assert!(
-        matches!(limit_err, Err(LedgerError::InvalidAmount { .. })),
-        "{limit_err:?}"
-    );
-    s.set_overdraft_limit(BOB, rub(3))
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(limit_err, Err(LedgerError::InvalidAmount { .. })), "{limit_err:?}");
+    s.set_overdraft_limit(BOB, rub(3)).await.unwrap_or_else(|e| panic!("{e}"));
     ok(s, c.cmd("a3", adjust(rub(-8)))).await;
     assert_eq!(available(s, BOB).await, rub(-3));
     let e = refused(s, c.cmd("h", hold(BOB, 1, Money::from_kopecks(1)))).await;
     assert!(matches!(e, LedgerError::InsufficientFunds { .. }), "{e:?}");
     let lower = s.set_overdraft_limit(BOB, rub(2)).await;
-    assert!(
-        matches!(lower, Err(LedgerError::InsufficientFunds { .. })),
-        "{lower:?}"
-    );
-    assert_eq!(
-        s.system_balance(SystemAccount::Promo).await.ok(),
-        Some(rub(3))
-    );
+    assert!(matches!(lower, Err(LedgerError::InsufficientFunds { .. })), "{lower:?}");
+    assert_eq!(s.system_balance(SystemAccount::Promo).await.ok(), Some(rub(3)));
     let txs = s.transactions(0, 10).await.unwrap_or_default();
-    let adj = txs
-        .iter()
-        .find(|t| t.kind == OpKind::Adjust)
-        .unwrap_or_else(|| panic!("an adjust transaction"));
-    assert_eq!(
-        (adj.actor, adj.reason.as_ref().map(Reason::as_str)),
-        (Some(ALICE), Some("goodwill"))
-    );
+    let adj = txs.iter().find(|t| t.kind == OpKind::Adjust).unwrap_or_else(|| panic!("an adjust transaction"));
+    assert_eq!((adj.actor, adj.reason.as_ref().map(Reason::as_str)), (Some(ALICE), Some("goodwill")));
     assert_clean(s).await;
 }
 
@@ -613,11 +274,7 @@ async fn caps_are_checked_with_the_hold(s: &dyn LedgerStore) {
     let mut c = Cmds::new();
     ok(s, c.cmd("pa", top_up(ALICE, rub(1000), "pa"))).await;
     ok(s, c.cmd("pb", top_up(BOB, rub(1000), "pb"))).await;
-    let caps = SpendCaps {
-        user_hourly: Some(rub(50)),
-        user_daily: Some(rub(120)),
-        provider_daily: Some(rub(200)),
-    };
+    let caps = SpendCaps { user_hourly: Some(rub(50)), user_daily: Some(rub(120)), provider_daily: Some(rub(200)) };
     let kling = ProviderId::parse("kling").unwrap_or_else(|e| panic!("{e}"));
     let capped = |user, id: u128, amount, at: Timestamp| LedgerOp::Hold {
         user,
@@ -628,60 +285,21 @@ async fn caps_are_checked_with_the_hold(s: &dyn LedgerStore) {
         caps,
     };
     ok(s, c.cmd("h1", capped(ALICE, 1, rub(30), T0))).await;
-    ok(
-        s,
-        c.cmd(
-            "c1",
-            LedgerOp::Capture {
-                hold: HoldId::from(1),
-                amount: rub(20),
-            },
-        ),
-    )
-    .await;
+    ok(s, c.cmd("c1", LedgerOp::Capture { hold: HoldId::from(1), amount: rub(20) })).await;
     ok(s, c.cmd("h2", capped(ALICE, 2, rub(30), T0))).await;
     let e = refused(s, c.cmd("h3", capped(ALICE, 3, Money::from_kopecks(1), T0))).await;
-    assert!(
-        matches!(e, LedgerError::SpendCap(x) if x.scope == CapScope::UserHourly),
-        "{e:?}"
-    );
-    ok(
-        s,
-        c.cmd(
-            "r2",
-            LedgerOp::Release {
-                hold: HoldId::from(2),
-            },
-        ),
-    )
-    .await;
+    assert!(matches!(e, LedgerError::SpendCap(x) if x.scope == CapScope::UserHourly), "{e:?}");
+    ok(s, c.cmd("r2", LedgerOp::Release { hold: HoldId::from(2) })).await;
     ok(s, c.cmd("h4", capped(ALICE, 4, rub(30), T0))).await;
     let later = T0.plus(Duration::from_secs(3601));
     ok(s, c.at("h5", later, capped(ALICE, 5, rub(50), later))).await;
     let e = refused(s, c.at("h6", later, capped(ALICE, 6, rub(30), later))).await;
-    assert!(
-        matches!(e, LedgerError::SpendCap(x) if x.scope == CapScope::UserHourly),
-        "{e:?}"
-    );
+    assert!(matches!(e, LedgerError::SpendCap(x) if x.scope == CapScope::UserHourly), "{e:?}");
     let much_later = T0.plus(Duration::from_secs(2 * 3601));
-    let e = refused(
-        s,
-        c.at("h7", much_later, capped(ALICE, 7, rub(30), much_later)),
-    )
-    .await;
-    assert!(
-        matches!(e, LedgerError::SpendCap(x) if x.scope == CapScope::UserDaily),
-        "{e:?}"
-    );
-    ok(
-        s,
-        c.at("h8", much_later, capped(BOB, 8, rub(50), much_later)),
-    )
-    .await;
-    let budget_only = SpendCaps {
-        provider_daily: Some(rub(200)),
-        ..SpendCaps::NONE
-    };
+    let e = refused(s, c.at("h7", much_later, capped(ALICE, 7, rub(30), much_later))).await;
+    assert!(matches!(e, LedgerError::SpendCap(x) if x.scope == CapScope::UserDaily), "{e:?}");
+    ok(s, c.at("h8", much_later, capped(BOB, 8, rub(50), much_later))).await;
+    let budget_only = SpendCaps { provider_daily: Some(rub(200)), ..SpendCaps::NONE };
     let h9 = LedgerOp::Hold {
         user: BOB,
         hold: HoldId::from(9),
@@ -691,10 +309,7 @@ async fn caps_are_checked_with_the_hold(s: &dyn LedgerStore) {
         caps: budget_only,
     };
     let e = refused(s, c.at("h9", much_later, h9)).await;
-    assert!(
-        matches!(e, LedgerError::SpendCap(x) if x.scope == CapScope::ProviderDaily),
-        "{e:?}"
-    );
+    assert!(matches!(e, LedgerError::SpendCap(x) if x.scope == CapScope::ProviderDaily), "{e:?}");
     assert_clean(s).await;
 }
 
@@ -703,40 +318,17 @@ async fn raise_grows_a_live_hold(s: &dyn LedgerStore) {
     let mut c = Cmds::new();
     ok(s, c.cmd("pay", top_up(ALICE, rub(20), "p1"))).await;
     ok(s, c.cmd("h", hold(ALICE, 1, rub(10)))).await;
-    let raise = |amount, expires_at| LedgerOp::Raise {
-        hold: HoldId::from(1),
-        amount,
-        expires_at,
-        caps: SpendCaps::NONE,
-    };
+    let raise =
+        |amount, expires_at| LedgerOp::Raise { hold: HoldId::from(1), amount, expires_at, caps: SpendCaps::NONE };
     let e = refused(s, c.cmd("r-back", raise(rub(1), T0))).await;
     assert!(matches!(e, LedgerError::InvalidExpiry { .. }), "{e:?}");
     let e = refused(s, c.cmd("r-big", raise(rub(11), T0.plus(TTL)))).await;
     assert!(matches!(e, LedgerError::InsufficientFunds { .. }), "{e:?}");
     ok(s, c.cmd("r", raise(rub(10), T0.plus(TTL * 2)))).await;
-    assert_eq!(
-        (available(s, ALICE).await, held(s, ALICE).await),
-        (Money::ZERO, rub(20))
-    );
-    let h = s
-        .hold(HoldId::from(1))
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("hold 1"));
+    assert_eq!((available(s, ALICE).await, held(s, ALICE).await), (Money::ZERO, rub(20)));
+    let h = s.hold(HoldId::from(1)).await.ok().flatten().unwrap_or_else(|| panic!("hold 1"));
     assert_eq!((h.amount, h.expires_at), (rub(20), T0.plus(TTL * 2)));
-    ok(
-        s,
-        c.at(
-            "cap",
-            T0.plus(TTL),
-            LedgerOp::Capture {
-                hold: HoldId::from(1),
-                amount: rub(15),
-            },
-        ),
-    )
-    .await;
+    ok(s, c.at("cap", T0.plus(TTL), LedgerOp::Capture { hold: HoldId::from(1), amount: rub(15) })).await;
     let e = refused(s, c.cmd("r-dead", raise(Money::ZERO, T0.plus(TTL * 3)))).await;
     assert!(matches!(e, LedgerError::HoldNotActive { .. }), "{e:?}");
     assert_clean(s).await;
@@ -754,30 +346,13 @@ async fn batch_results_are_independent_and_ordered(s: &dyn LedgerStore) {
     ];
     let results = s.apply_batch(batch).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(results.len(), 5);
-    assert!(
-        matches!(results[0], Err(LedgerError::InsufficientFunds { .. })),
-        "{:?}",
-        results[0]
-    );
+    assert!(matches!(results[0], Err(LedgerError::InsufficientFunds { .. })), "{:?}", results[0]);
     assert!(matches!(&results[1], Ok(a) if !a.replayed));
     assert!(results[2].is_ok());
-    assert!(
-        matches!(results[3], Err(LedgerError::InsufficientFunds { .. })),
-        "{:?}",
-        results[3]
-    );
-    assert!(
-        matches!(&results[4], Ok(a) if a.replayed),
-        "a key repeated inside a batch is a replay"
-    );
-    assert_eq!(
-        (available(s, ALICE).await, held(s, ALICE).await),
-        (rub(4), rub(6))
-    );
-    assert_eq!(
-        s.apply_batch(Vec::new()).await.map(|r| r.len()).ok(),
-        Some(0)
-    );
+    assert!(matches!(results[3], Err(LedgerError::InsufficientFunds { .. })), "{:?}", results[3]);
+    assert!(matches!(&results[4], Ok(a) if a.replayed), "a key repeated inside a batch is a replay");
+    assert_eq!((available(s, ALICE).await, held(s, ALICE).await), (rub(4), rub(6)));
+    assert_eq!(s.apply_batch(Vec::new()).await.map(|r| r.len()).ok(), Some(0));
     assert_clean(s).await;
 }
 
@@ -796,23 +371,11 @@ async fn reaper_lists_only_due_active_holds(s: &dyn LedgerStore) {
         };
         ok(s, c.cmd(&format!("h{id}"), op)).await;
     }
-    ok(
-        s,
-        c.cmd(
-            "rel3",
-            LedgerOp::Release {
-                hold: HoldId::from(3),
-            },
-        ),
-    )
-    .await;
+    ok(s, c.cmd("rel3", LedgerOp::Release { hold: HoldId::from(3) })).await;
     let now = T0.plus(Duration::from_secs(60));
     let due = s.holds_due(now, 10).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(due, vec![HoldId::from(2), HoldId::from(1)]);
-    assert_eq!(
-        s.holds_due(now, 1).await.unwrap_or_default(),
-        vec![HoldId::from(2)]
-    );
+    assert_eq!(s.holds_due(now, 1).await.unwrap_or_default(), vec![HoldId::from(2)]);
     assert!(s.holds_due(T0, 10).await.unwrap_or_default().is_empty());
     assert_clean(s).await;
 }
@@ -822,21 +385,8 @@ async fn transactions_are_listed_in_order(s: &dyn LedgerStore) {
     let mut c = Cmds::new();
     ok(s, c.cmd("pay", top_up(ALICE, rub(10), "p1"))).await;
     ok(s, c.cmd("h", hold(ALICE, 1, rub(4)))).await;
-    ok(
-        s,
-        c.cmd(
-            "cap",
-            LedgerOp::Capture {
-                hold: HoldId::from(1),
-                amount: rub(4),
-            },
-        ),
-    )
-    .await;
-    let all = s
-        .transactions(0, 100)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    ok(s, c.cmd("cap", LedgerOp::Capture { hold: HoldId::from(1), amount: rub(4) })).await;
+    let all = s.transactions(0, 100).await.unwrap_or_else(|e| panic!("{e}"));
     let kinds: Vec<OpKind> = all.iter().map(|t| t.kind).collect();
     assert_eq!(kinds, vec![OpKind::TopUp, OpKind::Hold, OpKind::Capture]);
     assert!(all.iter().all(|t| t.sum() == Some(Money::ZERO)));

@@ -9,9 +9,8 @@ use async_trait::async_trait;
 use crate::caps::{CapUsage, DAY, HOUR, hold_spend};
 use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, UserId};
 use crate::ledger::{
-    Account, AccountDrift, Applied, Balance, Hold, HoldState, LedgerCommand, LedgerError, LedgerOp,
-    LedgerStore, LedgerView, PaymentRecord, Receipt, StoreError, SystemAccount, Transaction,
-    VerifyReport, plan,
+    Account, AccountDrift, Applied, Balance, Hold, HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore,
+    LedgerView, PaymentRecord, Receipt, StoreError, SystemAccount, Transaction, VerifyReport, plan,
 };
 use crate::money::Money;
 use crate::time::Timestamp;
@@ -51,10 +50,7 @@ impl MemoryLedger {
     /// outside tests.
     pub fn corrupt_available_for_test(&self, user: UserId, delta: Money) {
         let mut s = self.lock();
-        let b = s
-            .balances
-            .entry(user)
-            .or_insert_with(|| Balance::empty(user));
+        let b = s.balances.entry(user).or_insert_with(|| Balance::empty(user));
         b.available = b.available.checked_add(delta).unwrap_or(b.available);
     }
 }
@@ -73,72 +69,41 @@ impl State {
         CapUsage {
             user_hour: sum_since(self.user_holds.get(&user), at.minus(HOUR)),
             user_day: sum_since(self.user_holds.get(&user), at.minus(DAY)),
-            provider_day: provider.map_or(Money::ZERO, |p| {
-                sum_since(self.provider_holds.get(p), at.minus(DAY))
-            }),
+            provider_day: provider.map_or(Money::ZERO, |p| sum_since(self.provider_holds.get(p), at.minus(DAY))),
         }
     }
 
     fn apply(&mut self, cmd: &LedgerCommand) -> Result<Applied, LedgerError> {
         if let Some((op, receipt)) = self.keys.get(&cmd.key) {
             if *op != cmd.op {
-                return Err(LedgerError::KeyConflict {
-                    key: cmd.key.clone(),
-                });
+                return Err(LedgerError::KeyConflict { key: cmd.key.clone() });
             }
-            return Ok(Applied {
-                receipt: receipt.clone(),
-                replayed: true,
-            });
+            return Ok(Applied { receipt: receipt.clone(), replayed: true });
         }
         let hold = cmd.op.hold().and_then(|id| self.holds.get(&id).cloned());
         let user = match (cmd.op.user(), &hold) {
             (Some(user), _) => user,
             (None, Some(h)) => h.user,
             (None, None) => {
-                let hold = cmd.op.hold().ok_or(StoreError::Corrupt {
-                    message: "operation names no user".into(),
-                })?;
+                let hold = cmd.op.hold().ok_or(StoreError::Corrupt { message: "operation names no user".into() })?;
                 return Err(LedgerError::HoldNotFound { hold });
             }
         };
-        let balance = self
-            .balances
-            .get(&user)
-            .copied()
-            .unwrap_or_else(|| Balance::empty(user));
+        let balance = self.balances.get(&user).copied().unwrap_or_else(|| Balance::empty(user));
         let payment = cmd.op.payment().and_then(|p| self.payments.get(p).cloned());
         let cap_usage = match cmd.op.caps() {
             Some(_) => {
-                let provider = cmd
-                    .op
-                    .provider()
-                    .or(hold.as_ref().and_then(|h| h.provider.as_ref()));
+                let provider = cmd.op.provider().or(hold.as_ref().and_then(|h| h.provider.as_ref()));
                 self.usage(user, provider, cmd.at)
             }
             None => CapUsage::default(),
         };
-        let plan = plan(
-            cmd,
-            &LedgerView {
-                balance,
-                hold,
-                payment,
-                cap_usage,
-            },
-        )?;
+        let plan = plan(cmd, &LedgerView { balance, hold, payment, cap_usage })?;
 
         // The last line of defence, as a database constraint would be.
-        let floor = plan
-            .balance
-            .overdraft_limit
-            .checked_neg()
-            .unwrap_or(Money::ZERO);
+        let floor = plan.balance.overdraft_limit.checked_neg().unwrap_or(Money::ZERO);
         if plan.balance.held.is_negative() || plan.balance.available < floor {
-            return Err(StoreError::Corrupt {
-                message: format!("balance constraint on user {user}"),
-            }
-            .into());
+            return Err(StoreError::Corrupt { message: format!("balance constraint on user {user}") }.into());
         }
 
         for p in &plan.tx.postings {
@@ -161,41 +126,24 @@ impl State {
             self.payments.insert(p.id.clone(), p);
         }
         self.txs.push(plan.tx);
-        self.keys
-            .insert(cmd.key.clone(), (cmd.op.clone(), plan.receipt.clone()));
-        Ok(Applied {
-            receipt: plan.receipt,
-            replayed: false,
-        })
+        self.keys.insert(cmd.key.clone(), (cmd.op.clone(), plan.receipt.clone()));
+        Ok(Applied { receipt: plan.receipt, replayed: false })
     }
 }
 
 #[async_trait]
 impl LedgerStore for MemoryLedger {
-    async fn apply_batch(
-        &self,
-        cmds: Vec<LedgerCommand>,
-    ) -> Result<Vec<Result<Applied, LedgerError>>, StoreError> {
+    async fn apply_batch(&self, cmds: Vec<LedgerCommand>) -> Result<Vec<Result<Applied, LedgerError>>, StoreError> {
         let mut s = self.lock();
         Ok(cmds.iter().map(|cmd| s.apply(cmd)).collect())
     }
 
     async fn balance(&self, user: UserId) -> Result<Balance, StoreError> {
-        Ok(self
-            .lock()
-            .balances
-            .get(&user)
-            .copied()
-            .unwrap_or_else(|| Balance::empty(user)))
+        Ok(self.lock().balances.get(&user).copied().unwrap_or_else(|| Balance::empty(user)))
     }
 
     async fn system_balance(&self, account: SystemAccount) -> Result<Money, StoreError> {
-        Ok(self
-            .lock()
-            .system
-            .get(&account)
-            .copied()
-            .unwrap_or(Money::ZERO))
+        Ok(self.lock().system.get(&account).copied().unwrap_or(Money::ZERO))
     }
 
     async fn hold(&self, id: HoldId) -> Result<Option<Hold>, StoreError> {
@@ -204,11 +152,8 @@ impl LedgerStore for MemoryLedger {
 
     async fn holds_due(&self, now: Timestamp, limit: usize) -> Result<Vec<HoldId>, StoreError> {
         let s = self.lock();
-        let mut due: Vec<&Hold> = s
-            .holds
-            .values()
-            .filter(|h| h.state == HoldState::Active && h.expires_at <= now)
-            .collect();
+        let mut due: Vec<&Hold> =
+            s.holds.values().filter(|h| h.state == HoldState::Active && h.expires_at <= now).collect();
         due.sort_by_key(|h| (h.expires_at, h.id));
         Ok(due.into_iter().take(limit).map(|h| h.id).collect())
     }
@@ -218,27 +163,17 @@ impl LedgerStore for MemoryLedger {
             return Err(LedgerError::InvalidAmount { amount: limit });
         }
         let mut s = self.lock();
-        let b = s
-            .balances
-            .entry(user)
-            .or_insert_with(|| Balance::empty(user));
+        let b = s.balances.entry(user).or_insert_with(|| Balance::empty(user));
         let floor = limit.checked_neg().ok_or(LedgerError::Overflow)?;
         if b.available < floor {
             let required = b.available.checked_neg().ok_or(LedgerError::Overflow)?;
-            return Err(LedgerError::InsufficientFunds {
-                available: limit,
-                required,
-            });
+            return Err(LedgerError::InsufficientFunds { available: limit, required });
         }
         b.overdraft_limit = limit;
         Ok(())
     }
 
-    async fn transactions(
-        &self,
-        offset: u64,
-        limit: usize,
-    ) -> Result<Vec<Transaction>, StoreError> {
+    async fn transactions(&self, offset: u64, limit: usize) -> Result<Vec<Transaction>, StoreError> {
         let s = self.lock();
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         Ok(s.txs.iter().skip(start).take(limit).cloned().collect())
@@ -247,13 +182,8 @@ impl LedgerStore for MemoryLedger {
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
         let s = self.lock();
         let mut sums: HashMap<Account, Money> = HashMap::new();
-        let mut report = VerifyReport {
-            transactions: s.txs.len() as u64,
-            ..VerifyReport::default()
-        };
-        let overflow = || StoreError::Corrupt {
-            message: "sum overflow".into(),
-        };
+        let mut report = VerifyReport { transactions: s.txs.len() as u64, ..VerifyReport::default() };
+        let overflow = || StoreError::Corrupt { message: "sum overflow".into() };
         for tx in &s.txs {
             if tx.sum() != Some(Money::ZERO) {
                 report.unbalanced.push(tx.id);
@@ -273,29 +203,18 @@ impl LedgerStore for MemoryLedger {
             }
         }
         for acc in SystemAccount::ALL {
-            cached.push((
-                Account::System(acc),
-                s.system.get(&acc).copied().unwrap_or(Money::ZERO),
-            ));
+            cached.push((Account::System(acc), s.system.get(&acc).copied().unwrap_or(Money::ZERO)));
         }
         let mut total = Money::ZERO;
         for (account, value) in &cached {
             let recomputed = sums.remove(account).unwrap_or(Money::ZERO);
             if recomputed != *value {
-                report.drifts.push(AccountDrift {
-                    account: *account,
-                    cached: *value,
-                    recomputed,
-                });
+                report.drifts.push(AccountDrift { account: *account, cached: *value, recomputed });
             }
             total = total.checked_add(*value).ok_or_else(overflow)?;
         }
         for (account, recomputed) in sums {
-            report.drifts.push(AccountDrift {
-                account,
-                cached: Money::ZERO,
-                recomputed,
-            });
+            report.drifts.push(AccountDrift { account, cached: Money::ZERO, recomputed });
         }
         report.drifts.sort_by_key(|d| d.account);
         report.below_floor.sort();

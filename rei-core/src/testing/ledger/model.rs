@@ -29,8 +29,7 @@ use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 use crate::caps::{HOUR, SpendCaps};
 use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use crate::ledger::{
-    Account, HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore, OpKind, Reason,
-    SystemAccount,
+    Account, HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore, OpKind, Reason, SystemAccount,
 };
 use crate::money::Money;
 use crate::testing::ledger::MemoryLedger;
@@ -67,23 +66,13 @@ impl LedgerHarness for MemoryHarness {
 /// seed and the shrunk sequence, on the first broken invariant. The seed comes from `REI_MODEL_SEED` when set,
 /// otherwise from the clock, and is printed either way.
 pub fn run_ledger_model<H: LedgerHarness>(cases: u32, steps_max: usize) {
-    let seed = std::env::var("REI_MODEL_SEED")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(7, |d| {
-                    u64::try_from(d.as_nanos() % u128::from(u64::MAX)).unwrap_or(7)
-                })
-        });
+    let seed = std::env::var("REI_MODEL_SEED").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(7, |d| u64::try_from(d.as_nanos() % u128::from(u64::MAX)).unwrap_or(7))
+    });
     eprintln!("ledger model test: {cases} cases of up to {steps_max} steps, REI_MODEL_SEED={seed}");
-    let config = Config {
-        cases,
-        rng_seed: RngSeed::Fixed(seed),
-        failure_persistence: None,
-        ..Config::default()
-    };
+    let config = Config { cases, rng_seed: RngSeed::Fixed(seed), failure_persistence: None, ..Config::default() };
     let mut runner = TestRunner::new(config.clone());
     let strategy = Model::sequential_strategy(1..=steps_max);
     let result = runner.run(&strategy, |(init, steps, seen)| {
@@ -205,11 +194,7 @@ fn sys(m: &mut BTreeMap<SystemAccount, i64>, a: SystemAccount, delta: i64) {
 
 impl Model {
     fn user(&self, id: i64) -> MUser {
-        self.users.get(&id).copied().unwrap_or(MUser {
-            available: 0,
-            held: 0,
-            overdraft: 0,
-        })
+        self.users.get(&id).copied().unwrap_or(MUser { available: 0, held: 0, overdraft: 0 })
     }
 
     fn spend(h: &MHold) -> i64 {
@@ -220,25 +205,11 @@ impl Model {
         }
     }
 
-    fn caps_refusal(
-        &self,
-        caps: &SpendCaps,
-        user: i64,
-        provider: Option<&String>,
-        at: i64,
-        amount: i64,
-    ) -> bool {
-        let in_window = |h: &&MHold, window: Duration| {
-            h.created > at - i64::try_from(window.as_millis()).unwrap_or(0)
-        };
+    fn caps_refusal(&self, caps: &SpendCaps, user: i64, provider: Option<&String>, at: i64, amount: i64) -> bool {
+        let in_window = |h: &&MHold, window: Duration| h.created > at - i64::try_from(window.as_millis()).unwrap_or(0);
         let day = Duration::from_secs(86_400);
         let user_sum = |w| {
-            self.holds
-                .values()
-                .filter(|h| h.user == user)
-                .filter(|h| in_window(h, w))
-                .map(Self::spend)
-                .sum::<i64>()
+            self.holds.values().filter(|h| h.user == user).filter(|h| in_window(h, w)).map(Self::spend).sum::<i64>()
         };
         let prov_sum = |w| match provider {
             Some(p) => self
@@ -262,35 +233,15 @@ impl Model {
             if *op != cmd.op {
                 return Expect::Refused("key_conflict");
             }
-            if let Expect::Applied {
-                tx,
-                kind,
-                amount,
-                released,
-                ..
-            } = first
-            {
-                return Expect::Applied {
-                    replayed: true,
-                    tx: *tx,
-                    kind: *kind,
-                    amount: *amount,
-                    released: *released,
-                };
+            if let Expect::Applied { tx, kind, amount, released, .. } = first {
+                return Expect::Applied { replayed: true, tx: *tx, kind: *kind, amount: *amount, released: *released };
             }
         }
         let mut next = self.clone();
         match next.plan(cmd) {
             Ok((amount, released)) => {
-                let e = Expect::Applied {
-                    replayed: false,
-                    tx: cmd.tx,
-                    kind: cmd.op.kind(),
-                    amount,
-                    released,
-                };
-                next.keys
-                    .insert(cmd.key.as_str().to_owned(), (cmd.op.clone(), e.clone()));
+                let e = Expect::Applied { replayed: false, tx: cmd.tx, kind: cmd.op.kind(), amount, released };
+                next.keys.insert(cmd.key.as_str().to_owned(), (cmd.op.clone(), e.clone()));
                 next.applied += 1;
                 *self = next;
                 e
@@ -312,11 +263,7 @@ impl Model {
         }
         let headroom = |u: &MUser| u.available + u.overdraft;
         match &cmd.op {
-            LedgerOp::TopUp {
-                user,
-                amount,
-                payment,
-            } => {
+            LedgerOp::TopUp { user, amount, payment } => {
                 let a = amount.kopecks();
                 if a <= 0 {
                     return Err("invalid_amount");
@@ -327,24 +274,10 @@ impl Model {
                 let u = self.user(user.0);
                 self.users.entry(user.0).or_insert(u).available += a;
                 sys(&mut self.system, SystemAccount::Payments, -a);
-                self.payments.insert(
-                    payment.as_str().to_owned(),
-                    MPay {
-                        user: user.0,
-                        amount: a,
-                        refunded: 0,
-                    },
-                );
+                self.payments.insert(payment.as_str().to_owned(), MPay { user: user.0, amount: a, refunded: 0 });
                 Ok((a, 0))
             }
-            LedgerOp::Hold {
-                user,
-                hold,
-                amount,
-                provider,
-                expires_at,
-                caps,
-            } => {
+            LedgerOp::Hold { user, hold, amount, provider, expires_at, caps } => {
                 let a = amount.kopecks();
                 if a <= 0 {
                     return Err("invalid_amount");
@@ -379,12 +312,7 @@ impl Model {
                 self.holds.insert(hold.as_u128(), h);
                 Ok((a, 0))
             }
-            LedgerOp::Raise {
-                hold,
-                amount,
-                expires_at,
-                caps,
-            } => {
+            LedgerOp::Raise { hold, amount, expires_at, caps } => {
                 let h = self.live(*hold, at)?;
                 let a = amount.kopecks();
                 if a < 0 {
@@ -401,11 +329,7 @@ impl Model {
                         return Err("spend_cap");
                     }
                 }
-                let u = self.users.entry(h.user).or_insert(MUser {
-                    available: 0,
-                    held: 0,
-                    overdraft: 0,
-                });
+                let u = self.users.entry(h.user).or_insert(MUser { available: 0, held: 0, overdraft: 0 });
                 u.available -= a;
                 u.held += a;
                 let m = self.holds.entry(hold.as_u128()).or_insert(h);
@@ -422,11 +346,7 @@ impl Model {
                 if a > h.amount {
                     return Err("capture_exceeds_hold");
                 }
-                let u = self.users.entry(h.user).or_insert(MUser {
-                    available: 0,
-                    held: 0,
-                    overdraft: 0,
-                });
+                let u = self.users.entry(h.user).or_insert(MUser { available: 0, held: 0, overdraft: 0 });
                 u.held -= h.amount;
                 u.available += h.amount - a;
                 sys(&mut self.system, SystemAccount::Revenue, a);
@@ -444,19 +364,11 @@ impl Model {
                 if expire && at < h.expires {
                     return Err("hold_not_expired");
                 }
-                let u = self.users.entry(h.user).or_insert(MUser {
-                    available: 0,
-                    held: 0,
-                    overdraft: 0,
-                });
+                let u = self.users.entry(h.user).or_insert(MUser { available: 0, held: 0, overdraft: 0 });
                 u.held -= h.amount;
                 u.available += h.amount;
                 let m = self.holds.entry(hold.as_u128()).or_insert(h.clone());
-                m.state = if expire {
-                    HoldState::Expired
-                } else {
-                    HoldState::Released
-                };
+                m.state = if expire { HoldState::Expired } else { HoldState::Released };
                 Ok((h.amount, h.amount))
             }
             LedgerOp::Refund { hold, amount } => {
@@ -471,32 +383,17 @@ impl Model {
                 if a > h.captured - h.refunded {
                     return Err("refund_exceeds_captured");
                 }
-                self.users
-                    .entry(h.user)
-                    .or_insert(MUser {
-                        available: 0,
-                        held: 0,
-                        overdraft: 0,
-                    })
-                    .available += a;
+                self.users.entry(h.user).or_insert(MUser { available: 0, held: 0, overdraft: 0 }).available += a;
                 sys(&mut self.system, SystemAccount::Revenue, -a);
                 self.holds.entry(hold.as_u128()).or_insert(h).refunded += a;
                 Ok((a, 0))
             }
-            LedgerOp::RefundToCard {
-                user,
-                payment,
-                amount,
-            } => {
+            LedgerOp::RefundToCard { user, payment, amount } => {
                 let a = amount.kopecks();
                 if a <= 0 {
                     return Err("invalid_amount");
                 }
-                let p = self
-                    .payments
-                    .get(payment.as_str())
-                    .cloned()
-                    .ok_or("payment_not_found")?;
+                let p = self.payments.get(payment.as_str()).cloned().ok_or("payment_not_found")?;
                 if p.user != user.0 {
                     return Err("payment_owner");
                 }
@@ -509,10 +406,7 @@ impl Model {
                 }
                 self.users.entry(user.0).or_insert(u).available -= a;
                 sys(&mut self.system, SystemAccount::RefundsOut, a);
-                self.payments
-                    .entry(payment.as_str().to_owned())
-                    .or_insert(p)
-                    .refunded += a;
+                self.payments.entry(payment.as_str().to_owned()).or_insert(p).refunded += a;
                 Ok((a, 0))
             }
             LedgerOp::Adjust { user, amount, .. } => {
@@ -532,11 +426,7 @@ impl Model {
     }
 
     fn live(&self, hold: HoldId, at: i64) -> Result<MHold, &'static str> {
-        let h = self
-            .holds
-            .get(&hold.as_u128())
-            .cloned()
-            .ok_or("hold_not_found")?;
+        let h = self.holds.get(&hold.as_u128()).cloned().ok_or("hold_not_found")?;
         if h.state != HoldState::Active {
             return Err("hold_not_active");
         }
@@ -563,9 +453,7 @@ fn reap_cmd(id: u128, now: i64) -> LedgerCommand {
         key: IdempotencyKey::derived("reap", HoldId::from(id)),
         tx: TxId::from(id | (1 << 100)),
         at: Timestamp::from_millis(now),
-        op: LedgerOp::Expire {
-            hold: HoldId::from(id),
-        },
+        op: LedgerOp::Expire { hold: HoldId::from(id) },
     }
 }
 
@@ -576,12 +464,7 @@ fn op_strategy(m: &Model) -> BoxedStrategy<LedgerOp> {
     let mut hold_ids: Vec<u128> = m.holds.keys().copied().collect();
     hold_ids.push(999_999);
     let some_hold = prop::sample::select(hold_ids.clone()).prop_map(HoldId::from);
-    let payments: Vec<String> = m
-        .payments
-        .keys()
-        .cloned()
-        .chain(std::iter::once("p-none".to_owned()))
-        .collect();
+    let payments: Vec<String> = m.payments.keys().cloned().chain(std::iter::once("p-none".to_owned())).collect();
     let new_payment = format!("p{}", m.next);
     let now = m.now;
     let reason = Reason::parse("model test").ok();
@@ -590,60 +473,35 @@ fn op_strategy(m: &Model) -> BoxedStrategy<LedgerOp> {
     let provider = prop_oneof![Just(None), Just(Some("kling")), Just(Some("gemini"))]
         .prop_map(|p| p.and_then(|p| ProviderId::parse(p).ok()));
 
-    let top_up = (
-        user.clone(),
-        kop(1, 20_000),
-        prop::bool::weighted(0.1),
-        prop::sample::select(payments.clone()),
-    )
+    let top_up = (user.clone(), kop(1, 20_000), prop::bool::weighted(0.1), prop::sample::select(payments.clone()))
         .prop_map(move |(user, amount, reuse, old)| LedgerOp::TopUp {
             user,
             amount,
-            payment: PaymentId::parse(if reuse { &old } else { &new_payment })
-                .unwrap_or_else(|e| panic!("{e}")),
+            payment: PaymentId::parse(if reuse { &old } else { &new_payment }).unwrap_or_else(|e| panic!("{e}")),
         });
-    let hold = (
-        user.clone(),
-        kop(0, 8_000),
-        1u64..900,
-        prop::bool::weighted(0.3),
-        provider,
-        prop::bool::weighted(0.05),
-    )
-        .prop_map(
-            move |(user, amount, ttl, capped, provider, reuse)| LedgerOp::Hold {
+    let hold =
+        (user.clone(), kop(0, 8_000), 1u64..900, prop::bool::weighted(0.3), provider, prop::bool::weighted(0.05))
+            .prop_map(move |(user, amount, ttl, capped, provider, reuse)| LedgerOp::Hold {
                 user,
                 hold: HoldId::from(if reuse { old_hold } else { new_hold }),
                 amount,
                 provider,
                 expires_at: ts(ttl),
                 caps: if capped { CAPS } else { SpendCaps::NONE },
-            },
-        );
-    let raise =
-        (some_hold.clone(), kop(0, 3_000), 0u64..900).prop_map(move |(hold, amount, ttl)| {
-            LedgerOp::Raise {
-                hold,
-                amount,
-                expires_at: ts(ttl),
-                caps: CAPS,
-            }
-        });
-    let capture = (some_hold.clone(), kop(0, 10_000))
-        .prop_map(|(hold, amount)| LedgerOp::Capture { hold, amount });
-    let release = some_hold
-        .clone()
-        .prop_map(|hold| LedgerOp::Release { hold });
+            });
+    let raise = (some_hold.clone(), kop(0, 3_000), 0u64..900).prop_map(move |(hold, amount, ttl)| LedgerOp::Raise {
+        hold,
+        amount,
+        expires_at: ts(ttl),
+        caps: CAPS,
+    });
+    let capture = (some_hold.clone(), kop(0, 10_000)).prop_map(|(hold, amount)| LedgerOp::Capture { hold, amount });
+    let release = some_hold.clone().prop_map(|hold| LedgerOp::Release { hold });
     let expire = some_hold.clone().prop_map(|hold| LedgerOp::Expire { hold });
-    let refund =
-        (some_hold, kop(0, 5_000)).prop_map(|(hold, amount)| LedgerOp::Refund { hold, amount });
-    let card = (user.clone(), prop::sample::select(payments), kop(1, 10_000)).prop_map(
-        |(user, p, amount)| LedgerOp::RefundToCard {
-            user,
-            payment: PaymentId::parse(&p).unwrap_or_else(|e| panic!("{e}")),
-            amount,
-        },
-    );
+    let refund = (some_hold, kop(0, 5_000)).prop_map(|(hold, amount)| LedgerOp::Refund { hold, amount });
+    let card = (user.clone(), prop::sample::select(payments), kop(1, 10_000)).prop_map(|(user, p, amount)| {
+        LedgerOp::RefundToCard { user, payment: PaymentId::parse(&p).unwrap_or_else(|e| panic!("{e}")), amount }
+    });
     let adjust = (user, kop(-5_000, 5_000)).prop_map(move |(user, amount)| LedgerOp::Adjust {
         user,
         amount,
@@ -689,21 +547,15 @@ impl ReferenceStateMachine for Model {
         });
         let overdraft = (prop::sample::select(USERS.to_vec()), -1i64..5_000)
             .prop_map(|(u, l)| Step::SetOverdraft(UserId(u), Money::from_kopecks(l)));
-        let advance = prop_oneof![1u64..120, 100u64..1_000, Just(3_700)]
-            .prop_map(|s| Step::Advance(Duration::from_secs(s)));
+        let advance =
+            prop_oneof![1u64..120, 100u64..1_000, Just(3_700)].prop_map(|s| Step::Advance(Duration::from_secs(s)));
         if m.history.is_empty() {
             return prop_oneof![8 => cmd, 1 => overdraft, 1 => advance].boxed();
         }
         let history = m.history.clone();
         let replay = prop::sample::select(history.clone()).prop_map(Step::Replay);
-        let conflict =
-            (prop::sample::select(history), op_strategy(m)).prop_map(move |(old, op)| {
-                Step::Cmd(LedgerCommand {
-                    tx: TxId::from(u128::from(n)),
-                    op,
-                    ..old
-                })
-            });
+        let conflict = (prop::sample::select(history), op_strategy(m))
+            .prop_map(move |(old, op)| Step::Cmd(LedgerCommand { tx: TxId::from(u128::from(n)), op, ..old }));
         prop_oneof![16 => cmd, 3 => replay, 1 => conflict, 1 => overdraft, 2 => advance, 2 => Just(Step::Reap)].boxed()
     }
 
@@ -736,10 +588,7 @@ impl ReferenceStateMachine for Model {
                 let due = m.due();
                 for id in &due {
                     let expect = m.run(&reap_cmd(*id, m.now));
-                    assert!(
-                        matches!(expect, Expect::Applied { .. }),
-                        "oracle: a due hold must expire: {expect:?}"
-                    );
+                    assert!(matches!(expect, Expect::Applied { .. }), "oracle: a due hold must expire: {expect:?}");
                 }
                 Expect::Reaped(due)
             }
@@ -771,14 +620,13 @@ impl<H: LedgerHarness> StateMachineTest for ModelTest<H> {
                 },
                 Err(e) => Expect::Refused(code(&e)),
             },
-            Step::SetOverdraft(user, limit) => Expect::Overdraft(
-                H::block_on(store.set_overdraft_limit(*user, *limit)).map_err(|e| code(&e)),
-            ),
+            Step::SetOverdraft(user, limit) => {
+                Expect::Overdraft(H::block_on(store.set_overdraft_limit(*user, *limit)).map_err(|e| code(&e)))
+            }
             Step::Advance(_) => Expect::Nothing,
             Step::Reap => {
                 let now = Timestamp::from_millis(m.now);
-                let due = H::block_on(store.holds_due(now, 1_000))
-                    .unwrap_or_else(|e| panic!("holds_due: {e}"));
+                let due = H::block_on(store.holds_due(now, 1_000)).unwrap_or_else(|e| panic!("holds_due: {e}"));
                 for id in &due {
                     let r = H::block_on(store.apply(reap_cmd(id.as_u128(), m.now)));
                     assert!(r.is_ok(), "the reaper must expire due hold {id}: {r:?}");
@@ -791,93 +639,49 @@ impl<H: LedgerHarness> StateMachineTest for ModelTest<H> {
     }
 
     fn check_invariants(store: &Arc<dyn LedgerStore>, m: &Model) {
-        let txs = H::block_on(store.transactions(0, 100_000))
-            .unwrap_or_else(|e| panic!("transactions: {e}"));
-        assert_eq!(
-            txs.len() as u64,
-            m.applied,
-            "one transaction per applied command"
-        );
+        let txs = H::block_on(store.transactions(0, 100_000)).unwrap_or_else(|e| panic!("transactions: {e}"));
+        assert_eq!(txs.len() as u64, m.applied, "one transaction per applied command");
         let mut keys = BTreeSet::new();
         let mut terminal = BTreeSet::new();
         for tx in &txs {
-            assert_eq!(
-                tx.sum(),
-                Some(Money::ZERO),
-                "I1: transaction {} must sum to zero",
-                tx.id
-            );
-            assert!(
-                keys.insert(tx.key.clone()),
-                "I4: key {} has two transactions",
-                tx.key
-            );
+            assert_eq!(tx.sum(), Some(Money::ZERO), "I1: transaction {} must sum to zero", tx.id);
+            assert!(keys.insert(tx.key.clone()), "I4: key {} has two transactions", tx.key);
             if matches!(tx.kind, OpKind::Capture | OpKind::Release | OpKind::Expire) {
-                let hold = tx
-                    .hold
-                    .unwrap_or_else(|| panic!("a {:?} names its hold", tx.kind));
+                let hold = tx.hold.unwrap_or_else(|| panic!("a {:?} names its hold", tx.kind));
                 assert!(terminal.insert(hold), "I5: hold {hold} ended twice");
             }
             for p in &tx.postings {
                 if let Account::Available(u) | Account::Held(u) = p.account {
-                    assert_eq!(
-                        u, tx.user,
-                        "a transaction touches only its own user's accounts"
-                    );
+                    assert_eq!(u, tx.user, "a transaction touches only its own user's accounts");
                 }
             }
         }
         for id in USERS {
-            let b =
-                H::block_on(store.balance(UserId(id))).unwrap_or_else(|e| panic!("balance: {e}"));
+            let b = H::block_on(store.balance(UserId(id))).unwrap_or_else(|e| panic!("balance: {e}"));
             let o = m.user(id);
             assert_eq!(
-                (
-                    b.available.kopecks(),
-                    b.held.kopecks(),
-                    b.overdraft_limit.kopecks()
-                ),
+                (b.available.kopecks(), b.held.kopecks(), b.overdraft_limit.kopecks()),
                 (o.available, o.held, o.overdraft),
                 "balances of user {id}"
             );
-            assert!(
-                b.available.kopecks() >= -b.overdraft_limit.kopecks(),
-                "I2: available below the overdraft limit"
-            );
+            assert!(b.available.kopecks() >= -b.overdraft_limit.kopecks(), "I2: available below the overdraft limit");
             assert!(!b.held.is_negative(), "I2: negative held");
         }
         for acc in SystemAccount::ALL {
-            let got = H::block_on(store.system_balance(acc))
-                .unwrap_or_else(|e| panic!("system balance: {e}"));
-            assert_eq!(
-                got.kopecks(),
-                m.system.get(&acc).copied().unwrap_or(0),
-                "system account {acc:?}"
-            );
+            let got = H::block_on(store.system_balance(acc)).unwrap_or_else(|e| panic!("system balance: {e}"));
+            assert_eq!(got.kopecks(), m.system.get(&acc).copied().unwrap_or(0), "system account {acc:?}");
         }
         for (id, mh) in &m.holds {
             let h = H::block_on(store.hold(HoldId::from(*id)))
                 .unwrap_or_else(|e| panic!("hold: {e}"))
                 .unwrap_or_else(|| panic!("hold {id} must exist"));
             assert_eq!(
-                (
-                    h.state,
-                    h.amount.kopecks(),
-                    h.captured.kopecks(),
-                    h.refunded.kopecks()
-                ),
+                (h.state, h.amount.kopecks(), h.captured.kopecks(), h.refunded.kopecks()),
                 (mh.state, mh.amount, mh.captured, mh.refunded),
                 "hold {id}"
             );
-            assert!(
-                h.captured <= h.amount && h.refunded <= h.captured,
-                "I5: hold {id} bounds"
-            );
-            assert_eq!(
-                h.state != HoldState::Active,
-                terminal.contains(&h.id),
-                "I5: hold {id} ended exactly once"
-            );
+            assert!(h.captured <= h.amount && h.refunded <= h.captured, "I5: hold {id} bounds");
+            assert_eq!(h.state != HoldState::Active, terminal.contains(&h.id), "I5: hold {id} ended exactly once");
         }
         let report = H::block_on(store.verify()).unwrap_or_else(|e| panic!("verify: {e}"));
         assert!(report.is_clean(), "I3/I6: verify must be clean: {report:?}");
