@@ -1,0 +1,38 @@
+//! The `rei` binary, run as a user runs it.
+
+use std::process::Command;
+
+fn rei(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rei")).args(args).output().expect("run rei");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn price_prints_a_breakdown_that_names_the_peak_window() {
+    // Proves `rei price` prices with the example list: Friday 23:00 in Moscow is a x1.25 peak, PRO gets 10 % off.
+    let (ok, out, err) =
+        rei(&["price", "--product", "video.kling-2.6.5s", "--tier", "pro", "--at", "2026-11-20T20:00:00Z"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("price        55.46 RUB"), "{out}");
+    assert!(out.contains("(x1.25)"), "{out}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error_not_a_panic() {
+    // Proves unknown products, bad ids and bad times exit 1 with a message and no panic.
+    for args in [
+        &["price", "--product", "image.unknown"][..],
+        &["price", "--product", "bad id!"][..],
+        &["price", "--product", "image.nano-banana", "--at", "yesterday"][..],
+        &["price", "--product", "image.nano-banana", "--units", "0"][..],
+    ] {
+        let (ok, _, err) = rei(args);
+        assert!(!ok, "{args:?} must fail");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
