@@ -304,16 +304,18 @@ impl JobService {
     /// running nor unknown; billing, store, queue and notifier errors (replay to finish).
     pub async fn complete(&self, leased: &LeasedJob, provider: ProviderId) -> Result<Job, JobError> {
         let stored = self.load_attempt(leased).await?;
-        if stored.state != JobState::Succeeded {
+        let done = if stored.state == JobState::Succeeded {
+            stored
+        } else {
             // The capture comes first: a stored `Succeeded` therefore proves the money was taken.
             let mut done = moved(&stored, JobEvent::Succeed, self.now())?;
             self.capture(&stored).await?;
             done.provider = Some(provider);
             done.clear_lease();
             self.ports.store.update(&done, stored.state).await?;
-            return self.finish_success(done, Some(&leased.lease)).await;
-        }
-        self.finish_success(stored, Some(&leased.lease)).await
+            done
+        };
+        self.finish_success(done, Some(&leased.lease)).await
     }
 
     /// The attempt failed. If `retryable` and attempts are left, the job waits `backoff` and goes back to
