@@ -1,1 +1,702 @@
-//! In-memory job store and queue, and their conformance suites.
+//! In-memory job store, queue, billing and notifier, and the conformance suites every [`JobStore`] and
+//! [`JobQueue`] implementation must pass.
+//!
+//! The suites panic on the first broken contract, naming it; they take a factory so that each check starts
+//! from an empty adapter.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::ids::{HoldId, IdempotencyKey, JobId, ProductId, UserId};
+use crate::jobs::{
+    DeadLetter, Enqueued, ErrorText, Job, JobBilling, JobBillingError, JobNotice, JobNotifier, JobNotifyError,
+    JobQueue, JobQueueError, JobState, JobStore, JobStoreError, JobTicket, LIST_LIMIT_MAX, Lease, NewJob, Priority,
+    QueueLengths, WorkerId,
+};
+use crate::money::Money;
+use crate::time::Timestamp;
+
+/// Locks a mutex, taking the data even if another thread panicked while holding it: the fakes hold plain
+/// collections that a panic cannot leave half-written in a way the tests care about.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A [`JobStore`] in a map.
+#[derive(Default)]
+pub struct MemoryJobStore {
+    jobs: Mutex<BTreeMap<JobId, Job>>,
+}
+
+impl MemoryJobStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> MemoryJobStore {
+        MemoryJobStore::default()
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryJobStore {
+    async fn insert(&self, job: &Job) -> Result<Job, JobStoreError> {
+        Ok(lock(&self.jobs).entry(job.id).or_insert_with(|| job.clone()).clone())
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, JobStoreError> {
+        Ok(lock(&self.jobs).get(&id).cloned())
+    }
+
+    async fn update(&self, job: &Job, expected: JobState) -> Result<(), JobStoreError> {
+        let mut jobs = lock(&self.jobs);
+        let stored = jobs.get_mut(&job.id).ok_or(JobStoreError::NotFound { id: job.id })?;
+        let fenced = matches!(expected, JobState::Running | JobState::Unknown);
+        if stored.state != expected || (fenced && stored.attempts != job.attempts) {
+            return Err(JobStoreError::Conflict {
+                id: job.id,
+                expected,
+                actual: stored.state,
+                actual_attempts: stored.attempts,
+            });
+        }
+        *stored = job.clone();
+        Ok(())
+    }
+
+    async fn list_by_state(
+        &self,
+        state: JobState,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<Job>, JobStoreError> {
+        let jobs = lock(&self.jobs);
+        let from = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let page = jobs.range((from, std::ops::Bound::Unbounded)).map(|(_, j)| j).filter(|j| j.state == state);
+        Ok(page.take(limit.min(LIST_LIMIT_MAX)).cloned().collect())
+    }
+
+    async fn expired_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<Job>, JobStoreError> {
+        let jobs = lock(&self.jobs);
+        let mut expired: Vec<Job> = jobs
+            .values()
+            .filter(|j| j.state == JobState::Running && j.lease_deadline.is_some_and(|d| d < now))
+            .cloned()
+            .collect();
+        expired.sort_by_key(|j| (j.lease_deadline, j.id));
+        expired.truncate(limit.min(LIST_LIMIT_MAX));
+        Ok(expired)
+    }
+}
+
+/// Sizes and aging of a queue under test; real adapters are built from the same numbers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct QueueSpec {
+    /// Waiting plus in-flight tickets allowed.
+    pub capacity: usize,
+    /// Dead letters allowed.
+    pub dead_letter_capacity: usize,
+    /// Wait that raises a ticket one priority; `None` turns aging off.
+    pub aging_step: Option<Duration>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    waiting: BTreeMap<JobId, JobTicket>,
+    in_flight: BTreeMap<JobId, Lease>,
+    dead: VecDeque<DeadLetter>,
+    next_lease_id: u64,
+}
+
+/// A bounded [`JobQueue`] behind a std mutex, with optional aging.
+pub struct MemoryJobQueue {
+    spec: QueueSpec,
+    state: Mutex<QueueState>,
+}
+
+impl MemoryJobQueue {
+    /// An empty queue of the given sizes. A zero `aging_step` counts as no aging.
+    #[must_use]
+    pub fn new(spec: QueueSpec) -> MemoryJobQueue {
+        let aging_step = spec.aging_step.filter(|s| s.as_millis() > 0);
+        MemoryJobQueue { spec: QueueSpec { aging_step, ..spec }, state: Mutex::new(QueueState::default()) }
+    }
+
+    /// Order key of a ready ticket at `now`: effective priority rank, then `enqueued_at`, then id.
+    fn order_key(&self, t: &JobTicket, now: Timestamp) -> (usize, Timestamp, JobId) {
+        let steps = self.spec.aging_step.map_or(0, |step| {
+            let waited = now.since(t.enqueued_at).as_millis() / step.as_millis();
+            u64::try_from(waited).unwrap_or(u64::MAX)
+        });
+        (t.priority.raised(steps).rank(), t.enqueued_at, t.job)
+    }
+}
+
+/// The lease's ticket, if `lease` is still the current delivery of it.
+fn held<'a>(state: &'a mut QueueState, lease: &Lease) -> Result<&'a mut Lease, JobQueueError> {
+    match state.in_flight.get_mut(&lease.ticket.job) {
+        Some(current) if current.lease_id == lease.lease_id => Ok(current),
+        _ => Err(JobQueueError::LeaseLost { job: lease.ticket.job, lease_id: lease.lease_id }),
+    }
+}
+
+#[async_trait]
+impl JobQueue for MemoryJobQueue {
+    async fn enqueue(&self, ticket: JobTicket) -> Result<Enqueued, JobQueueError> {
+        let mut s = lock(&self.state);
+        if s.waiting.contains_key(&ticket.job) || s.in_flight.contains_key(&ticket.job) {
+            return Ok(Enqueued::AlreadyPresent);
+        }
+        if s.waiting.len() + s.in_flight.len() >= self.spec.capacity {
+            return Err(JobQueueError::QueueFull { capacity: self.spec.capacity });
+        }
+        s.waiting.insert(ticket.job, ticket);
+        Ok(Enqueued::Added)
+    }
+
+    async fn dequeue(
+        &self,
+        worker: &WorkerId,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<Lease>, JobQueueError> {
+        let mut s = lock(&self.state);
+        let next = s.waiting.values().filter(|t| t.not_before <= now).min_by_key(|t| self.order_key(t, now));
+        let Some(job) = next.map(|t| t.job) else { return Ok(None) };
+        let Some(ticket) = s.waiting.remove(&job) else { return Ok(None) };
+        s.next_lease_id += 1;
+        let lease = Lease { ticket, worker: worker.clone(), lease_id: s.next_lease_id, deadline: now.plus(lease) };
+        s.in_flight.insert(job, lease.clone());
+        Ok(Some(lease))
+    }
+
+    async fn heartbeat(&self, lease: &Lease, now: Timestamp, extend: Duration) -> Result<Lease, JobQueueError> {
+        let mut s = lock(&self.state);
+        let current = held(&mut s, lease)?;
+        if current.deadline < now {
+            return Err(JobQueueError::LeaseLost { job: lease.ticket.job, lease_id: lease.lease_id });
+        }
+        current.deadline = now.plus(extend);
+        Ok(current.clone())
+    }
+
+    async fn ack(&self, lease: &Lease) -> Result<(), JobQueueError> {
+        let mut s = lock(&self.state);
+        held(&mut s, lease)?;
+        s.in_flight.remove(&lease.ticket.job);
+        Ok(())
+    }
+
+    async fn nack(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        retry_at: Option<Timestamp>,
+        error: &ErrorText,
+    ) -> Result<(), JobQueueError> {
+        let mut s = lock(&self.state);
+        let ticket = held(&mut s, lease)?.ticket.clone();
+        match retry_at {
+            Some(at) => {
+                s.waiting.insert(ticket.job, JobTicket { not_before: at, ..ticket });
+            }
+            None => {
+                if s.dead.len() >= self.spec.dead_letter_capacity {
+                    return Err(JobQueueError::QueueFull { capacity: self.spec.dead_letter_capacity });
+                }
+                s.dead.push_back(DeadLetter { ticket: ticket.clone(), error: error.clone(), at: now });
+            }
+        }
+        s.in_flight.remove(&ticket.job);
+        Ok(())
+    }
+
+    async fn reclaim_expired(&self, now: Timestamp) -> Result<usize, JobQueueError> {
+        let mut s = lock(&self.state);
+        let expired: Vec<JobId> = s.in_flight.values().filter(|l| l.deadline < now).map(|l| l.ticket.job).collect();
+        for job in &expired {
+            if let Some(lease) = s.in_flight.remove(job) {
+                s.waiting.insert(*job, lease.ticket);
+            }
+        }
+        Ok(expired.len())
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, JobQueueError> {
+        Ok(lock(&self.state).dead.iter().take(limit.min(LIST_LIMIT_MAX)).cloned().collect())
+    }
+
+    async fn replay_dead_letter(&self, job: JobId, now: Timestamp) -> Result<(), JobQueueError> {
+        let mut s = lock(&self.state);
+        let index = s.dead.iter().position(|d| d.ticket.job == job).ok_or(JobQueueError::NotDeadLettered { job })?;
+        let present = s.waiting.contains_key(&job) || s.in_flight.contains_key(&job);
+        if !present && s.waiting.len() + s.in_flight.len() >= self.spec.capacity {
+            return Err(JobQueueError::QueueFull { capacity: self.spec.capacity });
+        }
+        if let Some(dead) = s.dead.remove(index)
+            && !present
+        {
+            s.waiting.insert(job, JobTicket { enqueued_at: now, not_before: now, ..dead.ticket });
+        }
+        Ok(())
+    }
+
+    async fn len_by_priority(&self) -> Result<QueueLengths, JobQueueError> {
+        let s = lock(&self.state);
+        let mut lengths =
+            QueueLengths { in_flight: s.in_flight.len(), dead_letters: s.dead.len(), ..Default::default() };
+        for t in s.waiting.values() {
+            lengths.waiting[t.priority.rank()] += 1;
+        }
+        Ok(lengths)
+    }
+
+    async fn contains(&self, job: JobId) -> Result<bool, JobQueueError> {
+        let s = lock(&self.state);
+        Ok(s.waiting.contains_key(&job) || s.in_flight.contains_key(&job))
+    }
+}
+
+/// One money move [`RecordingBilling`] performed.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum BillingMove {
+    /// A capture of `amount` from `hold`.
+    Capture {
+        /// The hold.
+        hold: HoldId,
+        /// The amount.
+        amount: Money,
+    },
+    /// A release of `hold`.
+    Release {
+        /// The hold.
+        hold: HoldId,
+    },
+}
+
+#[derive(Default)]
+struct BillingState {
+    by_key: BTreeMap<IdempotencyKey, BillingMove>,
+    moves: Vec<BillingMove>,
+    calls: usize,
+    failure: Option<JobBillingError>,
+}
+
+/// A [`JobBilling`] that records each move once per key, and can be told to fail.
+#[derive(Default)]
+pub struct RecordingBilling {
+    state: Mutex<BillingState>,
+}
+
+impl RecordingBilling {
+    /// A billing that accepts everything.
+    #[must_use]
+    pub fn new() -> RecordingBilling {
+        RecordingBilling::default()
+    }
+
+    /// Makes every following call fail with `error` (`None` heals it).
+    pub fn fail_with(&self, error: Option<JobBillingError>) {
+        lock(&self.state).failure = error;
+    }
+
+    /// Moves performed, in order: each key at most once.
+    #[must_use]
+    pub fn moves(&self) -> Vec<BillingMove> {
+        lock(&self.state).moves.clone()
+    }
+
+    /// Calls received, replays and failures included.
+    #[must_use]
+    pub fn calls(&self) -> usize {
+        lock(&self.state).calls
+    }
+
+    fn record(&self, key: &IdempotencyKey, wanted: BillingMove) -> Result<(), JobBillingError> {
+        let mut s = lock(&self.state);
+        s.calls += 1;
+        if let Some(error) = &s.failure {
+            return Err(error.clone());
+        }
+        if let Some(first) = s.by_key.get(key) {
+            // A replay returns the first outcome; a different move under the same key is a caller bug.
+            return if *first == wanted {
+                Ok(())
+            } else {
+                Err(JobBillingError::Rejected { reason: format!("key {key} was used for {first:?}") })
+            };
+        }
+        let hold = match wanted {
+            BillingMove::Capture { hold, .. } | BillingMove::Release { hold } => hold,
+        };
+        let ended = s.moves.iter().any(
+            |m| matches!(m, BillingMove::Capture { hold: h, .. } | BillingMove::Release { hold: h } if *h == hold),
+        );
+        if ended {
+            return Err(JobBillingError::Rejected { reason: format!("hold {hold} already ended") });
+        }
+        s.by_key.insert(key.clone(), wanted.clone());
+        s.moves.push(wanted);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl JobBilling for RecordingBilling {
+    async fn capture(&self, hold: HoldId, amount: Money, key: &IdempotencyKey) -> Result<(), JobBillingError> {
+        self.record(key, BillingMove::Capture { hold, amount })
+    }
+
+    async fn release(&self, hold: HoldId, key: &IdempotencyKey) -> Result<(), JobBillingError> {
+        self.record(key, BillingMove::Release { hold })
+    }
+}
+
+/// A [`JobNotifier`] that records each notice once per (job, kind).
+#[derive(Default)]
+pub struct RecordingNotifier {
+    notices: Mutex<Vec<(UserId, JobNotice)>>,
+}
+
+impl RecordingNotifier {
+    /// An empty notifier.
+    #[must_use]
+    pub fn new() -> RecordingNotifier {
+        RecordingNotifier::default()
+    }
+
+    /// Notices delivered, in order.
+    #[must_use]
+    pub fn notices(&self) -> Vec<(UserId, JobNotice)> {
+        lock(&self.notices).clone()
+    }
+}
+
+#[async_trait]
+impl JobNotifier for RecordingNotifier {
+    async fn notify(&self, user: UserId, notice: JobNotice) -> Result<(), JobNotifyError> {
+        let mut notices = lock(&self.notices);
+        let kind = std::mem::discriminant(&notice);
+        if !notices.iter().any(|(_, n)| n.job() == notice.job() && std::mem::discriminant(n) == kind) {
+            notices.push((user, notice));
+        }
+        Ok(())
+    }
+}
+
+/// A `Queued` job for tests: price 1.00, three attempts, created at `at`.
+///
+/// # Panics
+/// Never for the fixed literals it uses.
+#[must_use]
+pub fn sample_job(id: u128, priority: Priority, at: Timestamp) -> Job {
+    let product = ProductId::parse("image.test").unwrap_or_else(|e| panic!("literal product id: {e}"));
+    let spec = NewJob {
+        id: JobId::from(id),
+        user: UserId(i64::try_from(id % 1_000).unwrap_or(0)),
+        product,
+        priority,
+        price: Money::from_kopecks(100),
+        hold: HoldId::from(id),
+        max_attempts: 3,
+    };
+    let mut job = Job::new(spec, at).unwrap_or_else(|e| panic!("sample job is valid: {e}"));
+    job.state = JobState::Queued;
+    job
+}
+
+fn ok<T, E: std::fmt::Debug>(result: Result<T, E>, what: &str) -> T {
+    result.unwrap_or_else(|e| panic!("{what}: unexpected error {e:?}"))
+}
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+/// Checks every MUST of [`JobStore`] against fresh stores from `make`.
+///
+/// # Panics
+/// On the first broken contract, naming it.
+pub async fn job_store_conformance<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn JobStore>>,
+{
+    // A repeated insert is a no-op returning the first record.
+    let store = make().await;
+    let first = sample_job(1, Priority::Normal, at(10));
+    assert_eq!(ok(store.insert(&first).await, "insert"), first);
+    let mut other = first.clone();
+    other.price = Money::from_kopecks(999);
+    assert_eq!(ok(store.insert(&other).await, "repeated insert"), first, "repeated insert must keep the first job");
+    assert_eq!(ok(store.get(first.id).await, "get"), Some(first.clone()));
+    assert_eq!(ok(store.get(JobId::from(404)).await, "get missing"), None);
+
+    // Compare-and-set on state: the expected state wins once, the stale writer conflicts.
+    let mut running = first.clone();
+    running.state = JobState::Running;
+    running.attempts = 1;
+    ok(store.update(&running, JobState::Queued).await, "cas queued->running");
+    let mut second_writer = first.clone();
+    second_writer.state = JobState::Running;
+    second_writer.attempts = 1;
+    let conflict = store.update(&second_writer, JobState::Queued).await;
+    assert!(matches!(conflict, Err(JobStoreError::Conflict { actual: JobState::Running, .. })), "{conflict:?}");
+    let missing = store.update(&sample_job(404, Priority::Low, at(0)), JobState::Queued).await;
+    assert!(matches!(missing, Err(JobStoreError::NotFound { .. })), "{missing:?}");
+
+    // While running, the attempt number fences the run: an older attempt cannot move a newer one.
+    let mut stale = running.clone();
+    stale.attempts = 0;
+    stale.state = JobState::Succeeded;
+    let fenced = store.update(&stale, JobState::Running).await;
+    assert!(matches!(fenced, Err(JobStoreError::Conflict { actual_attempts: 1, .. })), "{fenced:?}");
+    assert_eq!(ok(store.get(first.id).await, "get after fence"), Some(running.clone()));
+
+    // Listing filters by state, pages by id and honours the limit.
+    let store = make().await;
+    for id in 1..=5 {
+        ok(store.insert(&sample_job(id, Priority::Normal, at(0))).await, "insert");
+    }
+    let mut done = sample_job(3, Priority::Normal, at(0));
+    done.state = JobState::Failed;
+    ok(store.update(&done, JobState::Queued).await, "cas queued->failed");
+    let ids = |jobs: Vec<Job>| jobs.iter().map(|j| j.id.as_u128()).collect::<Vec<_>>();
+    assert_eq!(ids(ok(store.list_by_state(JobState::Queued, None, 2).await, "list")), vec![1, 2]);
+    let after = Some(JobId::from(2));
+    assert_eq!(ids(ok(store.list_by_state(JobState::Queued, after, 10).await, "list page")), vec![4, 5]);
+    assert_eq!(ids(ok(store.list_by_state(JobState::Failed, None, 10).await, "list failed")), vec![3]);
+
+    // Expired leases: only running jobs, deadline strictly before now, earliest first, limited.
+    for (id, deadline) in [(1, 50), (2, 30), (4, 100)] {
+        let mut job = sample_job(id, Priority::Normal, at(0));
+        job.state = JobState::Running;
+        job.attempts = 1;
+        job.lease_deadline = Some(at(deadline));
+        ok(store.update(&job, JobState::Queued).await, "cas to running");
+    }
+    assert_eq!(ids(ok(store.expired_leases(at(100), 10).await, "expired")), vec![2, 1]);
+    assert_eq!(ids(ok(store.expired_leases(at(100), 1).await, "expired limit")), vec![2]);
+    assert_eq!(ids(ok(store.expired_leases(at(101), 10).await, "expired later")), vec![2, 1, 4]);
+}
+
+fn ticket(id: u128, priority: Priority, enqueued_ms: i64) -> JobTicket {
+    JobTicket { job: JobId::from(id), priority, enqueued_at: at(enqueued_ms), not_before: at(enqueued_ms) }
+}
+
+async fn drain(queue: &dyn JobQueue, worker: &WorkerId, now: Timestamp) -> Vec<u128> {
+    let mut order = Vec::new();
+    while let Some(lease) = ok(queue.dequeue(worker, now, Duration::from_secs(60)).await, "dequeue") {
+        order.push(lease.ticket.job.as_u128());
+        ok(queue.ack(&lease).await, "ack");
+    }
+    order
+}
+
+/// Checks every MUST of [`JobQueue`] against fresh queues from `make`, which builds a queue of the given
+/// [`QueueSpec`].
+///
+/// # Panics
+/// On the first broken contract, naming it.
+pub async fn job_queue_conformance<F, Fut>(make: F)
+where
+    F: Fn(QueueSpec) -> Fut,
+    Fut: Future<Output = Arc<dyn JobQueue>>,
+{
+    let spec = QueueSpec { capacity: 16, dead_letter_capacity: 2, aging_step: None };
+    let worker = ok(WorkerId::parse("w1"), "worker id");
+    let other = ok(WorkerId::parse("w2"), "worker id");
+    let minute = Duration::from_secs(60);
+
+    // Priority first, then FIFO by enqueued_at, then by id.
+    let q = make(spec).await;
+    for t in [
+        ticket(1, Priority::Low, 1),
+        ticket(2, Priority::Normal, 5),
+        ticket(3, Priority::Critical, 9),
+        ticket(4, Priority::Normal, 2),
+        ticket(6, Priority::High, 3),
+        ticket(5, Priority::High, 3),
+    ] {
+        assert_eq!(ok(q.enqueue(t).await, "enqueue"), Enqueued::Added);
+    }
+    assert_eq!(drain(q.as_ref(), &worker, at(10)).await, vec![3, 5, 6, 4, 2, 1], "priority then FIFO then id");
+
+    // Aging: a Low ticket that waited two steps counts as High and, being older, beats a fresh High.
+    let q = make(QueueSpec { aging_step: Some(Duration::from_millis(100)), ..spec }).await;
+    ok(q.enqueue(ticket(1, Priority::Low, 0)).await, "enqueue");
+    ok(q.enqueue(ticket(2, Priority::High, 150)).await, "enqueue");
+    ok(q.enqueue(ticket(3, Priority::Critical, 200)).await, "enqueue");
+    assert_eq!(drain(q.as_ref(), &worker, at(200)).await, vec![3, 1, 2], "aging raises waiting tickets");
+
+    // not_before: a delayed ticket is invisible until its time.
+    let q = make(spec).await;
+    ok(q.enqueue(JobTicket { not_before: at(500), ..ticket(1, Priority::Critical, 0) }).await, "enqueue");
+    assert_eq!(ok(q.dequeue(&worker, at(499), minute).await, "dequeue early"), None, "not_before is honoured");
+    assert!(ok(q.dequeue(&worker, at(500), minute).await, "dequeue on time").is_some());
+
+    // Dedup: a waiting or in-flight job is not enqueued twice; contains sees both.
+    let q = make(spec).await;
+    assert_eq!(ok(q.enqueue(ticket(1, Priority::Normal, 0)).await, "enqueue"), Enqueued::Added);
+    assert_eq!(ok(q.enqueue(ticket(1, Priority::High, 1)).await, "dup"), Enqueued::AlreadyPresent);
+    let lease = ok(q.dequeue(&worker, at(1), minute).await, "dequeue").unwrap_or_else(|| panic!("a ticket waits"));
+    assert_eq!(lease.ticket.priority, Priority::Normal, "the duplicate changed nothing");
+    assert!(ok(q.contains(JobId::from(1)).await, "contains in flight"));
+    assert_eq!(ok(q.enqueue(ticket(1, Priority::Normal, 2)).await, "dup in flight"), Enqueued::AlreadyPresent);
+    assert_eq!(ok(q.dequeue(&worker, at(2), minute).await, "dequeue"), None, "no second delivery");
+
+    // Ack removes for good; a second ack is a lost lease.
+    ok(q.ack(&lease).await, "ack");
+    assert!(!ok(q.contains(JobId::from(1)).await, "contains after ack"));
+    assert!(matches!(q.ack(&lease).await, Err(JobQueueError::LeaseLost { .. })), "ack twice");
+
+    // Heartbeat extends; an expired lease is redelivered and the old holder's calls fail.
+    let q = make(spec).await;
+    ok(q.enqueue(ticket(1, Priority::Normal, 0)).await, "enqueue");
+    let first = ok(q.dequeue(&worker, at(0), Duration::from_millis(100)).await, "dequeue")
+        .unwrap_or_else(|| panic!("a ticket waits"));
+    assert_eq!(first.deadline, at(100));
+    let extended = ok(q.heartbeat(&first, at(90), Duration::from_millis(100)).await, "heartbeat");
+    assert_eq!(extended.deadline, at(190), "heartbeat extends to now + extend");
+    assert_eq!(ok(q.reclaim_expired(at(150)).await, "reclaim before deadline"), 0, "extended lease is kept");
+    let late = q.heartbeat(&extended, at(191), minute).await;
+    assert!(matches!(late, Err(JobQueueError::LeaseLost { .. })), "heartbeat past the deadline fails: {late:?}");
+    assert_eq!(ok(q.reclaim_expired(at(191)).await, "reclaim"), 1);
+    let second = ok(q.dequeue(&other, at(191), minute).await, "redelivery").unwrap_or_else(|| panic!("redelivered"));
+    assert_eq!(second.ticket.job, first.ticket.job, "at-least-once: the ticket comes back");
+    assert_ne!(second.lease_id, first.lease_id, "a redelivery is a new lease");
+    assert!(matches!(q.heartbeat(&extended, at(192), minute).await, Err(JobQueueError::LeaseLost { .. })));
+    assert!(matches!(q.ack(&extended).await, Err(JobQueueError::LeaseLost { .. })), "stale ack must not remove");
+    assert!(ok(q.contains(JobId::from(1)).await, "still held by the new lease"));
+
+    // Nack with retry_at: waits again, not before retry_at.
+    let error = ErrorText::new("provider timeout");
+    ok(q.nack(&second, at(200), Some(at(300)), &error).await, "nack retry");
+    assert_eq!(ok(q.dequeue(&worker, at(299), minute).await, "dequeue early"), None);
+    let third = ok(q.dequeue(&worker, at(300), minute).await, "dequeue retry").unwrap_or_else(|| panic!("retried"));
+
+    // Nack without retry_at: dead letter; replay puts it back; the dead-letter list is bounded.
+    ok(q.nack(&third, at(310), None, &error).await, "nack dead");
+    assert!(!ok(q.contains(JobId::from(1)).await, "dead letters are not waiting"));
+    let dead = ok(q.dead_letters(10).await, "dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!((dead[0].ticket.job, &dead[0].error, dead[0].at), (JobId::from(1), &error, at(310)));
+    ok(q.replay_dead_letter(JobId::from(1), at(400)).await, "replay");
+    assert!(ok(q.dead_letters(10).await, "dead letters").is_empty());
+    assert!(matches!(q.replay_dead_letter(JobId::from(1), at(400)).await, Err(JobQueueError::NotDeadLettered { .. })));
+    assert_eq!(drain(q.as_ref(), &worker, at(400)).await, vec![1], "a replayed ticket is delivered");
+    for id in 10..=12 {
+        ok(q.enqueue(ticket(id, Priority::Normal, 500)).await, "enqueue");
+    }
+    let mut refused = 0;
+    while let Some(lease) = ok(q.dequeue(&worker, at(500), minute).await, "dequeue") {
+        match q.nack(&lease, at(500), None, &error).await {
+            Ok(()) => {}
+            Err(JobQueueError::QueueFull { .. }) => {
+                refused += 1;
+                assert!(ok(q.contains(lease.ticket.job).await, "refused dead letter keeps its lease"));
+            }
+            Err(e) => panic!("nack: {e:?}"),
+        }
+    }
+    assert_eq!((refused, ok(q.dead_letters(10).await, "dead").len()), (1, 2), "dead letters are bounded");
+
+    // Lengths per priority, and QueueFull at capacity counting in-flight tickets.
+    let q = make(QueueSpec { capacity: 3, ..spec }).await;
+    ok(q.enqueue(ticket(1, Priority::High, 0)).await, "enqueue");
+    ok(q.enqueue(ticket(2, Priority::Low, 0)).await, "enqueue");
+    ok(q.enqueue(ticket(3, Priority::Low, 0)).await, "enqueue");
+    let full = q.enqueue(ticket(4, Priority::Critical, 0)).await;
+    assert!(matches!(full, Err(JobQueueError::QueueFull { capacity: 3 })), "{full:?}");
+    assert_eq!(ok(q.enqueue(ticket(2, Priority::Low, 0)).await, "dup when full"), Enqueued::AlreadyPresent);
+    ok(q.dequeue(&worker, at(0), minute).await, "dequeue");
+    let lengths = ok(q.len_by_priority().await, "lengths");
+    assert_eq!((lengths.waiting(Priority::Low), lengths.waiting(Priority::High), lengths.in_flight), (2, 0, 1));
+    assert!(q.enqueue(ticket(4, Priority::Critical, 0)).await.is_err(), "in-flight tickets count toward capacity");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn memory_queue(spec: QueueSpec) -> Arc<dyn JobQueue> {
+        Arc::new(MemoryJobQueue::new(spec))
+    }
+
+    #[tokio::test]
+    async fn memory_store_passes_the_conformance_suite() {
+        // Proves the in-memory store keeps every JobStore contract.
+        job_store_conformance(|| async { Arc::new(MemoryJobStore::new()) as Arc<dyn JobStore> }).await;
+    }
+
+    #[tokio::test]
+    async fn memory_queue_passes_the_conformance_suite() {
+        // Proves the in-memory queue keeps every JobQueue contract.
+        job_queue_conformance(|spec| async move { memory_queue(spec) }).await;
+    }
+
+    #[tokio::test]
+    async fn recording_billing_moves_money_once_per_key_and_hold() {
+        // Proves the billing fake is idempotent by key and refuses to end a hold twice.
+        let billing = RecordingBilling::new();
+        let key = IdempotencyKey::derived("capture", 1);
+        let hold = HoldId::from(1);
+        billing.capture(hold, Money::from_kopecks(5), &key).await.expect("first capture");
+        billing.capture(hold, Money::from_kopecks(5), &key).await.expect("replay");
+        assert_eq!(billing.moves().len(), 1);
+        let release = billing.release(hold, &IdempotencyKey::derived("release", 1)).await;
+        assert!(matches!(release, Err(JobBillingError::Rejected { .. })));
+        billing.fail_with(Some(JobBillingError::Unavailable { reason: "down".into() }));
+        assert!(billing.capture(HoldId::from(2), Money::ZERO, &IdempotencyKey::derived("capture", 2)).await.is_err());
+        assert_eq!(billing.calls(), 4);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Enqueue(Priority),
+        Dequeue,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => prop::sample::select(Priority::ALL.to_vec()).prop_map(Op::Enqueue),
+            2 => Just(Op::Dequeue),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn dequeue_order_is_priority_then_fifo(ops in prop::collection::vec((op(), 0i64..3), 1..80)) {
+            // Proves, for any interleaving of enqueues and dequeues without aging, each dequeue returns the most
+            // urgent waiting ticket, the earliest enqueued (then smallest id) among equals.
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let queue = MemoryJobQueue::new(QueueSpec { capacity: 100, dead_letter_capacity: 1, aging_step: None });
+            let worker = WorkerId::parse("w").expect("literal");
+            let mut model: Vec<JobTicket> = Vec::new();
+            let mut now = 0i64;
+            for (n, (op, tick)) in ops.into_iter().enumerate() {
+                now += tick;
+                match op {
+                    Op::Enqueue(priority) => {
+                        // Ids run against time so that ties on enqueued_at are broken by id, not by arrival.
+                        let t = ticket(1_000 - n as u128, priority, now);
+                        runtime.block_on(queue.enqueue(t.clone())).expect("enqueue");
+                        model.push(t);
+                    }
+                    Op::Dequeue => {
+                        let got = runtime.block_on(queue.dequeue(&worker, at(now), Duration::from_secs(1))).expect("dequeue");
+                        let want = model.iter().min_by_key(|t| (t.priority, t.enqueued_at, t.job)).cloned();
+                        prop_assert_eq!(got.as_ref().map(|l| l.ticket.job), want.as_ref().map(|t| t.job));
+                        if let Some(lease) = got {
+                            model.retain(|t| t.job != lease.ticket.job);
+                            runtime.block_on(queue.ack(&lease)).expect("ack");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

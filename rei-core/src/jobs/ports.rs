@@ -1,0 +1,381 @@
+//! The ports the job service talks through: the store (the record of truth), the queue (dispatch only),
+//! the narrow view of billing it needs, and the notifier.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::model::{ErrorText, Job, JobState, Priority, WorkerId};
+use crate::ids::{HoldId, IdempotencyKey, JobId, UserId};
+use crate::money::Money;
+use crate::time::Timestamp;
+
+/// The most records one listing call returns; larger limits are clamped to it.
+pub const LIST_LIMIT_MAX: usize = 1_000;
+
+/// Why a [`JobStore`] call failed.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum JobStoreError {
+    /// No job has this id.
+    #[error("job {id} not found")]
+    NotFound {
+        /// The missing job.
+        id: JobId,
+    },
+    /// The stored job is not in the expected state (or, while running, not in the same attempt): someone else
+    /// moved it first.
+    #[error("job {id} is {actual} at attempt {actual_attempts}, expected {expected}")]
+    Conflict {
+        /// The job.
+        id: JobId,
+        /// The state the caller expected.
+        expected: JobState,
+        /// The state the store holds.
+        actual: JobState,
+        /// The attempt the store holds.
+        actual_attempts: u32,
+    },
+    /// The store could not be reached or refused for its own reasons; the call may be retried.
+    #[error("job store unavailable: {reason}")]
+    Unavailable {
+        /// What the adapter saw.
+        reason: String,
+    },
+}
+
+/// The record of truth for jobs. Whatever the queue says, the store decides what state a job is in.
+#[async_trait]
+pub trait JobStore: Send + Sync {
+    /// Stores a new job and returns what is stored.
+    ///
+    /// A repeated insert of an id already stored MUST be a no-op returning the stored job unchanged, even if
+    /// the given record differs.
+    ///
+    /// # Errors
+    /// [`JobStoreError::Unavailable`].
+    async fn insert(&self, job: &Job) -> Result<Job, JobStoreError>;
+
+    /// The stored job, or `None`.
+    ///
+    /// # Errors
+    /// [`JobStoreError::Unavailable`].
+    async fn get(&self, id: JobId) -> Result<Option<Job>, JobStoreError>;
+
+    /// Replaces the stored job with `job`, atomically, only if the stored state equals `expected`.
+    ///
+    /// When `expected` is `Running` or `Unknown` the stored `attempts` MUST also equal `job.attempts`: the
+    /// attempt number fences a run, so a worker whose lease expired and whose job was leased again cannot move
+    /// the newer run. Otherwise the call MUST fail with [`JobStoreError::Conflict`] and change nothing.
+    ///
+    /// # Errors
+    /// [`JobStoreError::Conflict`] as above, [`JobStoreError::NotFound`] when no job has the id,
+    /// [`JobStoreError::Unavailable`].
+    async fn update(&self, job: &Job, expected: JobState) -> Result<(), JobStoreError>;
+
+    /// Up to `limit` (at most [`LIST_LIMIT_MAX`]) jobs in `state` whose id is greater than `after`, in id
+    /// order, so that a caller can walk every job in pages.
+    ///
+    /// # Errors
+    /// [`JobStoreError::Unavailable`].
+    async fn list_by_state(
+        &self,
+        state: JobState,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<Job>, JobStoreError>;
+
+    /// Up to `limit` (at most [`LIST_LIMIT_MAX`]) `Running` jobs whose `lease_deadline` is before `now`
+    /// (strictly), earliest deadline first, then by id.
+    ///
+    /// # Errors
+    /// [`JobStoreError::Unavailable`].
+    async fn expired_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<Job>, JobStoreError>;
+}
+
+/// One job waiting in the queue.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct JobTicket {
+    /// The job.
+    pub job: JobId,
+    /// Its priority.
+    pub priority: Priority,
+    /// When it entered the queue: orders tickets of one priority and drives aging.
+    pub enqueued_at: Timestamp,
+    /// It MUST NOT be handed out before this time.
+    pub not_before: Timestamp,
+}
+
+/// A ticket handed to one worker until `deadline`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Lease {
+    /// The ticket.
+    pub ticket: JobTicket,
+    /// Who holds it.
+    pub worker: WorkerId,
+    /// Which delivery of the ticket this is: a redelivered ticket gets a new id, so the old holder's calls fail.
+    pub lease_id: u64,
+    /// When the lease ends unless extended.
+    pub deadline: Timestamp,
+}
+
+/// A ticket that will not be retried, with the reason.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct DeadLetter {
+    /// The ticket.
+    pub ticket: JobTicket,
+    /// Why it was given up.
+    pub error: ErrorText,
+    /// When it was given up.
+    pub at: Timestamp,
+}
+
+/// Sizes of a queue.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct QueueLengths {
+    /// Waiting tickets (ready or delayed) per priority, indexed by [`Priority::rank`].
+    pub waiting: [usize; 4],
+    /// Tickets leased to workers.
+    pub in_flight: usize,
+    /// Dead letters.
+    pub dead_letters: usize,
+}
+
+impl QueueLengths {
+    /// Waiting tickets of one priority.
+    #[must_use]
+    pub fn waiting(&self, priority: Priority) -> usize {
+        self.waiting[priority.rank()]
+    }
+}
+
+/// What [`JobQueue::enqueue`] did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Enqueued {
+    /// A new ticket was added.
+    Added,
+    /// The job was already waiting or in flight; nothing changed.
+    AlreadyPresent,
+}
+
+/// Why a [`JobQueue`] call failed.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum JobQueueError {
+    /// The queue (or its dead-letter list) is at capacity and refuses to grow.
+    #[error("queue is full ({capacity} entries)")]
+    QueueFull {
+        /// The capacity that was reached.
+        capacity: usize,
+    },
+    /// The lease is no longer held: it expired, was redelivered, or was already acked or nacked.
+    #[error("lease {lease_id} on job {job} was lost")]
+    LeaseLost {
+        /// The job.
+        job: JobId,
+        /// The lost lease.
+        lease_id: u64,
+    },
+    /// No dead letter has this job.
+    #[error("no dead letter for job {job}")]
+    NotDeadLettered {
+        /// The job.
+        job: JobId,
+    },
+    /// The queue could not be reached; the call may be retried.
+    #[error("job queue unavailable: {reason}")]
+    Unavailable {
+        /// What the adapter saw.
+        reason: String,
+    },
+}
+
+/// Dispatch of jobs to workers, at least once. Holds tickets, not jobs: it can always be rebuilt from the
+/// [`JobStore`]. Every size is bounded.
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Adds a ticket.
+    ///
+    /// A job already waiting or in flight MUST NOT get a second ticket: the call MUST return
+    /// [`Enqueued::AlreadyPresent`] and change nothing. When waiting plus in-flight tickets reach the
+    /// capacity it MUST refuse with [`JobQueueError::QueueFull`].
+    ///
+    /// # Errors
+    /// [`JobQueueError::QueueFull`], [`JobQueueError::Unavailable`].
+    async fn enqueue(&self, ticket: JobTicket) -> Result<Enqueued, JobQueueError>;
+
+    /// Leases the next ticket to `worker` until `now + lease`, or returns `None`.
+    ///
+    /// MUST skip tickets whose `not_before` is after `now`, and MUST pick the most urgent effective priority,
+    /// then the earliest `enqueued_at`, then the smallest job id. With aging configured (an `aging_step`), a
+    /// ticket that has waited `k` whole steps since `enqueued_at` MUST count `k` priorities more urgent (never
+    /// past `Critical`), so that `Low` is never starved.
+    ///
+    /// # Errors
+    /// [`JobQueueError::Unavailable`].
+    async fn dequeue(&self, worker: &WorkerId, now: Timestamp, lease: Duration)
+    -> Result<Option<Lease>, JobQueueError>;
+
+    /// Extends a held lease to `now + extend` and returns the extended lease.
+    ///
+    /// MUST fail with [`JobQueueError::LeaseLost`] when the lease is no longer held or its deadline is before
+    /// `now`, even if no reclaim has run yet.
+    ///
+    /// # Errors
+    /// [`JobQueueError::LeaseLost`], [`JobQueueError::Unavailable`].
+    async fn heartbeat(&self, lease: &Lease, now: Timestamp, extend: Duration) -> Result<Lease, JobQueueError>;
+
+    /// Removes the ticket for good. MUST fail with [`JobQueueError::LeaseLost`] (and change nothing) when the
+    /// lease is no longer held, so a stale worker cannot remove a redelivered ticket.
+    ///
+    /// # Errors
+    /// [`JobQueueError::LeaseLost`], [`JobQueueError::Unavailable`].
+    async fn ack(&self, lease: &Lease) -> Result<(), JobQueueError>;
+
+    /// Gives the ticket back: with `retry_at`, it MUST wait again (keeping its `enqueued_at`) and not be handed
+    /// out before `retry_at`; without, it MUST move to the dead letters with `error`. When the dead-letter
+    /// list is full the call MUST refuse with [`JobQueueError::QueueFull`] and keep the lease.
+    ///
+    /// # Errors
+    /// [`JobQueueError::LeaseLost`] as for [`JobQueue::ack`], [`JobQueueError::QueueFull`],
+    /// [`JobQueueError::Unavailable`].
+    async fn nack(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        retry_at: Option<Timestamp>,
+        error: &ErrorText,
+    ) -> Result<(), JobQueueError>;
+
+    /// Puts every lease whose deadline is before `now` back to waiting (at-least-once delivery) and returns
+    /// how many. The old holders' leases MUST count as lost from then on.
+    ///
+    /// # Errors
+    /// [`JobQueueError::Unavailable`].
+    async fn reclaim_expired(&self, now: Timestamp) -> Result<usize, JobQueueError>;
+
+    /// Up to `limit` (at most [`LIST_LIMIT_MAX`]) dead letters, oldest first.
+    ///
+    /// # Errors
+    /// [`JobQueueError::Unavailable`].
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, JobQueueError>;
+
+    /// Moves a dead letter back to waiting, ready at `now` with `enqueued_at = now`. If the job already has a
+    /// waiting or in-flight ticket the dead letter MUST just be dropped.
+    ///
+    /// # Errors
+    /// [`JobQueueError::NotDeadLettered`], [`JobQueueError::QueueFull`], [`JobQueueError::Unavailable`].
+    async fn replay_dead_letter(&self, job: JobId, now: Timestamp) -> Result<(), JobQueueError>;
+
+    /// Current sizes.
+    ///
+    /// # Errors
+    /// [`JobQueueError::Unavailable`].
+    async fn len_by_priority(&self) -> Result<QueueLengths, JobQueueError>;
+
+    /// `true` when the job has a waiting or in-flight ticket (dead letters do not count).
+    ///
+    /// # Errors
+    /// [`JobQueueError::Unavailable`].
+    async fn contains(&self, job: JobId) -> Result<bool, JobQueueError>;
+}
+
+/// Why billing refused a job's capture or release.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum JobBillingError {
+    /// The ledger refused for good (the hold ended otherwise, the amount exceeds it); retrying will not help.
+    #[error("billing rejected: {reason}")]
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+    /// Billing could not be reached; the call may be retried with the same key.
+    #[error("billing unavailable: {reason}")]
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The narrow view of billing the job service needs; implemented by the billing service.
+#[async_trait]
+pub trait JobBilling: Send + Sync {
+    /// Captures `amount` of `hold` (the rest is released).
+    ///
+    /// A repeated `key` MUST return the first outcome and MUST NOT move money again.
+    ///
+    /// # Errors
+    /// [`JobBillingError::Rejected`] when the hold ended otherwise or holds less than `amount`,
+    /// [`JobBillingError::Unavailable`].
+    async fn capture(&self, hold: HoldId, amount: Money, key: &IdempotencyKey) -> Result<(), JobBillingError>;
+
+    /// Releases `hold` in full.
+    ///
+    /// A repeated `key` MUST return the first outcome and MUST NOT move money again.
+    ///
+    /// # Errors
+    /// [`JobBillingError::Rejected`] when the hold ended otherwise, [`JobBillingError::Unavailable`].
+    async fn release(&self, hold: HoldId, key: &IdempotencyKey) -> Result<(), JobBillingError>;
+}
+
+/// What a user is told about a job.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum JobNotice {
+    /// The result is ready and was paid for.
+    Succeeded {
+        /// The job.
+        job: JobId,
+    },
+    /// The job failed for good; the money was returned.
+    Failed {
+        /// The job.
+        job: JobId,
+        /// Why.
+        reason: ErrorText,
+    },
+    /// The job was cancelled; the money was returned.
+    Cancelled {
+        /// The job.
+        job: JobId,
+    },
+    /// Every attempt failed; the job is parked for an operator and the money was returned.
+    DeadLettered {
+        /// The job.
+        job: JobId,
+    },
+}
+
+impl JobNotice {
+    /// The job the notice is about.
+    #[must_use]
+    pub fn job(&self) -> JobId {
+        match self {
+            JobNotice::Succeeded { job }
+            | JobNotice::Failed { job, .. }
+            | JobNotice::Cancelled { job }
+            | JobNotice::DeadLettered { job } => *job,
+        }
+    }
+}
+
+/// Why a notice was not handed over.
+#[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum JobNotifyError {
+    /// The channel to the user could not be reached; the call may be repeated.
+    #[error("notifier unavailable: {reason}")]
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Tells users what happened to their jobs.
+#[async_trait]
+pub trait JobNotifier: Send + Sync {
+    /// Tells `user` about a job.
+    ///
+    /// A repeated notice of the same kind for the same job MUST NOT be delivered twice: the job service
+    /// repeats notices when an operation is replayed, so that a notice lost to a crash is still delivered.
+    ///
+    /// # Errors
+    /// [`JobNotifyError::Unavailable`].
+    async fn notify(&self, user: UserId, notice: JobNotice) -> Result<(), JobNotifyError>;
+}
