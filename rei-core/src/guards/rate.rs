@@ -8,7 +8,9 @@
 //! [`Gcra::check`] compares in *ticks*, where one millisecond is `rate` ticks and one unit costs `period_ms`
 //! ticks; every comparison is then exact integer arithmetic. Only the stored TAT is rounded, **up** to a whole
 //! millisecond, which can only make the limiter stricter, by less than one millisecond per admitted request.
-//! The same steps, in 128-bit (or Lua's exact 53-bit for realistic values) integers, make a Redis script.
+//! A shared store mirrors it atomically either by running [`Gcra::check`] inside a compare-and-set of the TAT,
+//! or as a Lua script doing the same steps relative to now (`tat - now`), which stays within Lua's exact 2^53
+//! integers while `burst * period_ms` does.
 //!
 //! Spend limits are the same algorithm with money as the unit: [`RateLimitPolicy::spend`] turns "₽ per period"
 //! into a rate in kopecks, and the cost of a request is its price in kopecks ([`spend_cost`]).
@@ -48,7 +50,7 @@ pub enum PolicyError {
     #[error("burst must be 1 to {BURST_MAX}, got {burst}")]
     Burst {
         /// The burst asked for.
-        burst: u64,
+        burst: u32,
     },
     /// The period is below one millisecond or above [`PERIOD_MAX`].
     #[error("period must be 1 ms to {} ms, got {period_ms} ms", PERIOD_MAX.as_millis())]
@@ -57,10 +59,7 @@ pub enum PolicyError {
         period_ms: u128,
     },
     /// A spend limit that is not a positive amount of at most `u32::MAX` kopecks.
-    #[error(
-        "spend limit must be 0.01 to {} roubles, got {amount}",
-        Money::from_kopecks(i64::from(u32::MAX))
-    )]
+    #[error("spend limit must be 0.01 to {} roubles, got {amount}", Money::from_kopecks(i64::from(u32::MAX)))]
     Spend {
         /// The amount asked for.
         amount: Money,
@@ -77,20 +76,14 @@ impl RateLimitPolicy {
             return Err(PolicyError::ZeroRate);
         }
         if burst == 0 || burst > BURST_MAX {
-            return Err(PolicyError::Burst {
-                burst: u64::from(burst),
-            });
+            return Err(PolicyError::Burst { burst });
         }
         let period_ms = period.as_millis();
         if period_ms == 0 || period > PERIOD_MAX {
             return Err(PolicyError::Period { period_ms });
         }
         let period_ms = u32::try_from(period_ms).map_err(|_| PolicyError::Period { period_ms })?;
-        Ok(RateLimitPolicy {
-            rate,
-            period_ms,
-            burst,
-        })
+        Ok(RateLimitPolicy { rate, period_ms, burst })
     }
 
     /// A spend limit: at most `limit` per `period` sustained and `burst` at once, counted in kopecks, so that
@@ -99,11 +92,7 @@ impl RateLimitPolicy {
     /// # Errors
     /// [`PolicyError::Spend`] when an amount is not positive or above `u32::MAX` kopecks, and the errors of
     /// [`RateLimitPolicy::new`].
-    pub fn spend(
-        limit: Money,
-        period: Duration,
-        burst: Money,
-    ) -> Result<RateLimitPolicy, PolicyError> {
+    pub fn spend(limit: Money, period: Duration, burst: Money) -> Result<RateLimitPolicy, PolicyError> {
         let kopecks = |amount: Money| match u32::try_from(amount.kopecks()) {
             Ok(k) if k > 0 => Ok(k),
             _ => Err(PolicyError::Spend { amount }),
@@ -182,32 +171,22 @@ impl Gcra {
         cost: u32,
     ) -> Result<Decision, CostOverBurst> {
         if cost > policy.burst {
-            return Err(CostOverBurst {
-                cost,
-                burst: policy.burst,
-            });
+            return Err(CostOverBurst { cost, burst: policy.burst });
         }
         // Ticks: one millisecond is `rate` ticks and one unit is `period_ms` ticks. Bounds: |ms| < 2^63 and
         // rate < 2^32, so every value below stays far inside i128.
         let rate = i128::from(policy.rate);
         let unit = i128::from(policy.period_ms);
         let now_ticks = i128::from(now.as_millis()) * rate;
-        let tat_ticks = tat
-            .map_or(now_ticks, |t| i128::from(t.as_millis()) * rate)
-            .max(now_ticks);
+        let tat_ticks = tat.map_or(now_ticks, |t| i128::from(t.as_millis()) * rate).max(now_ticks);
         let new_tat_ticks = tat_ticks + i128::from(cost) * unit;
         let allow_at_ticks = new_tat_ticks - i128::from(policy.burst) * unit;
         if allow_at_ticks <= now_ticks {
             let new_tat = i64::try_from(ceil_div(new_tat_ticks, rate)).unwrap_or(i64::MAX);
-            Ok(Decision::Allow {
-                new_tat: Timestamp::from_millis(new_tat),
-            })
+            Ok(Decision::Allow { new_tat: Timestamp::from_millis(new_tat) })
         } else {
-            let wait_ms =
-                u64::try_from(ceil_div(allow_at_ticks - now_ticks, rate)).unwrap_or(u64::MAX);
-            Ok(Decision::Deny {
-                retry_after: Duration::from_millis(wait_ms),
-            })
+            let wait_ms = u64::try_from(ceil_div(allow_at_ticks - now_ticks, rate)).unwrap_or(u64::MAX);
+            Ok(Decision::Deny { retry_after: Duration::from_millis(wait_ms) })
         }
     }
 }
@@ -226,10 +205,7 @@ pub struct ApiKeyId(String);
 
 /// Why a text is not an API key id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "api key id must be 1 to {} characters of A-Za-z0-9 _ -",
-    ApiKeyId::LEN_MAX
-)]
+#[error("api key id must be 1 to {} characters of A-Za-z0-9 _ -", ApiKeyId::LEN_MAX)]
 pub struct ApiKeyIdError;
 
 impl ApiKeyId {
@@ -243,14 +219,8 @@ impl ApiKeyId {
     pub fn parse(text: &str) -> Result<ApiKeyId, ApiKeyIdError> {
         let ok = !text.is_empty()
             && text.len() <= Self::LEN_MAX
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if ok {
-            Ok(ApiKeyId(text.to_owned()))
-        } else {
-            Err(ApiKeyIdError)
-        }
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok { Ok(ApiKeyId(text.to_owned())) } else { Err(ApiKeyIdError) }
     }
 
     /// The text.
@@ -340,10 +310,7 @@ mod tests {
         // Proves zero rates, zero or huge bursts and empty or overlong periods are refused.
         let s = Duration::from_secs(1);
         assert_eq!(RateLimitPolicy::new(0, s, 1), Err(PolicyError::ZeroRate));
-        assert_eq!(
-            RateLimitPolicy::new(1, s, 0),
-            Err(PolicyError::Burst { burst: 0 })
-        );
+        assert_eq!(RateLimitPolicy::new(1, s, 0), Err(PolicyError::Burst { burst: 0 }));
         assert!(RateLimitPolicy::new(1, s, BURST_MAX + 1).is_err());
         assert!(RateLimitPolicy::new(1, Duration::from_micros(999), 1).is_err());
         assert!(RateLimitPolicy::new(1, PERIOD_MAX + Duration::from_millis(1), 1).is_err());
@@ -363,20 +330,9 @@ mod tests {
             }
         }
         assert_eq!(tat, Some(t0.plus(Duration::from_millis(300))));
-        assert_eq!(
-            Gcra::check(&p, tat, t0, 1),
-            Ok(Decision::Deny {
-                retry_after: Duration::from_millis(100)
-            })
-        );
-        assert!(matches!(
-            Gcra::check(&p, tat, t0.plus(Duration::from_millis(100)), 1),
-            Ok(Decision::Allow { .. })
-        ));
-        assert_eq!(
-            Gcra::check(&p, tat, t0, 4),
-            Err(CostOverBurst { cost: 4, burst: 3 })
-        );
+        assert_eq!(Gcra::check(&p, tat, t0, 1), Ok(Decision::Deny { retry_after: Duration::from_millis(100) }));
+        assert!(matches!(Gcra::check(&p, tat, t0.plus(Duration::from_millis(100)), 1), Ok(Decision::Allow { .. })));
+        assert_eq!(Gcra::check(&p, tat, t0, 4), Err(CostOverBurst { cost: 4, burst: 3 }));
     }
 
     #[test]
@@ -384,20 +340,14 @@ mod tests {
         // Proves 7 per second is not rounded to a 143 ms interval: a full burst of 7 at 0 ms leaves the TAT at
         // exactly 1 000 ms, so a second full burst is admitted at 1 000 ms, not 1 001 ms.
         let p = policy(7, 1_000, 7);
-        let Ok(Decision::Allow { new_tat }) = Gcra::check(&p, None, Timestamp::from_millis(0), 7)
-        else {
+        let Ok(Decision::Allow { new_tat }) = Gcra::check(&p, None, Timestamp::from_millis(0), 7) else {
             panic!("first burst")
         };
         assert_eq!(new_tat, Timestamp::from_millis(1_000));
-        assert!(matches!(
-            Gcra::check(&p, Some(new_tat), Timestamp::from_millis(1_000), 7),
-            Ok(Decision::Allow { .. })
-        ));
+        assert!(matches!(Gcra::check(&p, Some(new_tat), Timestamp::from_millis(1_000), 7), Ok(Decision::Allow { .. })));
         assert_eq!(
             Gcra::check(&p, Some(new_tat), Timestamp::from_millis(999), 7),
-            Ok(Decision::Deny {
-                retry_after: Duration::from_millis(1)
-            })
+            Ok(Decision::Deny { retry_after: Duration::from_millis(1) })
         );
     }
 
@@ -408,14 +358,10 @@ mod tests {
         let p = RateLimitPolicy::spend(thousand, Duration::from_secs(60), thousand).expect("valid");
         let now = Timestamp::from_millis(0);
         let cost = spend_cost(Money::from_rubles(600).expect("fits")).expect("fits");
-        let Ok(Decision::Allow { new_tat }) = Gcra::check(&p, None, now, cost) else {
-            panic!("first spend")
-        };
+        let Ok(Decision::Allow { new_tat }) = Gcra::check(&p, None, now, cost) else { panic!("first spend") };
         assert_eq!(
             Gcra::check(&p, Some(new_tat), now, cost),
-            Ok(Decision::Deny {
-                retry_after: Duration::from_secs(12)
-            })
+            Ok(Decision::Deny { retry_after: Duration::from_secs(12) })
         );
         assert!(RateLimitPolicy::spend(Money::ZERO, Duration::from_secs(60), thousand).is_err());
         assert_eq!(spend_cost(Money::from_kopecks(-1)), None);
@@ -424,10 +370,7 @@ mod tests {
     #[test]
     fn keys_print_unambiguously() {
         // Proves every key kind has its own prefix, and API key ids refuse secrets-looking junk.
-        assert_eq!(
-            RateLimitKey::UserSpend(UserId(42)).to_string(),
-            "user_spend:42"
-        );
+        assert_eq!(RateLimitKey::UserSpend(UserId(42)).to_string(), "user_spend:42");
         let k = ApiKeyId::parse("bot_7").expect("valid");
         assert_eq!(RateLimitKey::ApiKey(k).to_string(), "api_key:bot_7");
         assert!(ApiKeyId::parse("a:b").is_err());

@@ -1,7 +1,5 @@
 //! Roles and permissions for admin actions: a deny-by-default table.
 
-use std::fmt;
-
 /// What an actor is. Ordered: every permission of a role is also a permission of every higher role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -52,11 +50,6 @@ impl Permission {
     ];
 }
 
-/// A text that is not a role name.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown role {0:?}, expected user, admin or owner")]
-pub struct UnknownRole(pub String);
-
 impl Role {
     /// Every role, lowest first.
     pub const ALL: [Role; 3] = [Role::User, Role::Admin, Role::Owner];
@@ -82,38 +75,11 @@ impl Role {
             Role::User => matches!(permission, P::ViewOwnBalance | P::CancelOwnJob),
         }
     }
-
-    /// The stable lowercase name stored and configured: `user`, `admin`, `owner`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::User => "user",
-            Role::Admin => "admin",
-            Role::Owner => "owner",
-        }
-    }
-
-    /// Reads a name printed by [`Role::as_str`].
-    ///
-    /// # Errors
-    /// [`UnknownRole`] for any other text (cut to 32 characters).
-    pub fn parse(text: &str) -> Result<Role, UnknownRole> {
-        Role::ALL
-            .into_iter()
-            .find(|role| role.as_str() == text)
-            .ok_or_else(|| UnknownRole(text.chars().take(32).collect()))
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// An actor tried something its role does not permit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("role {role} may not {permission:?}")]
+#[error("role {role:?} may not {permission:?}")]
 pub struct Forbidden {
     /// The actor's role.
     pub role: Role,
@@ -126,14 +92,7 @@ pub struct Forbidden {
 /// # Errors
 /// [`Forbidden`] when the table does not grant it.
 pub fn authorize(actor_role: Role, permission: Permission) -> Result<(), Forbidden> {
-    if actor_role.permits(permission) {
-        Ok(())
-    } else {
-        Err(Forbidden {
-            role: actor_role,
-            permission,
-        })
-    }
+    if actor_role.permits(permission) { Ok(()) } else { Err(Forbidden { role: actor_role, permission }) }
 }
 
 #[cfg(test)]
@@ -145,23 +104,13 @@ mod tests {
         // Proves owners may do everything, admins all but role management, users only their own things.
         for p in Permission::ALL {
             assert!(Role::Owner.permits(p));
-            assert_eq!(
-                Role::Admin.permits(p),
-                p != Permission::ManageRoles,
-                "{p:?}"
-            );
+            assert_eq!(Role::Admin.permits(p), p != Permission::ManageRoles, "{p:?}");
         }
-        let user: Vec<_> = Permission::ALL
-            .into_iter()
-            .filter(|p| Role::User.permits(*p))
-            .collect();
+        let user: Vec<_> = Permission::ALL.into_iter().filter(|p| Role::User.permits(*p)).collect();
         assert_eq!(user, [Permission::ViewOwnBalance, Permission::CancelOwnJob]);
         assert_eq!(
             authorize(Role::Admin, Permission::ManageRoles),
-            Err(Forbidden {
-                role: Role::Admin,
-                permission: Permission::ManageRoles
-            })
+            Err(Forbidden { role: Role::Admin, permission: Permission::ManageRoles })
         );
         assert_eq!(authorize(Role::Admin, Permission::Refund), Ok(()));
     }
@@ -172,20 +121,8 @@ mod tests {
         for (lo, hi) in Role::ALL.iter().zip(&Role::ALL[1..]) {
             assert!(lo < hi);
             for p in Permission::ALL {
-                assert!(
-                    !lo.permits(p) || hi.permits(p),
-                    "{hi:?} lacks {p:?} that {lo:?} has"
-                );
+                assert!(!lo.permits(p) || hi.permits(p), "{hi:?} lacks {p:?} that {lo:?} has");
             }
         }
-    }
-
-    #[test]
-    fn role_names_round_trip() {
-        // Proves stored role names read back to the same role and unknown names are refused.
-        for role in Role::ALL {
-            assert_eq!(Role::parse(role.as_str()), Ok(role));
-        }
-        assert_eq!(Role::parse("root"), Err(UnknownRole("root".into())));
     }
 }
