@@ -157,7 +157,8 @@ pub struct Gcra;
 
 impl Gcra {
     /// Decides a request of `cost` units at `now` for a key whose stored TAT is `tat` (`None`: never seen, which
-    /// decides the same as any TAT not after `now`). A cost of zero is always admitted and spends nothing.
+    /// decides the same as any TAT not after `now`). A cost of zero spends nothing; it asks whether the key is
+    /// within its burst.
     ///
     /// Guarantee: over any interval of `elapsed` between two admitted requests, the admitted costs sum to at
     /// most `burst + floor(elapsed * rate / period)`.
