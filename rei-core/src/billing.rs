@@ -5,8 +5,10 @@
 //! Every money move derives its idempotency key from something stable (a payment id, a quote id, a job id,
 //! an admin request id), so a retried call never moves money twice.
 
+mod admin;
 mod quotes;
 mod service;
 
+pub use admin::{AdminError, AdminRequest, AdminService};
 pub use quotes::{QuoteRecord, QuoteStore};
 pub use service::{BillingConfig, BillingError, BillingService, Confirmation, ReapReport};

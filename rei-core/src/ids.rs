@@ -23,8 +23,8 @@ pub enum IdError {
     /// Not 32 hexadecimal digits (dashes allowed, as in a UUID).
     #[error("id {0:?} is not 32 hexadecimal digits")]
     Syntax(String),
-    /// Empty, too long, or with characters outside `A-Za-z0-9_-:.`.
-    #[error("key must be 1 to {max} characters of A-Za-z0-9 _ - : .")]
+    /// Empty, too long, or with characters outside `A-Za-z0-9_-:.~`.
+    #[error("key must be 1 to {max} characters of A-Za-z0-9 _ - : . ~")]
     Key {
         /// The longest accepted length.
         max: usize,
@@ -132,14 +132,14 @@ macro_rules! text_id {
             /// The longest accepted length.
             pub const LEN_MAX: usize = $max;
 
-            /// Parses 1 to `LEN_MAX` characters of `A-Za-z0-9 _ - : .`.
+            /// Parses 1 to `LEN_MAX` characters of `A-Za-z0-9 _ - : . ~`.
             ///
             /// # Errors
             /// [`IdError::Key`] for anything else.
             pub fn parse(text: &str) -> Result<Self, IdError> {
                 let ok = !text.is_empty()
                     && text.len() <= Self::LEN_MAX
-                    && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.'));
+                    && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.' | b'~'));
                 if ok { Ok(Self(text.to_owned())) } else { Err(IdError::Key { max: Self::LEN_MAX }) }
             }
 
@@ -181,15 +181,22 @@ text_id!(
 );
 
 impl IdempotencyKey {
-    /// A key made of a prefix and an id, e.g. `capture:<hold>`. Panics only if the prefix breaks the key syntax,
-    /// which is a programming error.
+    /// A key made of a prefix and an id, e.g. `capture:<hold>`. When the result would pass
+    /// [`IdempotencyKey::LEN_MAX`], its tail is replaced by a 64-bit FNV-1a hash of the whole text, so the key
+    /// stays deterministic and distinct. Panics only if `prefix` or `id` holds characters outside the key
+    /// alphabet, which is a programming error: callers derive keys from ids and keys, never from raw input.
     #[must_use]
     pub fn derived(prefix: &str, id: impl fmt::Display) -> IdempotencyKey {
-        match IdempotencyKey::parse(&format!("{prefix}:{id}")) {
+        let mut text = format!("{prefix}:{id}");
+        if text.len() > Self::LEN_MAX {
+            let hash =
+                text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+            text.truncate(Self::LEN_MAX - 17);
+            text.push_str(&format!("~{hash:016x}"));
+        }
+        match IdempotencyKey::parse(&text) {
             Ok(k) => k,
-            Err(e) => {
-                panic!("invariant broken: derived key prefix {prefix:?} is not key syntax: {e}")
-            }
+            Err(e) => panic!("invariant broken: derived key {prefix:?} is not key syntax: {e}"),
         }
     }
 }
@@ -217,5 +224,18 @@ mod tests {
         assert!(IdempotencyKey::parse(&"a".repeat(256)).is_err());
         assert!(IdempotencyKey::parse("a b").is_err());
         assert!(IdempotencyKey::parse("ключ").is_err());
+    }
+
+    #[test]
+    fn derived_keys_stay_valid_and_distinct_when_long() {
+        // Proves a prefix on a maximal key neither panics nor collides: the tail becomes a hash.
+        let long_a = "a".repeat(IdempotencyKey::LEN_MAX);
+        let long_b = format!("{}b", "a".repeat(IdempotencyKey::LEN_MAX - 1));
+        let ka = IdempotencyKey::derived("adjust", &long_a);
+        let kb = IdempotencyKey::derived("adjust", &long_b);
+        assert_eq!(ka.as_str().len(), IdempotencyKey::LEN_MAX);
+        assert_ne!(ka, kb);
+        assert_eq!(ka, IdempotencyKey::derived("adjust", &long_a), "deterministic");
+        assert_eq!(IdempotencyKey::derived("c", 7).as_str(), "c:7");
     }
 }

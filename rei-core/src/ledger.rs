@@ -21,8 +21,8 @@ mod plan;
 mod store;
 
 pub use model::{
-    Account, Applied, Balance, Hold, HoldState, LedgerCommand, LedgerOp, OpKind, PaymentRecord, Posting, Reason,
-    ReasonError, Receipt, SystemAccount, Transaction,
+    Account, Applied, Balance, Hold, HoldState, LedgerCommand, LedgerOp, OpKind, PaymentRecord, Posting, Receipt,
+    SystemAccount, Transaction,
 };
 pub use plan::{LedgerError, LedgerView, Plan, plan};
 pub use store::{AccountDrift, LedgerStore, StoreError, VerifyReport};

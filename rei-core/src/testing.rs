@@ -3,6 +3,7 @@
 
 pub mod billing;
 pub mod clock;
+pub mod guards;
 pub mod jobs;
 pub mod ledger;
 pub mod usage;

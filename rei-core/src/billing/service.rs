@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use crate::billing::quotes::{QuoteRecord, QuoteStore};
 use crate::caps::SpendCaps;
+use crate::guards::Reason;
 use crate::ids::{HoldId, IdGen, IdempotencyKey, PaymentId, ProductId, ProviderId, QuoteId, TxId, UserId, new_id};
-use crate::ledger::{
-    Balance, LedgerCommand, LedgerError, LedgerOp, LedgerStore, Reason, Receipt, StoreError, VerifyReport,
-};
+use crate::ledger::{Balance, LedgerCommand, LedgerError, LedgerOp, LedgerStore, Receipt, StoreError, VerifyReport};
 use crate::money::Money;
 use crate::pricing::{Pricer, Quote, QuoteError, Tier};
 use crate::time::{Clock, Timestamp};
@@ -346,5 +345,31 @@ impl BillingService {
             }
         }
         Ok(report)
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::jobs::JobBilling for BillingService {
+    async fn capture(
+        &self,
+        hold: HoldId,
+        amount: Money,
+        key: &IdempotencyKey,
+    ) -> Result<(), crate::jobs::JobBillingError> {
+        BillingService::capture(self, hold, amount, key.clone()).await.map(|_| ()).map_err(job_billing_error)
+    }
+
+    async fn release(&self, hold: HoldId, key: &IdempotencyKey) -> Result<(), crate::jobs::JobBillingError> {
+        BillingService::release(self, hold, key.clone()).await.map(|_| ()).map_err(job_billing_error)
+    }
+}
+
+/// A store failure may pass; anything else the ledger said is final.
+fn job_billing_error(e: BillingError) -> crate::jobs::JobBillingError {
+    match e {
+        BillingError::Ledger(LedgerError::Store(s)) | BillingError::Store(s) => {
+            crate::jobs::JobBillingError::Unavailable { reason: s.to_string() }
+        }
+        other => crate::jobs::JobBillingError::Rejected { reason: other.to_string() },
     }
 }

@@ -1,8 +1,7 @@
 //! Ledger records: accounts, postings, transactions, holds, operations and their receipts.
 
-use std::fmt;
-
 use crate::caps::SpendCaps;
+use crate::guards::Reason;
 use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use crate::money::Money;
 use crate::time::Timestamp;
@@ -220,44 +219,6 @@ pub struct PaymentRecord {
     pub amount: Money,
     /// How much went back to the card. Invariant: `refunded <= amount`.
     pub refunded: Money,
-}
-
-/// Why an admin adjusted a balance: 1 to 500 characters, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Reason(String);
-
-/// Why a text is not a [`Reason`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("reason must be 1 to {max} characters without control characters", max = Reason::LEN_MAX)]
-pub struct ReasonError;
-
-impl Reason {
-    /// The longest reason, in characters.
-    pub const LEN_MAX: usize = 500;
-
-    /// Parses a reason.
-    ///
-    /// # Errors
-    /// [`ReasonError`] when empty, too long, or with control characters.
-    pub fn parse(text: &str) -> Result<Reason, ReasonError> {
-        let n = text.chars().count();
-        if n == 0 || n > Self::LEN_MAX || text.chars().any(char::is_control) || text.trim().is_empty() {
-            return Err(ReasonError);
-        }
-        Ok(Reason(text.to_owned()))
-    }
-
-    /// The text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// A money-moving operation.

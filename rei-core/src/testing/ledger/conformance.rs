@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::caps::{CapScope, SpendCaps};
+use crate::guards::Reason;
 use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
-use crate::ledger::{
-    Applied, HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore, OpKind, Reason, SystemAccount,
-};
+use crate::ledger::{Applied, HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore, OpKind, SystemAccount};
 use crate::money::Money;
 use crate::time::Timestamp;
 

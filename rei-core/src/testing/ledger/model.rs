@@ -27,10 +27,9 @@ use proptest::test_runner::{Config, RngSeed, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 
 use crate::caps::{HOUR, SpendCaps};
+use crate::guards::Reason;
 use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
-use crate::ledger::{
-    Account, HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore, OpKind, Reason, SystemAccount,
-};
+use crate::ledger::{Account, HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore, OpKind, SystemAccount};
 use crate::money::Money;
 use crate::testing::ledger::MemoryLedger;
 use crate::time::Timestamp;

@@ -1,0 +1,128 @@
+//! [`AdminService`]: balance adjustments and refunds by admins, authorized by role and audited.
+
+use std::sync::Arc;
+
+use crate::billing::service::{BillingError, BillingService};
+use crate::guards::{
+    AuditAction, AuditLog, AuditLogError, AuditOutcome, AuditRecord, AuditTarget, Forbidden, Permission, Reason, Role,
+    authorize,
+};
+use crate::ids::{AuditId, HoldId, IdGen, IdempotencyKey, UserId, new_id};
+use crate::ledger::Receipt;
+use crate::money::Money;
+use crate::time::Clock;
+
+/// Who asks, as what, why, and under which request key (one request moves money and is audited once, however
+/// often it is retried).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminRequest {
+    /// The admin.
+    pub actor: UserId,
+    /// Their role now.
+    pub role: Role,
+    /// Why.
+    pub reason: Reason,
+    /// The request's idempotency key.
+    pub key: IdempotencyKey,
+}
+
+/// Why an admin action failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminError {
+    /// The role may not do this; the refusal was audited.
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+    /// Billing refused or failed; the failure was audited.
+    #[error(transparent)]
+    Billing(#[from] BillingError),
+    /// The action's outcome could not be audited. If it moved money, the money moved: retry the same request
+    /// to write the missing record (the ledger replays, the audit log dedups on the request key).
+    #[error(transparent)]
+    Audit(#[from] AuditLogError),
+    /// The audit target text was refused (an id too long to name).
+    #[error("audit target {0:?} is not valid")]
+    Target(String),
+}
+
+/// Admin actions on money, each authorized by [`authorize`] and written to the [`AuditLog`] with its outcome.
+///
+/// The audit record is appended after the ledger transaction, keyed by the request key; a crash in between is
+/// repaired by retrying the request. Stores that hold both in one database write them in one transaction.
+pub struct AdminService {
+    billing: Arc<BillingService>,
+    audit: Arc<dyn AuditLog>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGen>,
+}
+
+impl AdminService {
+    /// A service over billing and the audit log.
+    #[must_use]
+    pub fn new(
+        billing: Arc<BillingService>,
+        audit: Arc<dyn AuditLog>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGen>,
+    ) -> AdminService {
+        AdminService { billing, audit, clock, ids }
+    }
+
+    /// Adjusts `user`'s balance by a signed `amount` (`promo` on the other side).
+    ///
+    /// # Errors
+    /// [`AdminError::Forbidden`] without [`Permission::AdjustBalance`]; [`AdminError::Billing`] when the ledger
+    /// refuses; [`AdminError::Audit`] when the record could not be written.
+    pub async fn adjust(&self, req: &AdminRequest, user: UserId, amount: Money) -> Result<Receipt, AdminError> {
+        let target = format!("user:{user}");
+        self.audited(req, AuditAction::Adjust, Permission::AdjustBalance, &target, async {
+            let key = IdempotencyKey::derived("adjust", req.key.as_str());
+            self.billing.adjust(user, amount, req.actor, req.reason.clone(), key).await
+        })
+        .await
+    }
+
+    /// Gives `amount` of a captured hold back to its user's wallet.
+    ///
+    /// # Errors
+    /// [`AdminError::Forbidden`] without [`Permission::Refund`]; [`AdminError::Billing`] when the ledger refuses;
+    /// [`AdminError::Audit`] when the record could not be written.
+    pub async fn refund(&self, req: &AdminRequest, hold: HoldId, amount: Money) -> Result<Receipt, AdminError> {
+        let target = format!("hold:{hold}");
+        self.audited(req, AuditAction::Refund, Permission::Refund, &target, async {
+            let key = IdempotencyKey::derived("refund", req.key.as_str());
+            self.billing.refund(hold, amount, key).await
+        })
+        .await
+    }
+
+    async fn audited(
+        &self,
+        req: &AdminRequest,
+        action: AuditAction,
+        permission: Permission,
+        target: &str,
+        act: impl Future<Output = Result<Receipt, BillingError>>,
+    ) -> Result<Receipt, AdminError> {
+        let target = AuditTarget::parse(target).map_err(|_| AdminError::Target(target.to_owned()))?;
+        let (result, outcome) = match authorize(req.role, permission) {
+            Err(forbidden) => (Err(AdminError::Forbidden(forbidden)), AuditOutcome::Forbidden),
+            Ok(()) => match act.await {
+                Ok(receipt) => (Ok(receipt), AuditOutcome::Done),
+                Err(e) => (Err(AdminError::Billing(e)), AuditOutcome::Failed),
+            },
+        };
+        let record = AuditRecord {
+            id: new_id::<AuditId>(&*self.ids),
+            at: self.clock.now(),
+            actor: req.actor,
+            actor_role: req.role,
+            action,
+            target,
+            reason: req.reason.clone(),
+            request_key: req.key.clone(),
+            outcome,
+        };
+        self.audit.append(record).await?;
+        result
+    }
+}
