@@ -3,7 +3,7 @@
 //!
 //! No I/O lives here: time comes from [`time::Clock`], ids from [`ids::IdGen`], storage and dispatch from the
 //! ports in each module. Adapters live in `rei-adapters`; in-memory adapters and conformance suites live in
-//! [`testing`] behind the `testing` feature.
+//! `testing` behind the `testing` feature.
 #![cfg_attr(not(test), deny(clippy::float_arithmetic))]
 
 pub mod billing;
