@@ -19,6 +19,7 @@
 mod model;
 mod plan;
 mod store;
+mod working;
 
 pub use model::{
     Account, Applied, Balance, Hold, HoldState, LedgerCommand, LedgerOp, OpKind, PaymentRecord, Posting, Receipt,
@@ -26,3 +27,4 @@ pub use model::{
 };
 pub use plan::{LedgerError, LedgerView, Plan, plan};
 pub use store::{AccountDrift, LedgerStore, StoreError, VerifyReport};
+pub use working::{Changes, KeyRecord, NewTransaction, WorkingSet};

@@ -1,0 +1,250 @@
+//! [`WorkingSet`]: the rows a batch of commands touches, held in memory while the batch is applied.
+//!
+//! A store loads the rows (balances, holds, payments, key records) inside its atomic step, runs every command
+//! through [`WorkingSet::apply`] — key check, [`plan`], constraint check, bookkeeping — and writes back what
+//! [`WorkingSet::take_changes`] returns. The in-memory store is a working set that holds everything; the
+//! database stores load only what a batch needs. Either way the same code decides every command.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::caps::{CapUsage, DAY, HOUR, hold_spend};
+use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, UserId};
+use crate::ledger::model::{
+    Account, Applied, Balance, Hold, LedgerCommand, PaymentRecord, Receipt, SystemAccount, Transaction,
+};
+use crate::ledger::plan::{LedgerError, LedgerView, plan};
+use crate::ledger::store::StoreError;
+use crate::money::Money;
+use crate::time::Timestamp;
+
+/// What a key stands for: the operation it was first used with (as [`crate::ledger::LedgerOp::fingerprint`])
+/// and the receipt to return on every replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// The first operation's fingerprint.
+    pub fingerprint: String,
+    /// The first outcome.
+    pub receipt: Receipt,
+}
+
+/// A transaction applied in the working set, with what its key row needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTransaction {
+    /// The transaction and its postings.
+    pub tx: Transaction,
+    /// The key record it creates.
+    pub key: KeyRecord,
+}
+
+/// Everything to write after a batch, in application order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// New transactions, in the order they applied.
+    pub transactions: Vec<NewTransaction>,
+    /// Balances as they now stand, one per changed user.
+    pub balances: Vec<Balance>,
+    /// Holds as they now stand, one per new or changed hold, with `true` for a new one.
+    pub holds: Vec<(Hold, bool)>,
+    /// Payments as they now stand, one per new or changed payment, with `true` for a new one.
+    pub payments: Vec<(PaymentRecord, bool)>,
+    /// The change of each system account's balance.
+    pub system_deltas: BTreeMap<SystemAccount, Money>,
+}
+
+impl Changes {
+    /// `true` when nothing is to be written.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.transactions.is_empty() && self.balances.is_empty() && self.holds.is_empty() && self.payments.is_empty()
+    }
+}
+
+/// The rows a batch works on, and what changed.
+#[derive(Debug, Default)]
+pub struct WorkingSet {
+    balances: HashMap<UserId, Balance>,
+    holds: HashMap<HoldId, Hold>,
+    user_holds: HashMap<UserId, Vec<HoldId>>,
+    provider_holds: HashMap<ProviderId, Vec<HoldId>>,
+    payments: HashMap<PaymentId, PaymentRecord>,
+    keys: HashMap<IdempotencyKey, KeyRecord>,
+    changes: Changes,
+    dirty_users: BTreeSet<UserId>,
+    dirty_holds: BTreeMap<HoldId, bool>,
+    dirty_payments: BTreeMap<PaymentId, bool>,
+}
+
+impl WorkingSet {
+    /// An empty working set.
+    #[must_use]
+    pub fn new() -> WorkingSet {
+        WorkingSet::default()
+    }
+
+    /// Loads a user's balance row.
+    pub fn load_balance(&mut self, balance: Balance) {
+        self.balances.insert(balance.user, balance);
+    }
+
+    /// Loads a hold row. For caps to be right, every hold of the command's user and provider created within
+    /// the cap windows must be loaded.
+    pub fn load_hold(&mut self, hold: Hold) {
+        if !self.holds.contains_key(&hold.id) {
+            self.user_holds.entry(hold.user).or_default().push(hold.id);
+            if let Some(p) = &hold.provider {
+                self.provider_holds.entry(p.clone()).or_default().push(hold.id);
+            }
+        }
+        self.holds.insert(hold.id, hold);
+    }
+
+    /// Loads a payment row.
+    pub fn load_payment(&mut self, payment: PaymentRecord) {
+        self.payments.insert(payment.id.clone(), payment);
+    }
+
+    /// Loads a key record.
+    pub fn load_key(&mut self, key: IdempotencyKey, record: KeyRecord) {
+        self.keys.insert(key, record);
+    }
+
+    /// A user's balance: the loaded row, or zeros.
+    #[must_use]
+    pub fn balance(&self, user: UserId) -> Balance {
+        self.balances.get(&user).copied().unwrap_or_else(|| Balance::empty(user))
+    }
+
+    /// A loaded hold.
+    #[must_use]
+    pub fn hold(&self, id: HoldId) -> Option<&Hold> {
+        self.holds.get(&id)
+    }
+
+    /// Every loaded hold.
+    pub fn holds(&self) -> impl Iterator<Item = &Hold> {
+        self.holds.values()
+    }
+
+    /// Every loaded balance.
+    pub fn balances(&self) -> impl Iterator<Item = &Balance> {
+        self.balances.values()
+    }
+
+    /// Sets a user's overdraft limit (not a money move).
+    ///
+    /// # Errors
+    /// [`LedgerError::InvalidAmount`] for a negative limit, [`LedgerError::InsufficientFunds`] when the balance
+    /// is already below the new floor.
+    pub fn set_overdraft_limit(&mut self, user: UserId, limit: Money) -> Result<Balance, LedgerError> {
+        if limit.is_negative() {
+            return Err(LedgerError::InvalidAmount { amount: limit });
+        }
+        let mut b = self.balance(user);
+        let floor = limit.checked_neg().ok_or(LedgerError::Overflow)?;
+        if b.available < floor {
+            let required = b.available.checked_neg().ok_or(LedgerError::Overflow)?;
+            return Err(LedgerError::InsufficientFunds { available: limit, required });
+        }
+        b.overdraft_limit = limit;
+        self.balances.insert(user, b);
+        self.dirty_users.insert(user);
+        Ok(b)
+    }
+
+    fn usage(&self, user: UserId, provider: Option<&ProviderId>, at: Timestamp) -> CapUsage {
+        let sum_since = |ids: Option<&Vec<HoldId>>, since: Timestamp| {
+            let spends = ids
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.holds.get(id))
+                .filter(|h| h.created_at > since)
+                .map(hold_spend);
+            Money::checked_sum(spends).unwrap_or(Money::from_kopecks(i64::MAX))
+        };
+        CapUsage {
+            user_hour: sum_since(self.user_holds.get(&user), at.minus(HOUR)),
+            user_day: sum_since(self.user_holds.get(&user), at.minus(DAY)),
+            provider_day: provider.map_or(Money::ZERO, |p| sum_since(self.provider_holds.get(p), at.minus(DAY))),
+        }
+    }
+
+    /// Applies one command: a replay returns the first receipt, a conflicting key is refused, otherwise the
+    /// command is planned and, if allowed, recorded as a change.
+    ///
+    /// # Errors
+    /// [`LedgerError`] for a refusal; nothing changed then.
+    pub fn apply(&mut self, cmd: &LedgerCommand) -> Result<Applied, LedgerError> {
+        let fingerprint = cmd.op.fingerprint();
+        if let Some(record) = self.keys.get(&cmd.key) {
+            if record.fingerprint != fingerprint {
+                return Err(LedgerError::KeyConflict { key: cmd.key.clone() });
+            }
+            return Ok(Applied { receipt: record.receipt.clone(), replayed: true });
+        }
+        let hold = cmd.op.hold().and_then(|id| self.holds.get(&id).cloned());
+        let user = match (cmd.op.user(), &hold) {
+            (Some(user), _) => user,
+            (None, Some(h)) => h.user,
+            (None, None) => {
+                let hold = cmd.op.hold().ok_or(StoreError::Corrupt { message: "operation names no user".into() })?;
+                return Err(LedgerError::HoldNotFound { hold });
+            }
+        };
+        let balance = self.balance(user);
+        let payment = cmd.op.payment().and_then(|p| self.payments.get(p).cloned());
+        let cap_usage = match cmd.op.caps() {
+            Some(_) => {
+                let provider = cmd.op.provider().or(hold.as_ref().and_then(|h| h.provider.as_ref()));
+                self.usage(user, provider, cmd.at)
+            }
+            None => CapUsage::default(),
+        };
+        let plan = plan(cmd, &LedgerView { balance, hold, payment, cap_usage })?;
+
+        // The last line of defence, as the database constraints are.
+        let floor = plan.balance.overdraft_limit.checked_neg().ok_or(LedgerError::Overflow)?;
+        if plan.balance.held.is_negative() || plan.balance.available < floor {
+            return Err(StoreError::Corrupt { message: format!("balance constraint on user {user}") }.into());
+        }
+        let mut system = self.changes.system_deltas.clone();
+        for p in &plan.tx.postings {
+            if let Account::System(acc) = p.account {
+                let e = system.entry(acc).or_insert(Money::ZERO);
+                *e = e.checked_add(p.amount).ok_or(LedgerError::Overflow)?;
+            }
+        }
+
+        self.changes.system_deltas = system;
+        self.balances.insert(user, plan.balance);
+        self.dirty_users.insert(user);
+        if let Some(h) = plan.hold {
+            let is_new = !self.holds.contains_key(&h.id) || self.dirty_holds.get(&h.id).copied().unwrap_or(false);
+            self.dirty_holds.insert(h.id, is_new);
+            self.load_hold(h);
+        }
+        if let Some(p) = plan.payment {
+            let is_new = !self.payments.contains_key(&p.id) || self.dirty_payments.get(&p.id).copied().unwrap_or(false);
+            self.dirty_payments.insert(p.id.clone(), is_new);
+            self.payments.insert(p.id.clone(), p);
+        }
+        let record = KeyRecord { fingerprint, receipt: plan.receipt.clone() };
+        self.keys.insert(cmd.key.clone(), record.clone());
+        self.changes.transactions.push(NewTransaction { tx: plan.tx, key: record });
+        Ok(Applied { receipt: plan.receipt, replayed: false })
+    }
+
+    /// Takes what changed since the last call; the working set keeps its rows.
+    pub fn take_changes(&mut self) -> Changes {
+        let mut changes = std::mem::take(&mut self.changes);
+        changes.balances = std::mem::take(&mut self.dirty_users).into_iter().map(|u| self.balance(u)).collect();
+        changes.holds = std::mem::take(&mut self.dirty_holds)
+            .into_iter()
+            .filter_map(|(id, is_new)| self.holds.get(&id).map(|h| (h.clone(), is_new)))
+            .collect();
+        changes.payments = std::mem::take(&mut self.dirty_payments)
+            .into_iter()
+            .filter_map(|(id, is_new)| self.payments.get(&id).map(|p| (p.clone(), is_new)))
+            .collect();
+        changes
+    }
+}
