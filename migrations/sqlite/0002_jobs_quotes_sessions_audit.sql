@@ -1,0 +1,1 @@
+-- Jobs, quotes, usage sessions and the audit log (being built).

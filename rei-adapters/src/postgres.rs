@@ -1,0 +1,80 @@
+//! PostgreSQL adapters: the ledger (row locks taken in one order, group-committed batches), and the job,
+//! quote, usage-session and audit stores. Migrations are embedded ([`crate::sql::POSTGRES_MIGRATIONS`]).
+
+pub mod audit;
+pub mod jobs;
+pub mod ledger;
+pub mod quotes;
+pub mod usage;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use crate::sql::{MigrateError, POSTGRES_MIGRATIONS, pending};
+
+/// Connects a pool of at most `connections_max` connections, waiting at most `connect_timeout` for each.
+///
+/// # Errors
+/// The driver's error when the URL is malformed or the server cannot be reached.
+pub async fn connect(url: &str, connections_max: u32, connect_timeout: Duration) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    connect_with(options, connections_max, connect_timeout).await
+}
+
+/// Connects a pool with explicit options (for a search path, say).
+///
+/// # Errors
+/// The driver's error when the server cannot be reached.
+pub async fn connect_with(
+    options: PgConnectOptions,
+    connections_max: u32,
+    connect_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(connections_max.max(1))
+        .acquire_timeout(connect_timeout)
+        .connect_with(options)
+        .await
+}
+
+/// Applies every embedded migration not yet applied, each in its own transaction, under an advisory lock so
+/// that two processes starting at once migrate once. Returns the versions applied now.
+///
+/// # Errors
+/// [`MigrateError`] when a migration fails, was edited after being applied, or is unknown to this build.
+pub async fn migrate(pool: &PgPool) -> Result<Vec<i64>, MigrateError> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("SELECT pg_advisory_lock(7_262_001)").execute(&mut *conn).await?;
+    let result = migrate_locked(&mut conn).await;
+    sqlx::query("SELECT pg_advisory_unlock(7_262_001)").execute(&mut *conn).await?;
+    result
+}
+
+async fn migrate_locked(conn: &mut sqlx::PgConnection) -> Result<Vec<i64>, MigrateError> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS rei_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+         checksum BIGINT NOT NULL, applied_ms BIGINT NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let applied: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT version, checksum FROM rei_migrations ORDER BY version").fetch_all(&mut *conn).await?;
+    let mut done = Vec::new();
+    for m in pending(POSTGRES_MIGRATIONS, &applied)? {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql(m.sql).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO rei_migrations (version, name, checksum, applied_ms) \
+             VALUES ($1, $2, $3, (extract(epoch from clock_timestamp()) * 1000)::BIGINT)",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .bind(m.checksum())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        done.push(m.version);
+    }
+    Ok(done)
+}
