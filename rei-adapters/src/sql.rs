@@ -96,7 +96,8 @@ impl Migration {
     /// A stable 64-bit FNV-1a checksum of the SQL, as a signed integer for storage.
     #[must_use]
     pub fn checksum(&self) -> i64 {
-        let h = self.sql.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let h =
+            self.sql.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
         i64::from_be_bytes(h.to_be_bytes())
     }
 }

@@ -7,3 +7,80 @@ pub mod jobs;
 pub mod ledger;
 pub mod quotes;
 pub mod usage;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::sql::{MigrateError, SQLITE_MIGRATIONS, pending};
+
+/// Readers the pool keeps besides the writer; SQLite in WAL mode lets them read while one connection writes.
+const CONNECTIONS_MAX: u32 = 8;
+
+/// Opens (creating if missing) the database file at `url` in WAL mode with foreign keys on and a busy timeout
+/// of `busy_timeout`.
+///
+/// # Errors
+/// The driver's error when the URL is malformed or the file cannot be opened.
+pub async fn connect(url: &str, busy_timeout: Duration) -> Result<SqlitePool, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(busy_timeout);
+    SqlitePoolOptions::new().max_connections(CONNECTIONS_MAX).acquire_timeout(busy_timeout).connect_with(options).await
+}
+
+/// Applies every embedded migration not yet applied, each in its own immediate transaction (SQLite's write
+/// lock makes two processes migrate once). Returns the versions applied now.
+///
+/// # Errors
+/// [`MigrateError`] when a migration fails, was edited after being applied, or is unknown to this build.
+pub async fn migrate(pool: &SqlitePool) -> Result<Vec<i64>, MigrateError> {
+    let mut conn = pool.acquire().await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS rei_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+         checksum INTEGER NOT NULL, applied_ms INTEGER NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let mut done = Vec::new();
+    loop {
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let step = async {
+            let applied: Vec<(i64, i64)> =
+                sqlx::query_as("SELECT version, checksum FROM rei_migrations ORDER BY version")
+                    .fetch_all(&mut *conn)
+                    .await?;
+            let Some(m) = pending(SQLITE_MIGRATIONS, &applied)?.first().copied() else { return Ok(None) };
+            sqlx::raw_sql(m.sql).execute(&mut *conn).await?;
+            sqlx::query(
+                "INSERT INTO rei_migrations (version, name, checksum, applied_ms) \
+                 VALUES (?1, ?2, ?3, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(m.checksum())
+            .execute(&mut *conn)
+            .await?;
+            Ok::<_, MigrateError>(Some(m.version))
+        }
+        .await;
+        match step {
+            Ok(Some(v)) => {
+                sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+                done.push(v);
+            }
+            Ok(None) => {
+                sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+                return Ok(done);
+            }
+            Err(e) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+                return Err(e);
+            }
+        }
+    }
+}

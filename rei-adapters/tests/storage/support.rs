@@ -13,14 +13,14 @@ static NEXT: AtomicU64 = AtomicU64::new(1);
 
 /// The admin URL of the test PostgreSQL server. Fails loudly without it: the suite is run by `scripts/test`,
 /// which starts the server.
-pub fn pg_admin_url() -> String {
+pub(crate) fn pg_admin_url() -> String {
     std::env::var("REI_TEST_POSTGRES_URL").unwrap_or_else(|_| {
         panic!("REI_TEST_POSTGRES_URL is not set: run the suite with scripts/test, which starts PostgreSQL")
     })
 }
 
 /// A runtime shared by the synchronous tests (the model tests) of this binary.
-pub fn runtime() -> &'static tokio::runtime::Runtime {
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime")
@@ -28,7 +28,7 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 }
 
 /// A pool on a fresh, migrated schema of the test server.
-pub async fn pg_pool(connections_max: u32) -> PgPool {
+pub(crate) async fn pg_pool(connections_max: u32) -> PgPool {
     let admin_url = pg_admin_url();
     let schema = format!("t_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     let admin = rei_adapters::postgres::connect(&admin_url, 1, Duration::from_secs(10)).await.expect("admin pool");
@@ -36,16 +36,19 @@ pub async fn pg_pool(connections_max: u32) -> PgPool {
     admin.close().await;
     let options: PgConnectOptions = admin_url.parse().expect("url");
     let options = options.options([("search_path", schema.as_str())]);
-    let pool = rei_adapters::postgres::connect_with(options, connections_max, Duration::from_secs(10))
-        .await
-        .expect("pool");
+    let pool =
+        rei_adapters::postgres::connect_with(options, connections_max, Duration::from_secs(10)).await.expect("pool");
     rei_adapters::postgres::migrate(&pool).await.expect("migrate");
     pool
 }
 
 /// A fresh, migrated SQLite file under the temp directory.
-pub async fn sqlite_pool() -> SqlitePool {
-    let path = std::env::temp_dir().join(format!("rei-test-{}-{}.db", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+pub(crate) async fn sqlite_pool() -> SqlitePool {
+    let path = std::env::temp_dir().join(format!(
+        "rei-test-{}-{}.db",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
     let _ = std::fs::remove_file(&path);
     let url = format!("sqlite://{}", path.display());
     let pool = rei_adapters::sqlite::connect(&url, Duration::from_secs(10)).await.expect("sqlite pool");
