@@ -45,9 +45,9 @@ pub async fn connect_with(
 /// [`MigrateError`] when a migration fails, was edited after being applied, or is unknown to this build.
 pub async fn migrate(pool: &PgPool) -> Result<Vec<i64>, MigrateError> {
     let mut conn = pool.acquire().await?;
-    sqlx::query("SELECT pg_advisory_lock(7_262_001)").execute(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_lock(7262001)").execute(&mut *conn).await?;
     let result = migrate_locked(&mut conn).await;
-    sqlx::query("SELECT pg_advisory_unlock(7_262_001)").execute(&mut *conn).await?;
+    sqlx::query("SELECT pg_advisory_unlock(7262001)").execute(&mut *conn).await?;
     result
 }
 

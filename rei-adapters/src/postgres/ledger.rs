@@ -1,1 +1,728 @@
-//! (being built)
+//! [`PgLedger`]: the ledger in PostgreSQL, group-committed.
+//!
+//! Concurrency: every batch runs in one READ COMMITTED transaction that locks the holds it names (sorted by
+//! id), then the users it touches (sorted), then — for capped holds — the providers (sorted), and updates the
+//! system accounts last (sorted). Every transaction takes its locks in that one order, so no two can wait on
+//! each other in a cycle; the rows are read after they are locked, so there is no read-then-write race. New
+//! holds and payments are plain INSERTs: a concurrent twin fails on the unique index and the batch is retried,
+//! then sees the row. Serialization failures, deadlocks, unique violations and lost connections are retried a
+//! bounded number of times; retrying is safe because every command carries its idempotency key.
+//!
+//! Group commit: [`LedgerStore::apply`] hands the command to one of `writers` tasks, each of which takes every
+//! command already waiting (up to `batch_max`) and commits them together. Under load, batches grow by
+//! themselves; alone, a command commits at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rei_core::caps::DAY;
+use rei_core::guards::Reason;
+use rei_core::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
+use rei_core::ledger::{
+    Account, AccountDrift, Applied, Balance, Changes, Hold, HoldState, KeyRecord, LedgerCommand, LedgerError,
+    LedgerStore, OpKind, PaymentRecord, Posting, Receipt, StoreError, SystemAccount, Transaction, VerifyReport,
+    WorkingSet,
+};
+use rei_core::money::Money;
+use rei_core::time::Timestamp;
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::{PgConnection, Row};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::sql::{id_bytes, id_from_bytes, store_error};
+
+/// How the store batches and retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgLedgerConfig {
+    /// Most commands in one database transaction.
+    pub batch_max: usize,
+    /// Most commands waiting for a writer; `apply` waits for room beyond that.
+    pub queue_max: usize,
+    /// Writer tasks, each committing one batch at a time.
+    pub writers: usize,
+    /// Most times a batch is retried after a serialization failure, deadlock, unique violation or lost
+    /// connection.
+    pub retries_max: u32,
+}
+
+impl Default for PgLedgerConfig {
+    fn default() -> Self {
+        PgLedgerConfig { batch_max: 256, queue_max: 16_384, writers: 2, retries_max: 8 }
+    }
+}
+
+type Reply = oneshot::Sender<Result<Applied, LedgerError>>;
+
+/// The ledger in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgLedger {
+    pool: PgPool,
+    config: PgLedgerConfig,
+    queue: mpsc::Sender<(LedgerCommand, Reply)>,
+}
+
+impl PgLedger {
+    /// A store over a migrated pool, with its writer tasks spawned on the current tokio runtime. The writers
+    /// stop when the last clone of the store is dropped.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    #[must_use]
+    pub fn new(pool: PgPool, config: PgLedgerConfig) -> PgLedger {
+        let config = PgLedgerConfig {
+            batch_max: config.batch_max.clamp(1, 10_000),
+            queue_max: config.queue_max.clamp(1, 1_000_000),
+            writers: config.writers.clamp(1, 64),
+            retries_max: config.retries_max.min(100),
+        };
+        let (tx, rx) = mpsc::channel(config.queue_max);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..config.writers {
+            tokio::spawn(writer(pool.clone(), config, rx.clone()));
+        }
+        PgLedger { pool, config, queue: tx }
+    }
+
+    /// The pool.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+async fn writer(pool: PgPool, config: PgLedgerConfig, rx: Arc<Mutex<mpsc::Receiver<(LedgerCommand, Reply)>>>) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { return };
+            batch.push(first);
+            while batch.len() < config.batch_max {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+        }
+        let (cmds, replies): (Vec<LedgerCommand>, Vec<Reply>) = batch.into_iter().unzip();
+        let results = match apply_with_retries(&pool, &cmds, config.retries_max).await {
+            Ok(results) => results,
+            Err(e) => cmds.iter().map(|_| Err(LedgerError::Store(e.clone()))).collect(),
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            // A caller that gave up waiting dropped its receiver; its command's outcome stays in the ledger.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Errors after which the whole batch may simply run again.
+fn retryable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01" | "23505" | "55P03")),
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => true,
+        _ => false,
+    }
+}
+
+async fn apply_with_retries(
+    pool: &PgPool,
+    cmds: &[LedgerCommand],
+    retries_max: u32,
+) -> Result<Vec<Result<Applied, LedgerError>>, StoreError> {
+    let mut attempt = 0;
+    loop {
+        match run_batch(pool, cmds).await {
+            Ok(results) => return Ok(results),
+            Err(e) if retryable(&e) && attempt < retries_max => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
+            }
+            Err(e) if cmds.len() > 1 && !retryable(&e) => {
+                // One command the database refuses must not fail the others: apply each on its own.
+                let mut results = Vec::with_capacity(cmds.len());
+                for cmd in cmds {
+                    let one = Box::pin(apply_with_retries(pool, std::slice::from_ref(cmd), retries_max)).await;
+                    results.push(match one {
+                        Ok(mut r) => r.pop().unwrap_or_else(|| Err(LedgerError::Store(lost()))),
+                        Err(e) => Err(LedgerError::Store(e)),
+                    });
+                }
+                return Ok(results);
+            }
+            Err(e) => return Err(store_error(&e)),
+        }
+    }
+}
+
+fn lost() -> StoreError {
+    StoreError::Corrupt { message: "a batch returned fewer results than commands".into() }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> sqlx::Error {
+    sqlx::Error::Decode(format!("ledger row: {what}").into())
+}
+
+fn kind_of(account: Account) -> (&'static str, Option<i64>) {
+    match account {
+        Account::Available(u) => ("available", Some(u.0)),
+        Account::Held(u) => ("held", Some(u.0)),
+        Account::System(a) => (a.as_str(), None),
+    }
+}
+
+fn account_of(kind: &str, user: Option<i64>) -> Result<Account, sqlx::Error> {
+    match (kind, user) {
+        ("available", Some(u)) => Ok(Account::Available(UserId(u))),
+        ("held", Some(u)) => Ok(Account::Held(UserId(u))),
+        (other, None) => SystemAccount::parse(other).map(Account::System).ok_or_else(|| corrupt(other)),
+        (other, Some(_)) => Err(corrupt(other)),
+    }
+}
+
+fn hold_from_row(row: &PgRow) -> Result<Hold, sqlx::Error> {
+    let state: String = row.try_get("state")?;
+    let provider: Option<String> = row.try_get("provider")?;
+    Ok(Hold {
+        id: HoldId::from(id_from_bytes(row.try_get::<&[u8], _>("id")?).map_err(corrupt)?),
+        user: UserId(row.try_get("user_id")?),
+        provider: provider.map(|p| ProviderId::parse(&p).map_err(corrupt)).transpose()?,
+        amount: Money::from_kopecks(row.try_get("amount")?),
+        captured: Money::from_kopecks(row.try_get("captured")?),
+        refunded: Money::from_kopecks(row.try_get("refunded")?),
+        state: HoldState::from_str_opt(&state).ok_or_else(|| corrupt(&state))?,
+        created_at: Timestamp::from_millis(row.try_get("created_ms")?),
+        expires_at: Timestamp::from_millis(row.try_get("expires_ms")?),
+    })
+}
+
+const HOLD_COLUMNS: &str = "id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms";
+
+fn balance_from_row(row: &PgRow) -> Result<Balance, sqlx::Error> {
+    Ok(Balance {
+        user: UserId(row.try_get("user_id")?),
+        available: Money::from_kopecks(row.try_get("available")?),
+        held: Money::from_kopecks(row.try_get("held")?),
+        overdraft_limit: Money::from_kopecks(row.try_get("overdraft_limit")?),
+    })
+}
+
+fn receipt_from_row(row: &PgRow) -> Result<Receipt, sqlx::Error> {
+    let kind: String = row.try_get("kind")?;
+    let hold: Option<Vec<u8>> = row.try_get("hold_id")?;
+    Ok(Receipt {
+        tx: TxId::from(id_from_bytes(row.try_get::<&[u8], _>("id")?).map_err(corrupt)?),
+        kind: OpKind::parse(&kind).ok_or_else(|| corrupt(&kind))?,
+        user: UserId(row.try_get("user_id")?),
+        hold: hold.map(|h| id_from_bytes(&h).map(HoldId::from)).transpose().map_err(corrupt)?,
+        amount: Money::from_kopecks(row.try_get("amount")?),
+        released: Money::from_kopecks(row.try_get("released")?),
+        at: Timestamp::from_millis(row.try_get("at_ms")?),
+    })
+}
+
+/// Runs one batch in one transaction: lock, load, decide in a working set, write, commit.
+async fn run_batch(pool: &PgPool, cmds: &[LedgerCommand]) -> Result<Vec<Result<Applied, LedgerError>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut ws = WorkingSet::new();
+
+    let keys: Vec<&str> = cmds.iter().map(|c| c.key.as_str()).collect();
+    let rows = sqlx::query(
+        "SELECT idem_key, fingerprint, id, kind, user_id, hold_id, amount, released, at_ms \
+         FROM ledger_transactions WHERE idem_key = ANY($1)",
+    )
+    .bind(&keys)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &rows {
+        let key: String = row.try_get("idem_key")?;
+        let key = IdempotencyKey::parse(&key).map_err(corrupt)?;
+        ws.load_key(key, KeyRecord { fingerprint: row.try_get("fingerprint")?, receipt: receipt_from_row(row)? });
+    }
+
+    let hold_ids: BTreeSet<u128> = cmds.iter().filter_map(|c| c.op.hold()).map(HoldId::as_u128).collect();
+    if !hold_ids.is_empty() {
+        let ids: Vec<Vec<u8>> = hold_ids.iter().map(|id| id_bytes(*id)).collect();
+        let sql = format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+        for row in sqlx::query(&sql).bind(&ids).fetch_all(&mut *tx).await? {
+            ws.load_hold(hold_from_row(&row)?);
+        }
+    }
+
+    let mut users: BTreeSet<i64> = cmds.iter().filter_map(|c| c.op.user()).map(|u| u.0).collect();
+    users.extend(ws.holds().map(|h| h.user.0));
+    lock_users(&mut tx, &users, &mut ws).await?;
+
+    let payments: Vec<&str> = cmds.iter().filter_map(|c| c.op.payment()).map(PaymentId::as_str).collect();
+    if !payments.is_empty() {
+        let rows = sqlx::query(
+            "SELECT id, user_id, amount, refunded FROM ledger_payments WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(&payments)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            ws.load_payment(PaymentRecord {
+                id: PaymentId::parse(&id).map_err(corrupt)?,
+                user: UserId(row.try_get("user_id")?),
+                amount: Money::from_kopecks(row.try_get("amount")?),
+                refunded: Money::from_kopecks(row.try_get("refunded")?),
+            });
+        }
+    }
+
+    load_cap_windows(&mut tx, cmds, &mut ws).await?;
+
+    let results: Vec<Result<Applied, LedgerError>> = cmds.iter().map(|cmd| ws.apply(cmd)).collect();
+    let changes = ws.take_changes();
+    if !changes.is_empty() {
+        write_changes(&mut tx, &changes).await?;
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// Locks the users' rows in id order, creating the missing ones first, and loads them.
+async fn lock_users(tx: &mut PgConnection, users: &BTreeSet<i64>, ws: &mut WorkingSet) -> Result<(), sqlx::Error> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = users.iter().copied().collect();
+    const LOCK: &str = "SELECT user_id, available, held, overdraft_limit FROM ledger_accounts \
+                        WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
+    let mut rows = sqlx::query(LOCK).bind(&ids).fetch_all(&mut *tx).await?;
+    if rows.len() < ids.len() {
+        sqlx::query("INSERT INTO ledger_accounts (user_id) SELECT * FROM UNNEST($1::BIGINT[]) ON CONFLICT DO NOTHING")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        rows = sqlx::query(LOCK).bind(&ids).fetch_all(&mut *tx).await?;
+    }
+    for row in rows {
+        ws.load_balance(balance_from_row(&row)?);
+    }
+    Ok(())
+}
+
+/// For capped commands: locks their providers' rows (sorted) and loads every hold of their users and providers
+/// placed within the widest cap window, so that the working set counts real usage.
+async fn load_cap_windows(
+    tx: &mut PgConnection,
+    cmds: &[LedgerCommand],
+    ws: &mut WorkingSet,
+) -> Result<(), sqlx::Error> {
+    let mut users = BTreeSet::new();
+    let mut providers = BTreeSet::new();
+    let mut since = i64::MAX;
+    for cmd in cmds.iter().filter(|c| c.op.caps().is_some()) {
+        let hold = cmd.op.hold().and_then(|h| ws.hold(h));
+        if let Some(u) = cmd.op.user().or(hold.map(|h| h.user)) {
+            users.insert(u.0);
+        }
+        if let Some(p) = cmd.op.provider().or(hold.and_then(|h| h.provider.as_ref())) {
+            providers.insert(p.as_str().to_owned());
+        }
+        since = since.min(cmd.at.minus(DAY).as_millis());
+    }
+    if users.is_empty() && providers.is_empty() {
+        return Ok(());
+    }
+    let providers: Vec<String> = providers.into_iter().collect();
+    if !providers.is_empty() {
+        sqlx::query(
+            "INSERT INTO ledger_provider_locks (provider) SELECT * FROM UNNEST($1::TEXT[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(&providers)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("SELECT provider FROM ledger_provider_locks WHERE provider = ANY($1) ORDER BY provider FOR UPDATE")
+            .bind(&providers)
+            .fetch_all(&mut *tx)
+            .await?;
+    }
+    let users: Vec<i64> = users.into_iter().collect();
+    let sql = format!(
+        "SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE user_id = ANY($1) AND created_ms > $3 \
+         UNION SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE provider = ANY($2) AND created_ms > $3"
+    );
+    for row in sqlx::query(&sql).bind(&users).bind(&providers).bind(since).fetch_all(&mut *tx).await? {
+        let hold = hold_from_row(&row)?;
+        // A hold this batch locked is already loaded, and may be newer in the working set than in the table.
+        if ws.hold(hold.id).is_none() {
+            ws.load_hold(hold);
+        }
+    }
+    Ok(())
+}
+
+/// Writes a batch's changes with one statement per table.
+async fn write_changes(tx: &mut PgConnection, changes: &Changes) -> Result<(), sqlx::Error> {
+    let n = changes.transactions.len();
+    if n > 0 {
+        let mut ids = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        let mut fingerprints = Vec::with_capacity(n);
+        let mut kinds = Vec::with_capacity(n);
+        let mut users = Vec::with_capacity(n);
+        let mut holds: Vec<Option<Vec<u8>>> = Vec::with_capacity(n);
+        let mut payments: Vec<Option<String>> = Vec::with_capacity(n);
+        let mut actors: Vec<Option<i64>> = Vec::with_capacity(n);
+        let mut reasons: Vec<Option<String>> = Vec::with_capacity(n);
+        let mut amounts = Vec::with_capacity(n);
+        let mut released = Vec::with_capacity(n);
+        let mut ats = Vec::with_capacity(n);
+        for t in &changes.transactions {
+            ids.push(id_bytes(t.tx.id.as_u128()));
+            keys.push(t.tx.key.as_str().to_owned());
+            fingerprints.push(t.key.fingerprint.clone());
+            kinds.push(t.tx.kind.as_str());
+            users.push(t.tx.user.0);
+            holds.push(t.tx.hold.map(|h| id_bytes(h.as_u128())));
+            payments.push(t.tx.payment.as_ref().map(|p| p.as_str().to_owned()));
+            actors.push(t.tx.actor.map(|a| a.0));
+            reasons.push(t.tx.reason.as_ref().map(|r| r.as_str().to_owned()));
+            amounts.push(t.key.receipt.amount.kopecks());
+            released.push(t.key.receipt.released.kopecks());
+            ats.push(t.tx.at.as_millis());
+        }
+        let seqs = sqlx::query(
+            "INSERT INTO ledger_transactions \
+             (id, idem_key, fingerprint, kind, user_id, hold_id, payment_id, actor, reason, amount, released, at_ms) \
+             SELECT * FROM UNNEST($1::BYTEA[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BYTEA[], \
+             $7::TEXT[], $8::BIGINT[], $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[]) RETURNING seq, id",
+        )
+        .bind(&ids)
+        .bind(&keys)
+        .bind(&fingerprints)
+        .bind(&kinds)
+        .bind(&users)
+        .bind(&holds)
+        .bind(&payments)
+        .bind(&actors)
+        .bind(&reasons)
+        .bind(&amounts)
+        .bind(&released)
+        .bind(&ats)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut seq_of = BTreeMap::new();
+        for row in seqs {
+            let id: Vec<u8> = row.try_get("id")?;
+            seq_of.insert(id, row.try_get::<i64, _>("seq")?);
+        }
+        let (mut p_seq, mut p_idx, mut p_acc, mut p_user, mut p_amount) = (vec![], vec![], vec![], vec![], vec![]);
+        for (t, id) in changes.transactions.iter().zip(&ids) {
+            let seq = *seq_of.get(id).ok_or_else(|| corrupt("inserted transaction without a seq"))?;
+            for (i, p) in t.tx.postings.iter().enumerate() {
+                let (acc, user) = kind_of(p.account);
+                p_seq.push(seq);
+                p_idx.push(i16::try_from(i).map_err(corrupt)?);
+                p_acc.push(acc);
+                p_user.push(user);
+                p_amount.push(p.amount.kopecks());
+            }
+        }
+        sqlx::query(
+            "INSERT INTO ledger_postings (tx_seq, idx, account, user_id, amount) \
+             SELECT * FROM UNNEST($1::BIGINT[], $2::SMALLINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[])",
+        )
+        .bind(&p_seq)
+        .bind(&p_idx)
+        .bind(&p_acc)
+        .bind(&p_user)
+        .bind(&p_amount)
+        .execute(&mut *tx)
+        .await?;
+    }
+
+    if !changes.balances.is_empty() {
+        let users: Vec<i64> = changes.balances.iter().map(|b| b.user.0).collect();
+        let available: Vec<i64> = changes.balances.iter().map(|b| b.available.kopecks()).collect();
+        let held: Vec<i64> = changes.balances.iter().map(|b| b.held.kopecks()).collect();
+        let limits: Vec<i64> = changes.balances.iter().map(|b| b.overdraft_limit.kopecks()).collect();
+        sqlx::query(
+            "UPDATE ledger_accounts a SET available = v.available, held = v.held, overdraft_limit = v.lim \
+             FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[]) AS v(user_id, available, held, lim) \
+             WHERE a.user_id = v.user_id",
+        )
+        .bind(&users)
+        .bind(&available)
+        .bind(&held)
+        .bind(&limits)
+        .execute(&mut *tx)
+        .await?;
+    }
+
+    write_holds(tx, changes).await?;
+    write_payments(tx, changes).await?;
+
+    let deltas: Vec<(&str, i64)> =
+        changes.system_deltas.iter().filter(|(_, d)| !d.is_zero()).map(|(a, d)| (a.as_str(), d.kopecks())).collect();
+    if !deltas.is_empty() {
+        let (accounts, amounts): (Vec<&str>, Vec<i64>) = deltas.into_iter().unzip();
+        sqlx::query(
+            "UPDATE ledger_system_accounts s SET balance = s.balance + v.delta \
+             FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS v(account, delta) WHERE s.account = v.account",
+        )
+        .bind(&accounts)
+        .bind(&amounts)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_holds(tx: &mut PgConnection, changes: &Changes) -> Result<(), sqlx::Error> {
+    for new in [true, false] {
+        let holds: Vec<&Hold> = changes.holds.iter().filter(|(_, n)| *n == new).map(|(h, _)| h).collect();
+        if holds.is_empty() {
+            continue;
+        }
+        let ids: Vec<Vec<u8>> = holds.iter().map(|h| id_bytes(h.id.as_u128())).collect();
+        let users: Vec<i64> = holds.iter().map(|h| h.user.0).collect();
+        let providers: Vec<Option<&str>> = holds.iter().map(|h| h.provider.as_ref().map(ProviderId::as_str)).collect();
+        let amounts: Vec<i64> = holds.iter().map(|h| h.amount.kopecks()).collect();
+        let captured: Vec<i64> = holds.iter().map(|h| h.captured.kopecks()).collect();
+        let refunded: Vec<i64> = holds.iter().map(|h| h.refunded.kopecks()).collect();
+        let states: Vec<&str> = holds.iter().map(|h| h.state.as_str()).collect();
+        let created: Vec<i64> = holds.iter().map(|h| h.created_at.as_millis()).collect();
+        let expires: Vec<i64> = holds.iter().map(|h| h.expires_at.as_millis()).collect();
+        let sql = if new {
+            // A plain insert: a concurrent twin fails on the primary key, and the retry sees it.
+            "INSERT INTO ledger_holds (id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms) \
+             SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[], \
+             $7::TEXT[], $8::BIGINT[], $9::BIGINT[])"
+        } else {
+            "UPDATE ledger_holds h SET amount = v.amount, captured = v.captured, refunded = v.refunded, \
+             state = v.state, expires_ms = v.expires_ms \
+             FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[], \
+             $7::TEXT[], $8::BIGINT[], $9::BIGINT[]) \
+             AS v(id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms) WHERE h.id = v.id"
+        };
+        sqlx::query(sql)
+            .bind(&ids)
+            .bind(&users)
+            .bind(&providers)
+            .bind(&amounts)
+            .bind(&captured)
+            .bind(&refunded)
+            .bind(&states)
+            .bind(&created)
+            .bind(&expires)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn write_payments(tx: &mut PgConnection, changes: &Changes) -> Result<(), sqlx::Error> {
+    for new in [true, false] {
+        let payments: Vec<&PaymentRecord> =
+            changes.payments.iter().filter(|(_, n)| *n == new).map(|(p, _)| p).collect();
+        if payments.is_empty() {
+            continue;
+        }
+        let ids: Vec<&str> = payments.iter().map(|p| p.id.as_str()).collect();
+        let users: Vec<i64> = payments.iter().map(|p| p.user.0).collect();
+        let amounts: Vec<i64> = payments.iter().map(|p| p.amount.kopecks()).collect();
+        let refunded: Vec<i64> = payments.iter().map(|p| p.refunded.kopecks()).collect();
+        let sql = if new {
+            "INSERT INTO ledger_payments (id, user_id, amount, refunded) \
+             SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[])"
+        } else {
+            "UPDATE ledger_payments p SET refunded = v.refunded \
+             FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[]) AS v(id, user_id, amount, refunded) \
+             WHERE p.id = v.id"
+        };
+        sqlx::query(sql).bind(&ids).bind(&users).bind(&amounts).bind(&refunded).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl LedgerStore for PgLedger {
+    async fn apply_batch(&self, cmds: Vec<LedgerCommand>) -> Result<Vec<Result<Applied, LedgerError>>, StoreError> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut results = Vec::with_capacity(cmds.len());
+        for chunk in cmds.chunks(self.config.batch_max) {
+            results.extend(apply_with_retries(&self.pool, chunk, self.config.retries_max).await?);
+        }
+        Ok(results)
+    }
+
+    async fn apply(&self, cmd: LedgerCommand) -> Result<Applied, LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((cmd, reply))
+            .await
+            .map_err(|_| StoreError::Unavailable { message: "the ledger writers stopped".into() })?;
+        answer.await.map_err(|_| StoreError::Unavailable { message: "the ledger writer dropped the command".into() })?
+    }
+
+    async fn balance(&self, user: UserId) -> Result<Balance, StoreError> {
+        let row =
+            sqlx::query("SELECT user_id, available, held, overdraft_limit FROM ledger_accounts WHERE user_id = $1")
+                .bind(user.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| store_error(&e))?;
+        match row {
+            Some(row) => balance_from_row(&row).map_err(|e| store_error(&e)),
+            None => Ok(Balance::empty(user)),
+        }
+    }
+
+    async fn system_balance(&self, account: SystemAccount) -> Result<Money, StoreError> {
+        let balance: Option<i64> = sqlx::query_scalar("SELECT balance FROM ledger_system_accounts WHERE account = $1")
+            .bind(account.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| store_error(&e))?;
+        Ok(Money::from_kopecks(balance.unwrap_or(0)))
+    }
+
+    async fn hold(&self, id: HoldId) -> Result<Option<Hold>, StoreError> {
+        let sql = format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id_bytes(id.as_u128()))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| store_error(&e))?;
+        row.map(|r| hold_from_row(&r)).transpose().map_err(|e| store_error(&e))
+    }
+
+    async fn holds_due(&self, now: Timestamp, limit: usize) -> Result<Vec<HoldId>, StoreError> {
+        let ids: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT id FROM ledger_holds WHERE state = 'active' AND expires_ms <= $1 ORDER BY expires_ms, id LIMIT $2",
+        )
+        .bind(now.as_millis())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| store_error(&e))?;
+        ids.iter().map(|b| id_from_bytes(b).map(HoldId::from)).collect()
+    }
+
+    async fn set_overdraft_limit(&self, user: UserId, limit: Money) -> Result<(), LedgerError> {
+        let run = async {
+            let mut tx = self.pool.begin().await?;
+            let mut ws = WorkingSet::new();
+            lock_users(&mut tx, &BTreeSet::from([user.0]), &mut ws).await?;
+            let outcome = ws.set_overdraft_limit(user, limit);
+            if outcome.is_ok() {
+                sqlx::query("UPDATE ledger_accounts SET overdraft_limit = $2 WHERE user_id = $1")
+                    .bind(user.0)
+                    .bind(limit.kopecks())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(outcome.map(|_| ()))
+        };
+        run.await.map_err(|e| LedgerError::Store(store_error(&e)))?
+    }
+
+    async fn transactions(&self, offset: u64, limit: usize) -> Result<Vec<Transaction>, StoreError> {
+        let run = async {
+            let rows = sqlx::query(
+                "SELECT seq, id, idem_key, kind, user_id, hold_id, payment_id, actor, reason, at_ms \
+                 FROM ledger_transactions ORDER BY seq OFFSET $1 LIMIT $2",
+            )
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+            let seqs: Vec<i64> = rows.iter().map(|r| r.try_get("seq")).collect::<Result<_, _>>()?;
+            let mut postings: BTreeMap<i64, Vec<Posting>> = BTreeMap::new();
+            let prow = sqlx::query(
+                "SELECT tx_seq, account, user_id, amount FROM ledger_postings WHERE tx_seq = ANY($1) ORDER BY tx_seq, idx",
+            )
+            .bind(&seqs)
+            .fetch_all(&self.pool)
+            .await?;
+            for p in prow {
+                let account: String = p.try_get("account")?;
+                postings.entry(p.try_get("tx_seq")?).or_default().push(Posting {
+                    account: account_of(&account, p.try_get("user_id")?)?,
+                    amount: Money::from_kopecks(p.try_get("amount")?),
+                });
+            }
+            rows.iter()
+                .map(|r| {
+                    let seq: i64 = r.try_get("seq")?;
+                    let kind: String = r.try_get("kind")?;
+                    let key: String = r.try_get("idem_key")?;
+                    let hold: Option<Vec<u8>> = r.try_get("hold_id")?;
+                    let payment: Option<String> = r.try_get("payment_id")?;
+                    let reason: Option<String> = r.try_get("reason")?;
+                    let actor: Option<i64> = r.try_get("actor")?;
+                    Ok(Transaction {
+                        id: TxId::from(id_from_bytes(r.try_get::<&[u8], _>("id")?).map_err(corrupt)?),
+                        key: IdempotencyKey::parse(&key).map_err(corrupt)?,
+                        kind: OpKind::parse(&kind).ok_or_else(|| corrupt(&kind))?,
+                        user: UserId(r.try_get("user_id")?),
+                        hold: hold.map(|h| id_from_bytes(&h).map(HoldId::from)).transpose().map_err(corrupt)?,
+                        payment: payment.map(|p| PaymentId::parse(&p)).transpose().map_err(corrupt)?,
+                        actor: actor.map(UserId),
+                        reason: reason.map(|r| Reason::parse(&r)).transpose().map_err(corrupt)?,
+                        at: Timestamp::from_millis(r.try_get("at_ms")?),
+                        postings: postings.remove(&seq).unwrap_or_default(),
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+        };
+        run.await.map_err(|e| store_error(&e))
+    }
+
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let run = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+            let mut report = VerifyReport::default();
+            for row in sqlx::query("SELECT account, user_id, cached, recomputed FROM ledger_verify()")
+                .fetch_all(&mut *tx)
+                .await?
+            {
+                let account: String = row.try_get("account")?;
+                report.drifts.push(AccountDrift {
+                    account: account_of(&account, row.try_get("user_id")?)?,
+                    cached: Money::from_kopecks(row.try_get("cached")?),
+                    recomputed: Money::from_kopecks(row.try_get("recomputed")?),
+                });
+            }
+            let unbalanced: Vec<Vec<u8>> = sqlx::query_scalar(
+                "SELECT t.id FROM ledger_transactions t JOIN ledger_postings p ON p.tx_seq = t.seq \
+                 GROUP BY t.id HAVING SUM(p.amount) <> 0",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            for id in unbalanced {
+                report.unbalanced.push(TxId::from(id_from_bytes(&id).map_err(corrupt)?));
+            }
+            let below: Vec<i64> = sqlx::query_scalar(
+                "SELECT user_id FROM ledger_accounts WHERE available < -overdraft_limit OR held < 0 ORDER BY user_id",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            report.below_floor = below.into_iter().map(UserId).collect();
+            let (count, total): (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM ledger_transactions), \
+                 ((SELECT COALESCE(SUM(available + held), 0) FROM ledger_accounts) \
+                  + (SELECT COALESCE(SUM(balance), 0) FROM ledger_system_accounts))::BIGINT",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            report.transactions = u64::try_from(count).unwrap_or(0);
+            report.total = Money::from_kopecks(total);
+            tx.commit().await?;
+            report.drifts.sort_by_key(|d| d.account);
+            Ok::<_, sqlx::Error>(report)
+        };
+        run.await.map_err(|e| store_error(&e))
+    }
+}

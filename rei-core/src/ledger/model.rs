@@ -34,6 +34,12 @@ impl SystemAccount {
             SystemAccount::RefundsOut => "refunds_out",
         }
     }
+
+    /// Parses [`SystemAccount::as_str`].
+    #[must_use]
+    pub fn parse(s: &str) -> Option<SystemAccount> {
+        SystemAccount::ALL.into_iter().find(|a| a.as_str() == s)
+    }
 }
 
 /// An account a posting lands on.
@@ -94,6 +100,24 @@ impl OpKind {
             OpKind::RefundToCard => "refund_to_card",
             OpKind::Adjust => "adjust",
         }
+    }
+
+    /// Parses [`OpKind::as_str`].
+    #[must_use]
+    pub fn parse(s: &str) -> Option<OpKind> {
+        [
+            OpKind::TopUp,
+            OpKind::Hold,
+            OpKind::Raise,
+            OpKind::Capture,
+            OpKind::Release,
+            OpKind::Expire,
+            OpKind::Refund,
+            OpKind::RefundToCard,
+            OpKind::Adjust,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
