@@ -15,3 +15,12 @@ pub mod postgres;
 
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+/// The driver's pool types, so that binaries can hold a pool without depending on the driver.
+#[cfg(feature = "sql")]
+pub mod sqlx_pools {
+    #[cfg(feature = "postgres")]
+    pub use sqlx::postgres::PgPool;
+    #[cfg(feature = "sqlite")]
+    pub use sqlx::sqlite::SqlitePool;
+}

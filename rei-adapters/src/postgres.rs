@@ -78,3 +78,20 @@ async fn migrate_locked(conn: &mut sqlx::PgConnection) -> Result<Vec<i64>, Migra
     }
     Ok(done)
 }
+
+/// Drops (if it exists) and creates database `name` on the server of `pool`, for tools that need a scratch
+/// database beside REI's (the benchmark's pgbench run). `name` must be a plain identifier.
+///
+/// # Errors
+/// The driver's error, or a protocol error for a name that is not `[a-z_][a-z0-9_]*`.
+pub async fn recreate_database(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
+    let plain = name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !plain {
+        return Err(sqlx::Error::Protocol(format!("{name:?} is not a plain database name")));
+    }
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(pool).await?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(pool).await?;
+    Ok(())
+}

@@ -1,6 +1,10 @@
-//! The `rei` binary: thin wiring over the library. Subcommands arrive with the parts they run; today it
-//! prices products with the built-in example price list.
+//! The `rei` binary: thin wiring over the library. Subcommands arrive with the parts they run.
+//!
+//! Exit codes: 0 success, 1 error, 2 the ledger does not verify.
 #![expect(clippy::print_stdout, reason = "a command-line tool prints its results")]
+
+mod bench;
+mod wiring;
 
 use std::process::ExitCode;
 
@@ -19,6 +23,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Applies the database migrations (the engine is picked from the URL scheme).
+    Migrate {
+        /// postgres://… or sqlite://path.
+        #[arg(long, env = "REI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Recomputes every balance from the postings; exits 2 on any drift.
+    Verify {
+        /// postgres://… or sqlite://path.
+        #[arg(long, env = "REI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Prices a product with the example price list and prints the breakdown.
     Price {
         /// Product id, e.g. image.nano-banana or video.kling-2.6.5s.
@@ -36,6 +55,31 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Hold -> capture cycles from concurrent clients; on PostgreSQL also pgbench TPC-B-like for the ratio.
+    Ledger {
+        /// postgres://… or sqlite://path.
+        #[arg(long, env = "REI_DATABASE_URL")]
+        database_url: String,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 64)]
+        clients: u32,
+        /// How long each workload runs.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Most commands in one group commit.
+        #[arg(long, default_value_t = 256)]
+        batch_max: usize,
+        /// pgbench's scale factor (branches).
+        #[arg(long, default_value_t = 10)]
+        pgbench_scale: u32,
+        /// Print one JSON object as the last line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum TierArg {
     Basic,
@@ -45,7 +89,7 @@ enum TierArg {
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
@@ -53,9 +97,55 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start the async runtime")
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Price { product, units, tier, at } => price(&product, units, tier, at.as_deref()),
+        Command::Price { product, units, tier, at } => {
+            price(&product, units, tier, at.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Migrate { database_url } => runtime()?.block_on(migrate(&database_url)).map(|()| ExitCode::SUCCESS),
+        Command::Verify { database_url } => runtime()?.block_on(verify(&database_url)),
+        Command::Bench(BenchCommand::Ledger { database_url, clients, seconds, batch_max, pgbench_scale, json }) => {
+            let b = bench::LedgerBench { database_url, clients, seconds, batch_max, pgbench_scale, json };
+            runtime()?.block_on(bench::run(b)).map(|()| ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn migrate(url: &str) -> Result<()> {
+    let db = wiring::Database::open(url, 2).await?;
+    let applied = db.migrate().await?;
+    if applied.is_empty() {
+        println!("{}: up to date", db.engine());
+    } else {
+        println!("{}: applied migrations {applied:?}", db.engine());
+    }
+    Ok(())
+}
+
+async fn verify(url: &str) -> Result<ExitCode> {
+    let db = wiring::Database::open(url, 2).await?;
+    let report = db.ledger(1)?.verify().await.context("failed to verify")?;
+    println!("transactions {}", report.transactions);
+    println!("total        {} (must be 0.00)", report.total);
+    for d in &report.drifts {
+        println!("DRIFT        {:?}: cached {} recomputed {}", d.account, d.cached, d.recomputed);
+    }
+    for t in &report.unbalanced {
+        println!("UNBALANCED   transaction {t}");
+    }
+    for u in &report.below_floor {
+        println!("BELOW FLOOR  user {u}");
+    }
+    if report.is_clean() {
+        println!("clean");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("the ledger does not verify");
+        Ok(ExitCode::from(2))
     }
 }
 

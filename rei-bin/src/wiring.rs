@@ -1,0 +1,83 @@
+//! The one place that names concrete adapter types: opening databases and building stores from a URL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rei_adapters::postgres::ledger::{PgLedger, PgLedgerConfig};
+use rei_adapters::sql::{DatabaseUrl, redact};
+use rei_adapters::sqlx_pools::{PgPool, SqlitePool};
+use rei_core::ledger::LedgerStore;
+
+/// How long to wait for a connection before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open database of either engine.
+#[derive(Clone, Debug)]
+pub enum Database {
+    /// PostgreSQL.
+    Postgres(PgPool),
+    /// SQLite.
+    Sqlite(SqlitePool),
+}
+
+impl Database {
+    /// Opens the database a URL names; `connections_max` bounds a PostgreSQL pool.
+    pub async fn open(url: &str, connections_max: u32) -> Result<Database> {
+        let parsed = DatabaseUrl::parse(url).context("failed to read --database-url")?;
+        match parsed {
+            DatabaseUrl::Postgres(u) => Ok(Database::Postgres(
+                rei_adapters::postgres::connect(&u, connections_max, CONNECT_TIMEOUT)
+                    .await
+                    .with_context(|| format!("failed to connect to {}", redact(&u)))?,
+            )),
+            DatabaseUrl::Sqlite(u) => Ok(Database::Sqlite(
+                rei_adapters::sqlite::connect(&u, CONNECT_TIMEOUT)
+                    .await
+                    .with_context(|| format!("failed to open {u}"))?,
+            )),
+        }
+    }
+
+    /// The engine's name.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Database::Postgres(_) => "postgres",
+            Database::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Applies the embedded migrations; returns the versions applied now.
+    pub async fn migrate(&self) -> Result<Vec<i64>> {
+        match self {
+            Database::Postgres(p) => rei_adapters::postgres::migrate(p).await,
+            Database::Sqlite(p) => rei_adapters::sqlite::migrate(p).await,
+        }
+        .context("failed to migrate")
+    }
+
+    /// The ledger store on this database, group-committing with `batch_max` commands a batch.
+    pub fn ledger(&self, batch_max: usize) -> Result<Arc<dyn LedgerStore>> {
+        match self {
+            Database::Postgres(p) => {
+                let config = PgLedgerConfig { batch_max, ..PgLedgerConfig::default() };
+                Ok(Arc::new(PgLedger::new(p.clone(), config)))
+            }
+            Database::Sqlite(p) => {
+                let config = rei_adapters::sqlite::ledger::SqliteLedgerConfig {
+                    batch_max,
+                    ..rei_adapters::sqlite::ledger::SqliteLedgerConfig::default()
+                };
+                Ok(Arc::new(rei_adapters::sqlite::ledger::SqliteLedger::new(p.clone(), config)))
+            }
+        }
+    }
+
+    /// The PostgreSQL pool, if this is PostgreSQL.
+    pub fn postgres(&self) -> Option<&PgPool> {
+        match self {
+            Database::Postgres(p) => Some(p),
+            Database::Sqlite(_) => None,
+        }
+    }
+}
