@@ -63,13 +63,7 @@ impl Database {
                 let config = PgLedgerConfig { batch_max, ..PgLedgerConfig::default() };
                 Ok(Arc::new(PgLedger::new(p.clone(), config)))
             }
-            Database::Sqlite(p) => {
-                let config = rei_adapters::sqlite::ledger::SqliteLedgerConfig {
-                    batch_max,
-                    ..rei_adapters::sqlite::ledger::SqliteLedgerConfig::default()
-                };
-                Ok(Arc::new(rei_adapters::sqlite::ledger::SqliteLedger::new(p.clone(), config)))
-            }
+            Database::Sqlite(_) => anyhow::bail!("the SQLite ledger store is not built yet; use a postgres:// URL"),
         }
     }
 
