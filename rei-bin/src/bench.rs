@@ -16,13 +16,13 @@ use rei_core::time::Clock;
 use crate::wiring::Database;
 
 /// What to run.
-pub struct LedgerBench {
-    pub database_url: String,
-    pub clients: u32,
-    pub seconds: u64,
-    pub batch_max: usize,
-    pub pgbench_scale: u32,
-    pub json: bool,
+pub(crate) struct LedgerBench {
+    pub(crate) database_url: String,
+    pub(crate) clients: u32,
+    pub(crate) seconds: u64,
+    pub(crate) batch_max: usize,
+    pub(crate) pgbench_scale: u32,
+    pub(crate) json: bool,
 }
 
 /// What one run measured.
@@ -54,7 +54,7 @@ fn ms(us: u64) -> String {
     format!("{}.{:03}", us / 1000, us % 1000)
 }
 
-pub async fn run(b: LedgerBench) -> Result<()> {
+pub(crate) async fn run(b: LedgerBench) -> Result<()> {
     if b.clients == 0 || b.clients > 1024 {
         bail!("--clients must be 1 to 1024");
     }
@@ -80,7 +80,7 @@ pub async fn run(b: LedgerBench) -> Result<()> {
         ledger.apply(cmd).await.context("failed to fund a bench client")?;
     }
 
-    eprintln!("rei bench ledger: {} clients, {} s, {} ({})", b.clients, b.seconds, db.engine(), "hold -> capture");
+    eprintln!("rei bench ledger: {} clients, {} s, {}, hold -> capture", b.clients, b.seconds, db.engine());
     let figures = drive(ledger.clone(), b.clients, Duration::from_secs(b.seconds), run_id).await?;
     let report = ledger.verify().await.context("failed to verify after the run")?;
 

@@ -14,7 +14,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An open database of either engine.
 #[derive(Clone, Debug)]
-pub enum Database {
+pub(crate) enum Database {
     /// PostgreSQL.
     Postgres(PgPool),
     /// SQLite.
@@ -23,7 +23,7 @@ pub enum Database {
 
 impl Database {
     /// Opens the database a URL names; `connections_max` bounds a PostgreSQL pool.
-    pub async fn open(url: &str, connections_max: u32) -> Result<Database> {
+    pub(crate) async fn open(url: &str, connections_max: u32) -> Result<Database> {
         let parsed = DatabaseUrl::parse(url).context("failed to read --database-url")?;
         match parsed {
             DatabaseUrl::Postgres(u) => Ok(Database::Postgres(
@@ -40,7 +40,7 @@ impl Database {
     }
 
     /// The engine's name.
-    pub fn engine(&self) -> &'static str {
+    pub(crate) fn engine(&self) -> &'static str {
         match self {
             Database::Postgres(_) => "postgres",
             Database::Sqlite(_) => "sqlite",
@@ -48,7 +48,7 @@ impl Database {
     }
 
     /// Applies the embedded migrations; returns the versions applied now.
-    pub async fn migrate(&self) -> Result<Vec<i64>> {
+    pub(crate) async fn migrate(&self) -> Result<Vec<i64>> {
         match self {
             Database::Postgres(p) => rei_adapters::postgres::migrate(p).await,
             Database::Sqlite(p) => rei_adapters::sqlite::migrate(p).await,
@@ -57,7 +57,7 @@ impl Database {
     }
 
     /// The ledger store on this database, group-committing with `batch_max` commands a batch.
-    pub fn ledger(&self, batch_max: usize) -> Result<Arc<dyn LedgerStore>> {
+    pub(crate) fn ledger(&self, batch_max: usize) -> Result<Arc<dyn LedgerStore>> {
         match self {
             Database::Postgres(p) => {
                 let config = PgLedgerConfig { batch_max, ..PgLedgerConfig::default() };
@@ -68,7 +68,7 @@ impl Database {
     }
 
     /// The PostgreSQL pool, if this is PostgreSQL.
-    pub fn postgres(&self) -> Option<&PgPool> {
+    pub(crate) fn postgres(&self) -> Option<&PgPool> {
         match self {
             Database::Postgres(p) => Some(p),
             Database::Sqlite(_) => None,
