@@ -163,16 +163,29 @@ pub fn pending<'a>(list: &'a [Migration], applied: &[(i64, i64)]) -> Result<Vec<
     Ok(list.iter().filter(|m| applied.iter().all(|(v, _)| *v != m.version)).collect())
 }
 
-/// Maps a driver error to the port's store error. Everything the driver reports is a failure to reach or
-/// use the store; constraint violations the plan should have prevented are corruption.
+/// Maps a driver error to the port's store error. A constraint or trigger the database fired means data the
+/// plan should have kept out: corruption. Everything else is a failure to reach or use the store.
 #[must_use]
 pub fn store_error(e: &sqlx::Error) -> StoreError {
     match e {
-        sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("23") || c == "P0001") => {
+        sqlx::Error::Database(db) if is_constraint(db.as_ref()) => {
             StoreError::Corrupt { message: db.message().to_owned() }
         }
         other => StoreError::Unavailable { message: other.to_string() },
     }
+}
+
+/// `true` for a constraint violation or an aborting trigger, in either engine: PostgreSQL's SQLSTATE class 23
+/// and `P0001` (RAISE EXCEPTION), SQLite's primary result code 19 (`SQLITE_CONSTRAINT`, trigger aborts included).
+fn is_constraint(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if !matches!(db.kind(), sqlx::error::ErrorKind::Other) {
+        return true;
+    }
+    let Some(code) = db.code() else { return false };
+    if code.starts_with("23") || code == "P0001" {
+        return true;
+    }
+    code.parse::<i64>().is_ok_and(|n| n & 0xff == 19)
 }
 
 #[cfg(test)]

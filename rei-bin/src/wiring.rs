@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rei_adapters::postgres::ledger::{PgLedger, PgLedgerConfig};
 use rei_adapters::sql::{DatabaseUrl, redact};
+use rei_adapters::sqlite::ledger::{SqliteLedger, SqliteLedgerConfig};
 use rei_adapters::sqlx_pools::{PgPool, SqlitePool};
 use rei_core::ledger::LedgerStore;
 
@@ -63,7 +64,10 @@ impl Database {
                 let config = PgLedgerConfig { batch_max, ..PgLedgerConfig::default() };
                 Ok(Arc::new(PgLedger::new(p.clone(), config)))
             }
-            Database::Sqlite(_) => anyhow::bail!("the SQLite ledger store is not built yet; use a postgres:// URL"),
+            Database::Sqlite(p) => {
+                let config = SqliteLedgerConfig { batch_max, ..SqliteLedgerConfig::default() };
+                Ok(Arc::new(SqliteLedger::new(p.clone(), config)))
+            }
         }
     }
 
