@@ -444,9 +444,12 @@ async fn write_changes(tx: &mut PgConnection, changes: &Changes) -> Result<(), s
         let held: Vec<i64> = changes.balances.iter().map(|b| b.held.kopecks()).collect();
         let limits: Vec<i64> = changes.balances.iter().map(|b| b.overdraft_limit.kopecks()).collect();
         sqlx::query(
-            "UPDATE ledger_accounts a SET available = v.available, held = v.held, overdraft_limit = v.lim \
-             FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[]) AS v(user_id, available, held, lim) \
-             WHERE a.user_id = v.user_id",
+            // An upsert on rows this transaction locked: it finds each row through the primary key, where an
+            // UPDATE … FROM UNNEST may be planned as a scan of the whole table.
+            "INSERT INTO ledger_accounts (user_id, available, held, overdraft_limit) \
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[]) \
+             ON CONFLICT (user_id) DO UPDATE SET available = EXCLUDED.available, held = EXCLUDED.held, \
+             overdraft_limit = EXCLUDED.overdraft_limit",
         )
         .bind(&users)
         .bind(&available)
@@ -496,11 +499,12 @@ async fn write_holds(tx: &mut PgConnection, changes: &Changes) -> Result<(), sql
              SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[], \
              $7::TEXT[], $8::BIGINT[], $9::BIGINT[])"
         } else {
-            "UPDATE ledger_holds h SET amount = v.amount, captured = v.captured, refunded = v.refunded, \
-             state = v.state, expires_ms = v.expires_ms \
-             FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[], \
+            // Existing holds, locked by this transaction: an upsert through the primary key (see balances).
+            "INSERT INTO ledger_holds (id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms) \
+             SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[], \
              $7::TEXT[], $8::BIGINT[], $9::BIGINT[]) \
-             AS v(id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms) WHERE h.id = v.id"
+             ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount, captured = EXCLUDED.captured, \
+             refunded = EXCLUDED.refunded, state = EXCLUDED.state, expires_ms = EXCLUDED.expires_ms"
         };
         sqlx::query(sql)
             .bind(&ids)
@@ -533,9 +537,10 @@ async fn write_payments(tx: &mut PgConnection, changes: &Changes) -> Result<(), 
             "INSERT INTO ledger_payments (id, user_id, amount, refunded) \
              SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[])"
         } else {
-            "UPDATE ledger_payments p SET refunded = v.refunded \
-             FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[]) AS v(id, user_id, amount, refunded) \
-             WHERE p.id = v.id"
+            // Existing payments, locked by this transaction: an upsert through the primary key.
+            "INSERT INTO ledger_payments (id, user_id, amount, refunded) \
+             SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[]) \
+             ON CONFLICT (id) DO UPDATE SET refunded = EXCLUDED.refunded"
         };
         sqlx::query(sql).bind(&ids).bind(&users).bind(&amounts).bind(&refunded).execute(&mut *tx).await?;
     }
