@@ -1,1 +1,241 @@
-//! (being built)
+//! The job, quote, usage-session and audit stores on PostgreSQL and SQLite: each port's conformance suite, the
+//! append-only audit table, a race of compare-and-set updates, and corrupt rows read as errors.
+
+use std::sync::Arc;
+
+use rei_adapters::postgres::audit::PgAuditLog;
+use rei_adapters::postgres::jobs::PgJobStore;
+use rei_adapters::postgres::quotes::PgQuoteStore;
+use rei_adapters::postgres::usage::PgUsageSessionStore;
+use rei_adapters::sqlite::audit::SqliteAuditLog;
+use rei_adapters::sqlite::jobs::SqliteJobStore;
+use rei_adapters::sqlite::quotes::SqliteQuoteStore;
+use rei_adapters::sqlite::usage::SqliteUsageSessionStore;
+use rei_core::billing::QuoteStore;
+use rei_core::guards::{
+    Appended, AuditAction, AuditFilter, AuditLog, AuditOutcome, AuditRecord, AuditTarget, Reason, Role,
+};
+use rei_core::ids::{AuditId, IdempotencyKey, JobId, UserId};
+use rei_core::jobs::{JobState, JobStore, JobStoreError, Priority, WorkerId};
+use rei_core::testing::billing::quote_store_conformance;
+use rei_core::testing::guards::audit_log_conformance;
+use rei_core::testing::jobs::{job_store_conformance, sample_job};
+use rei_core::testing::usage::usage_store_conformance;
+use rei_core::time::Timestamp;
+use rei_core::usage::UsageSessionStore;
+
+use crate::support::{pg_pool, sqlite_pool};
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+#[tokio::test]
+async fn pg_job_store_passes_the_conformance_suite() {
+    // Proves the PostgreSQL job store keeps every MUST of JobStore.
+    job_store_conformance(|| async { Arc::new(PgJobStore::new(pg_pool(4).await)) as Arc<dyn JobStore> }).await;
+}
+
+#[tokio::test]
+async fn sqlite_job_store_passes_the_conformance_suite() {
+    // Proves the SQLite job store keeps every MUST of JobStore.
+    job_store_conformance(|| async { Arc::new(SqliteJobStore::new(sqlite_pool().await)) as Arc<dyn JobStore> }).await;
+}
+
+#[tokio::test]
+async fn pg_quote_store_passes_the_conformance_suite() {
+    // Proves the PostgreSQL quote store keeps every MUST of QuoteStore.
+    quote_store_conformance(|| async { Arc::new(PgQuoteStore::new(pg_pool(4).await)) as Arc<dyn QuoteStore> }).await;
+}
+
+#[tokio::test]
+async fn sqlite_quote_store_passes_the_conformance_suite() {
+    // Proves the SQLite quote store keeps every MUST of QuoteStore.
+    quote_store_conformance(|| async { Arc::new(SqliteQuoteStore::new(sqlite_pool().await)) as Arc<dyn QuoteStore> })
+        .await;
+}
+
+#[tokio::test]
+async fn pg_usage_store_passes_the_conformance_suite() {
+    // Proves the PostgreSQL usage-session store keeps every MUST of UsageSessionStore.
+    usage_store_conformance(|| async {
+        Arc::new(PgUsageSessionStore::new(pg_pool(4).await)) as Arc<dyn UsageSessionStore>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_usage_store_passes_the_conformance_suite() {
+    // Proves the SQLite usage-session store keeps every MUST of UsageSessionStore.
+    usage_store_conformance(|| async {
+        Arc::new(SqliteUsageSessionStore::new(sqlite_pool().await)) as Arc<dyn UsageSessionStore>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pg_audit_log_passes_the_conformance_suite() {
+    // Proves the PostgreSQL audit log keeps every MUST of AuditLog.
+    audit_log_conformance(|| async { Arc::new(PgAuditLog::new(pg_pool(4).await)) as Arc<dyn AuditLog> }).await;
+}
+
+#[tokio::test]
+async fn sqlite_audit_log_passes_the_conformance_suite() {
+    // Proves the SQLite audit log keeps every MUST of AuditLog.
+    audit_log_conformance(|| async { Arc::new(SqliteAuditLog::new(sqlite_pool().await)) as Arc<dyn AuditLog> }).await;
+}
+
+fn audit_record(id: u128, key: &str) -> AuditRecord {
+    AuditRecord {
+        id: AuditId::from(id),
+        at: at(1_000),
+        actor: UserId(7),
+        actor_role: Role::Owner,
+        action: AuditAction::RoleChange,
+        target: AuditTarget::parse("user:42").expect("target"),
+        reason: Reason::parse("promoted to support").expect("reason"),
+        request_key: IdempotencyKey::parse(key).expect("key"),
+        outcome: AuditOutcome::Done,
+    }
+}
+
+/// Writes one record through the log and returns what a listing shows afterwards.
+async fn audited(log: &dyn AuditLog) -> Vec<AuditRecord> {
+    let record = audit_record(1, "grant:1");
+    assert_eq!(log.append(record.clone()).await, Ok(Appended::New(record.id)));
+    assert_eq!(log.append(record.clone()).await, Ok(Appended::Duplicate(record.id)), "a replay adds nothing");
+    let clash = log.append(audit_record(1, "grant:2")).await;
+    assert!(clash.is_err(), "a second record under a used id is refused, not reported as written: {clash:?}");
+    let listed = log.list(&AuditFilter::latest(10)).await.expect("list");
+    assert_eq!(listed, vec![record]);
+    listed
+}
+
+#[tokio::test]
+async fn pg_audit_table_refuses_update_delete_and_truncate() {
+    // Proves the PostgreSQL database itself keeps the audit log append-only, whoever connects to it.
+    let pool = pg_pool(2).await;
+    let log = PgAuditLog::new(pool.clone());
+    let before = audited(&log).await;
+    for sql in [
+        "UPDATE audit_log SET reason = 'rewritten'",
+        "UPDATE audit_log SET outcome = 'failed' WHERE actor = 7",
+        "DELETE FROM audit_log",
+        "DELETE FROM audit_log WHERE actor = 7",
+        "TRUNCATE audit_log",
+        "INSERT INTO audit_log SELECT * FROM audit_log ON CONFLICT (id) DO UPDATE SET reason = 'rewritten'",
+    ] {
+        let refused = sqlx::query(sql).execute(&pool).await;
+        assert!(refused.is_err(), "{sql} must be refused");
+    }
+    assert_eq!(log.list(&AuditFilter::latest(10)).await.expect("list"), before, "the record is untouched");
+}
+
+#[tokio::test]
+async fn sqlite_audit_table_refuses_update_and_delete() {
+    // Proves the SQLite database itself keeps the audit log append-only, whoever connects to it.
+    let pool = sqlite_pool().await;
+    let log = SqliteAuditLog::new(pool.clone());
+    let before = audited(&log).await;
+    for sql in [
+        "UPDATE audit_log SET reason = 'rewritten'",
+        "UPDATE audit_log SET outcome = 'failed' WHERE actor = 7",
+        "DELETE FROM audit_log",
+        "DELETE FROM audit_log WHERE actor = 7",
+        "REPLACE INTO audit_log (id, at_ms, actor, actor_role, action, target, reason, request_key, outcome) \
+         SELECT id, at_ms, actor, actor_role, action, target, 'rewritten', 'other-key', outcome FROM audit_log",
+    ] {
+        let refused = sqlx::query(sql).execute(&pool).await;
+        assert!(refused.is_err(), "{sql} must be refused");
+    }
+    // REPLACE and upserts on the request key are skipped like any repeated key: they change nothing.
+    for sql in [
+        "REPLACE INTO audit_log SELECT * FROM audit_log",
+        "INSERT INTO audit_log SELECT * FROM audit_log WHERE true ON CONFLICT DO UPDATE SET reason = 'rewritten'",
+    ] {
+        sqlx::query(sql).execute(&pool).await.expect("skipped, not failed");
+    }
+    assert_eq!(log.list(&AuditFilter::latest(10)).await.expect("list"), before, "the record is untouched");
+}
+
+/// Races `contenders` updates with one expectation on each of several jobs, first `Queued -> Running`, then
+/// (fenced by the attempt) `Running -> Succeeded`, and checks that exactly one of each race wins and that the
+/// stored job is the winner's.
+async fn one_update_wins(store: Arc<dyn JobStore>) {
+    const CONTENDERS: usize = 8;
+    const JOBS: u128 = 10;
+    for id in 1..=JOBS {
+        let job = sample_job(id, Priority::Normal, at(0));
+        store.insert(&job).await.expect("insert");
+        for (expected, next_state, attempts) in
+            [(JobState::Queued, JobState::Running, 1), (JobState::Running, JobState::Succeeded, 1)]
+        {
+            let tasks: Vec<_> = (0..CONTENDERS)
+                .map(|n| {
+                    let store = store.clone();
+                    let mut next = job.clone();
+                    next.state = next_state;
+                    next.attempts = attempts;
+                    next.lease_owner = Some(WorkerId::parse(&format!("w{n}")).expect("worker id"));
+                    next.lease_deadline = Some(at(60_000));
+                    tokio::spawn(async move { (n, store.update(&next, expected).await) })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for task in tasks {
+                let (n, result) = task.await.expect("join");
+                match result {
+                    Ok(()) => winners.push(n),
+                    Err(JobStoreError::Conflict { actual, actual_attempts: 1, .. }) if actual == next_state => {}
+                    Err(e) => panic!("job {id}, {expected} -> {next_state}: unexpected {e:?}"),
+                }
+            }
+            assert_eq!(winners.len(), 1, "job {id}, {expected} -> {next_state}: winners {winners:?}");
+            let stored = store.get(JobId::from(id)).await.expect("get").expect("stored");
+            assert_eq!(stored.state, next_state);
+            let owner = stored.lease_owner.map(|w| w.as_str().to_owned());
+            assert_eq!(owner, Some(format!("w{}", winners[0])), "the stored job is the winner's");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_concurrent_updates_with_one_expectation_have_one_winner() {
+    // Proves the PostgreSQL compare-and-set admits exactly one of several simultaneous updates.
+    one_update_wins(Arc::new(PgJobStore::new(pg_pool(8).await))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_updates_with_one_expectation_have_one_winner() {
+    // Proves the SQLite compare-and-set admits exactly one of several simultaneous updates.
+    one_update_wins(Arc::new(SqliteJobStore::new(sqlite_pool().await))).await;
+}
+
+#[tokio::test]
+async fn pg_corrupt_rows_are_errors_not_panics() {
+    // Proves a row the domain refuses (here an unknown state, written around the CHECK) is reported as an error.
+    let pool = pg_pool(2).await;
+    let store = PgJobStore::new(pool.clone());
+    store.insert(&sample_job(1, Priority::Normal, at(0))).await.expect("insert");
+    sqlx::query("ALTER TABLE jobs DROP CONSTRAINT jobs_state_check").execute(&pool).await.expect("drop check");
+    sqlx::query("UPDATE jobs SET state = 'bogus'").execute(&pool).await.expect("corrupt");
+    let read = store.get(JobId::from(1)).await;
+    assert!(matches!(&read, Err(JobStoreError::Unavailable { reason }) if reason.contains("jobs.state")), "{read:?}");
+    let listed = store.list_by_state(JobState::Queued, None, 10).await.expect("list");
+    assert!(listed.is_empty(), "a corrupt row matches no state");
+}
+
+#[tokio::test]
+async fn sqlite_corrupt_rows_are_errors_not_panics() {
+    // Proves a row the domain refuses (here an unknown state, written around the CHECK) is reported as an error.
+    let pool = sqlite_pool().await;
+    let store = SqliteJobStore::new(pool.clone());
+    store.insert(&sample_job(1, Priority::Normal, at(0))).await.expect("insert");
+    let mut conn = pool.acquire().await.expect("connection");
+    sqlx::query("PRAGMA ignore_check_constraints = ON").execute(&mut *conn).await.expect("pragma");
+    sqlx::query("UPDATE jobs SET state = 'bogus'").execute(&mut *conn).await.expect("corrupt");
+    sqlx::query("PRAGMA ignore_check_constraints = OFF").execute(&mut *conn).await.expect("pragma");
+    drop(conn);
+    let read = store.get(JobId::from(1)).await;
+    assert!(matches!(&read, Err(JobStoreError::Unavailable { reason }) if reason.contains("jobs.state")), "{read:?}");
+}
