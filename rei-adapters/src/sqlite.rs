@@ -18,6 +18,9 @@ use crate::sql::{MigrateError, SQLITE_MIGRATIONS, pending};
 /// Readers the pool keeps besides the writer; SQLite in WAL mode lets them read while one connection writes.
 const CONNECTIONS_MAX: u32 = 8;
 
+/// The least time to wait for a pooled connection.
+const ACQUIRE_TIMEOUT_MIN: Duration = Duration::from_secs(10);
+
 /// Opens (creating if missing) the database file at `url` in WAL mode with foreign keys on and a busy timeout
 /// of `busy_timeout`.
 ///
@@ -30,7 +33,13 @@ pub async fn connect(url: &str, busy_timeout: Duration) -> Result<SqlitePool, sq
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(busy_timeout);
-    SqlitePoolOptions::new().max_connections(CONNECTIONS_MAX).acquire_timeout(busy_timeout).connect_with(options).await
+    // Waiting for a pooled connection is bounded separately: a short busy timeout (tests use 20 ms) must not
+    // make a merely busy pool fail.
+    SqlitePoolOptions::new()
+        .max_connections(CONNECTIONS_MAX)
+        .acquire_timeout(busy_timeout.max(ACQUIRE_TIMEOUT_MIN))
+        .connect_with(options)
+        .await
 }
 
 /// Applies every embedded migration not yet applied, each in its own immediate transaction (SQLite's write
