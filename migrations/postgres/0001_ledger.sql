@@ -11,11 +11,16 @@ CREATE TABLE ledger_accounts (
     CONSTRAINT ledger_accounts_held_non_negative CHECK (held >= 0)
 );
 
+-- Each system account is spread over 16 shard rows so that concurrent writers do not queue on one hot row
+-- (every capture credits revenue); its balance is the sum of its shards.
 CREATE TABLE ledger_system_accounts (
-    account TEXT PRIMARY KEY CHECK (account IN ('payments', 'revenue', 'promo', 'refunds_out')),
-    balance BIGINT NOT NULL DEFAULT 0
+    account TEXT NOT NULL CHECK (account IN ('payments', 'revenue', 'promo', 'refunds_out')),
+    shard   SMALLINT NOT NULL CHECK (shard >= 0 AND shard < 16),
+    balance BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (account, shard)
 );
-INSERT INTO ledger_system_accounts (account) VALUES ('payments'), ('revenue'), ('promo'), ('refunds_out');
+INSERT INTO ledger_system_accounts (account, shard)
+SELECT a, s FROM UNNEST(ARRAY['payments', 'revenue', 'promo', 'refunds_out']) AS a, generate_series(0, 15) AS s;
 
 -- One row per applied command: the transaction, and the record of its idempotency key.
 CREATE TABLE ledger_transactions (
@@ -119,7 +124,8 @@ LANGUAGE sql STABLE AS $$
         UNION ALL
         SELECT 'held', a.user_id, a.held, 'held:' || a.user_id FROM ledger_accounts a
         UNION ALL
-        SELECT s.account, NULL::BIGINT, s.balance, s.account || ':' FROM ledger_system_accounts s
+        SELECT s.account, NULL::BIGINT, SUM(s.balance)::BIGINT, s.account || ':' FROM ledger_system_accounts s
+        GROUP BY s.account
     )
     SELECT COALESCE(c.account, s.account), COALESCE(c.user_id, s.user_id), COALESCE(c.balance, 0), COALESCE(s.total, 0)
     FROM cached c FULL OUTER JOIN sums s ON c.k = s.k

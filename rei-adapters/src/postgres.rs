@@ -13,6 +13,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::sql::{MigrateError, POSTGRES_MIGRATIONS, pending};
 
+/// How long a pooled connection lives before it is replaced.
+const CONNECTION_LIFETIME_MAX: Duration = Duration::from_secs(10 * 60);
+
 /// Connects a pool of at most `connections_max` connections, waiting at most `connect_timeout` for each.
 ///
 /// # Errors
@@ -31,8 +34,10 @@ pub async fn connect_with(
     connections_max: u32,
     connect_timeout: Duration,
 ) -> Result<PgPool, sqlx::Error> {
+    // Connections are recycled so that cached statement plans are remade as tables grow and gain statistics.
     PgPoolOptions::new()
         .max_connections(connections_max.max(1))
+        .max_lifetime(CONNECTION_LIFETIME_MAX)
         .acquire_timeout(connect_timeout)
         .connect_with(options)
         .await
@@ -94,4 +99,19 @@ pub async fn recreate_database(pool: &PgPool, name: &str) -> Result<(), sqlx::Er
     sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(pool).await?;
     sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(pool).await?;
     Ok(())
+}
+
+/// Refreshes the planner's statistics of the ledger tables (what autovacuum does on its own schedule), so that
+/// a benchmark measures a ledger with statistics, as every long-running database has.
+///
+/// # Errors
+/// The driver's error.
+pub async fn analyze_ledger(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(
+        "ANALYZE ledger_accounts, ledger_system_accounts, ledger_transactions, ledger_postings, ledger_holds, \
+         ledger_payments",
+    )
+    .execute(pool)
+    .await
+    .map(|_| ())
 }

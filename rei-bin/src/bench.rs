@@ -20,6 +20,7 @@ pub(crate) struct LedgerBench {
     pub(crate) database_url: String,
     pub(crate) clients: u32,
     pub(crate) seconds: u64,
+    pub(crate) warmup_seconds: u64,
     pub(crate) batch_max: usize,
     pub(crate) pgbench_scale: u32,
     pub(crate) json: bool,
@@ -80,8 +81,15 @@ pub(crate) async fn run(b: LedgerBench) -> Result<()> {
         ledger.apply(cmd).await.context("failed to fund a bench client")?;
     }
 
+    // Warm up (caches, WAL files, tables past their first pages), then refresh the planner's statistics as
+    // autovacuum would, so the measured run sees a database in its steady state.
+    eprintln!("rei bench ledger: warming up for {} s", b.warmup_seconds);
+    drive(ledger.clone(), b.clients, Duration::from_secs(b.warmup_seconds), run_id, 0).await?;
+    if let Some(pool) = db.postgres() {
+        rei_adapters::postgres::analyze_ledger(pool).await.context("failed to analyze the ledger tables")?;
+    }
     eprintln!("rei bench ledger: {} clients, {} s, {}, hold -> capture", b.clients, b.seconds, db.engine());
-    let figures = drive(ledger.clone(), b.clients, Duration::from_secs(b.seconds), run_id).await?;
+    let figures = drive(ledger.clone(), b.clients, Duration::from_secs(b.seconds), run_id, 1).await?;
     let report = ledger.verify().await.context("failed to verify after the run")?;
 
     let pgbench_tps = match db.postgres() {
@@ -143,7 +151,13 @@ fn bench_id(run_id: i64, client: u32, seq: u64) -> u128 {
     (u128::from(run_id.unsigned_abs()) << 80) | (u128::from(client) << 48) | u128::from(seq)
 }
 
-async fn drive(ledger: Arc<dyn LedgerStore>, clients: u32, length: Duration, run_id: i64) -> Result<Figures> {
+async fn drive(
+    ledger: Arc<dyn LedgerStore>,
+    clients: u32,
+    length: Duration,
+    run_id: i64,
+    phase: u64,
+) -> Result<Figures> {
     let started = Instant::now();
     let deadline = started + length;
     let tasks: Vec<_> = (0..clients)
@@ -152,7 +166,8 @@ async fn drive(ledger: Arc<dyn LedgerStore>, clients: u32, length: Duration, run
             tokio::spawn(async move {
                 let user = UserId(1_000_000_000 + i64::from(c));
                 let mut latencies = Vec::with_capacity(4096);
-                let mut seq = 1u64;
+                // Each phase uses its own id range, so the measured run never collides with the warm-up.
+                let mut seq = 1 + (phase << 40);
                 while Instant::now() < deadline {
                     let hold = HoldId::from(bench_id(run_id, c, seq));
                     let at = now();

@@ -68,6 +68,9 @@ enum BenchCommand {
         /// How long each workload runs.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        /// How long to warm up before measuring.
+        #[arg(long, default_value_t = 3)]
+        warmup_seconds: u64,
         /// Most commands in one group commit.
         #[arg(long, default_value_t = 256)]
         batch_max: usize,
@@ -108,8 +111,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Migrate { database_url } => runtime()?.block_on(migrate(&database_url)).map(|()| ExitCode::SUCCESS),
         Command::Verify { database_url } => runtime()?.block_on(verify(&database_url)),
-        Command::Bench(BenchCommand::Ledger { database_url, clients, seconds, batch_max, pgbench_scale, json }) => {
-            let b = bench::LedgerBench { database_url, clients, seconds, batch_max, pgbench_scale, json };
+        Command::Bench(BenchCommand::Ledger {
+            database_url,
+            clients,
+            seconds,
+            warmup_seconds,
+            batch_max,
+            pgbench_scale,
+            json,
+        }) => {
+            let b =
+                bench::LedgerBench { database_url, clients, seconds, warmup_seconds, batch_max, pgbench_scale, json };
             runtime()?.block_on(bench::run(b)).map(|()| ExitCode::SUCCESS)
         }
     }

@@ -11,6 +11,10 @@
 //! Group commit: [`LedgerStore::apply`] hands the command to one of `writers` tasks, each of which takes every
 //! command already waiting (up to `batch_max`) and commits them together. Under load, batches grow by
 //! themselves; alone, a command commits at once.
+//!
+//! Hot rows: every capture credits `revenue`, so one balance row per system account would serialize every
+//! writer of every process on it. Each system account is kept in [`SYSTEM_SHARDS`] rows instead; a writer adds
+//! its deltas to its own shard and a balance is the sum of the shards.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -55,6 +59,9 @@ impl Default for PgLedgerConfig {
 
 type Reply = oneshot::Sender<Result<Applied, LedgerError>>;
 
+/// Rows per system account (the migration seeds shards `0..SYSTEM_SHARDS`).
+pub const SYSTEM_SHARDS: u16 = 16;
+
 /// The ledger in PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgLedger {
@@ -79,8 +86,12 @@ impl PgLedger {
         };
         let (tx, rx) = mpsc::channel(config.queue_max);
         let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..config.writers {
-            tokio::spawn(writer(pool.clone(), config, rx.clone()));
+        // Writers of different processes should land on different shards: start from a random one.
+        let first = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+        for i in 0..config.writers {
+            let offset = u64::try_from(i).unwrap_or(0);
+            let shard = i16::try_from(first.wrapping_add(offset) % u64::from(SYSTEM_SHARDS)).unwrap_or(0);
+            tokio::spawn(writer(pool.clone(), config, rx.clone(), shard));
         }
         PgLedger { pool, config, queue: tx }
     }
@@ -92,7 +103,12 @@ impl PgLedger {
     }
 }
 
-async fn writer(pool: PgPool, config: PgLedgerConfig, rx: Arc<Mutex<mpsc::Receiver<(LedgerCommand, Reply)>>>) {
+async fn writer(
+    pool: PgPool,
+    config: PgLedgerConfig,
+    rx: Arc<Mutex<mpsc::Receiver<(LedgerCommand, Reply)>>>,
+    shard: i16,
+) {
     loop {
         let mut batch = Vec::new();
         {
@@ -107,7 +123,7 @@ async fn writer(pool: PgPool, config: PgLedgerConfig, rx: Arc<Mutex<mpsc::Receiv
             }
         }
         let (cmds, replies): (Vec<LedgerCommand>, Vec<Reply>) = batch.into_iter().unzip();
-        let results = match apply_with_retries(&pool, &cmds, config.retries_max).await {
+        let results = match apply_with_retries(&pool, &cmds, config.retries_max, shard).await {
             Ok(results) => results,
             Err(e) => cmds.iter().map(|_| Err(LedgerError::Store(e.clone()))).collect(),
         };
@@ -131,10 +147,11 @@ async fn apply_with_retries(
     pool: &PgPool,
     cmds: &[LedgerCommand],
     retries_max: u32,
+    shard: i16,
 ) -> Result<Vec<Result<Applied, LedgerError>>, StoreError> {
     let mut attempt = 0;
     loop {
-        match run_batch(pool, cmds).await {
+        match run_batch(pool, cmds, shard).await {
             Ok(results) => return Ok(results),
             Err(e) if retryable(&e) && attempt < retries_max => {
                 attempt += 1;
@@ -144,7 +161,7 @@ async fn apply_with_retries(
                 // One command the database refuses must not fail the others: apply each on its own.
                 let mut results = Vec::with_capacity(cmds.len());
                 for cmd in cmds {
-                    let one = Box::pin(apply_with_retries(pool, std::slice::from_ref(cmd), retries_max)).await;
+                    let one = Box::pin(apply_with_retries(pool, std::slice::from_ref(cmd), retries_max, shard)).await;
                     results.push(match one {
                         Ok(mut r) => r.pop().unwrap_or_else(|| Err(LedgerError::Store(lost()))),
                         Err(e) => Err(LedgerError::Store(e)),
@@ -224,7 +241,11 @@ fn receipt_from_row(row: &PgRow) -> Result<Receipt, sqlx::Error> {
 }
 
 /// Runs one batch in one transaction: lock, load, decide in a working set, write, commit.
-async fn run_batch(pool: &PgPool, cmds: &[LedgerCommand]) -> Result<Vec<Result<Applied, LedgerError>>, sqlx::Error> {
+async fn run_batch(
+    pool: &PgPool,
+    cmds: &[LedgerCommand],
+    shard: i16,
+) -> Result<Vec<Result<Applied, LedgerError>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut ws = WorkingSet::new();
 
@@ -279,7 +300,7 @@ async fn run_batch(pool: &PgPool, cmds: &[LedgerCommand]) -> Result<Vec<Result<A
     let results: Vec<Result<Applied, LedgerError>> = cmds.iter().map(|cmd| ws.apply(cmd)).collect();
     let changes = ws.take_changes();
     if !changes.is_empty() {
-        write_changes(&mut tx, &changes).await?;
+        write_changes(&mut tx, &changes, shard).await?;
     }
     tx.commit().await?;
     Ok(results)
@@ -358,193 +379,187 @@ async fn load_cap_windows(
     Ok(())
 }
 
-/// Writes a batch's changes with one statement per table.
-async fn write_changes(tx: &mut PgConnection, changes: &Changes) -> Result<(), sqlx::Error> {
-    let n = changes.transactions.len();
-    if n > 0 {
-        let mut ids = Vec::with_capacity(n);
-        let mut keys = Vec::with_capacity(n);
-        let mut fingerprints = Vec::with_capacity(n);
-        let mut kinds = Vec::with_capacity(n);
-        let mut users = Vec::with_capacity(n);
-        let mut holds: Vec<Option<Vec<u8>>> = Vec::with_capacity(n);
-        let mut payments: Vec<Option<String>> = Vec::with_capacity(n);
-        let mut actors: Vec<Option<i64>> = Vec::with_capacity(n);
-        let mut reasons: Vec<Option<String>> = Vec::with_capacity(n);
-        let mut amounts = Vec::with_capacity(n);
-        let mut released = Vec::with_capacity(n);
-        let mut ats = Vec::with_capacity(n);
-        for t in &changes.transactions {
-            ids.push(id_bytes(t.tx.id.as_u128()));
-            keys.push(t.tx.key.as_str().to_owned());
-            fingerprints.push(t.key.fingerprint.clone());
-            kinds.push(t.tx.kind.as_str());
-            users.push(t.tx.user.0);
-            holds.push(t.tx.hold.map(|h| id_bytes(h.as_u128())));
-            payments.push(t.tx.payment.as_ref().map(|p| p.as_str().to_owned()));
-            actors.push(t.tx.actor.map(|a| a.0));
-            reasons.push(t.tx.reason.as_ref().map(|r| r.as_str().to_owned()));
-            amounts.push(t.key.receipt.amount.kopecks());
-            released.push(t.key.receipt.released.kopecks());
-            ats.push(t.tx.at.as_millis());
+/// Writes a batch's changes in one statement (one round trip): data-modifying CTEs insert the transactions
+/// and, joined on their ids, the postings (all of a transaction's postings in one INSERT, so the balanced-check
+/// trigger sees each transaction whole), upsert the locked balance rows, insert new holds and payments (a
+/// concurrent twin fails on the primary key and the batch is retried), upsert changed ones through their
+/// primary keys, and add the system deltas.
+const WRITE_CHANGES: &str = "\
+WITH t AS (
+    INSERT INTO ledger_transactions
+        (id, idem_key, fingerprint, kind, user_id, hold_id, payment_id, actor, reason, amount, released, at_ms)
+    SELECT * FROM UNNEST($1::BYTEA[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BYTEA[], $7::TEXT[],
+                         $8::BIGINT[], $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[])
+    RETURNING seq, id
+), p AS (
+    INSERT INTO ledger_postings (tx_seq, idx, account, user_id, amount)
+    SELECT t.seq, v.idx, v.account, v.user_id, v.amount
+    FROM UNNEST($13::BYTEA[], $14::SMALLINT[], $15::TEXT[], $16::BIGINT[], $17::BIGINT[])
+         AS v(tx_id, idx, account, user_id, amount)
+    JOIN t ON t.id = v.tx_id
+    RETURNING 1
+), a AS (
+    INSERT INTO ledger_accounts (user_id, available, held, overdraft_limit)
+    SELECT * FROM UNNEST($18::BIGINT[], $19::BIGINT[], $20::BIGINT[], $21::BIGINT[])
+    ON CONFLICT (user_id) DO UPDATE SET available = EXCLUDED.available, held = EXCLUDED.held,
+        overdraft_limit = EXCLUDED.overdraft_limit
+    RETURNING 1
+), hn AS (
+    INSERT INTO ledger_holds (id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms)
+    SELECT v.id, v.user_id, v.provider, v.amount, v.captured, v.refunded, v.state, v.created_ms, v.expires_ms
+    FROM UNNEST($22::BYTEA[], $23::BIGINT[], $24::TEXT[], $25::BIGINT[], $26::BIGINT[], $27::BIGINT[], $28::TEXT[],
+                $29::BIGINT[], $30::BIGINT[], $31::BOOLEAN[])
+         AS v(id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms, is_new)
+    WHERE v.is_new
+    RETURNING 1
+), hu AS (
+    INSERT INTO ledger_holds (id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms)
+    SELECT v.id, v.user_id, v.provider, v.amount, v.captured, v.refunded, v.state, v.created_ms, v.expires_ms
+    FROM UNNEST($22::BYTEA[], $23::BIGINT[], $24::TEXT[], $25::BIGINT[], $26::BIGINT[], $27::BIGINT[], $28::TEXT[],
+                $29::BIGINT[], $30::BIGINT[], $31::BOOLEAN[])
+         AS v(id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms, is_new)
+    WHERE NOT v.is_new
+    ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount, captured = EXCLUDED.captured,
+        refunded = EXCLUDED.refunded, state = EXCLUDED.state, expires_ms = EXCLUDED.expires_ms
+    RETURNING 1
+), pn AS (
+    INSERT INTO ledger_payments (id, user_id, amount, refunded)
+    SELECT v.id, v.user_id, v.amount, v.refunded
+    FROM UNNEST($32::TEXT[], $33::BIGINT[], $34::BIGINT[], $35::BIGINT[], $36::BOOLEAN[])
+         AS v(id, user_id, amount, refunded, is_new)
+    WHERE v.is_new
+    RETURNING 1
+), pu AS (
+    INSERT INTO ledger_payments (id, user_id, amount, refunded)
+    SELECT v.id, v.user_id, v.amount, v.refunded
+    FROM UNNEST($32::TEXT[], $33::BIGINT[], $34::BIGINT[], $35::BIGINT[], $36::BOOLEAN[])
+         AS v(id, user_id, amount, refunded, is_new)
+    WHERE NOT v.is_new
+    ON CONFLICT (id) DO UPDATE SET refunded = EXCLUDED.refunded
+    RETURNING 1
+), s AS (
+    UPDATE ledger_system_accounts sa SET balance = sa.balance + v.delta
+    FROM UNNEST($37::TEXT[], $38::BIGINT[]) AS v(account, delta)
+    WHERE sa.account = v.account AND sa.shard = $39
+    RETURNING 1
+)
+SELECT (SELECT COUNT(*) FROM t), (SELECT COUNT(*) FROM p), (SELECT COUNT(*) FROM a),
+       (SELECT COUNT(*) FROM hn) + (SELECT COUNT(*) FROM hu), (SELECT COUNT(*) FROM pn) + (SELECT COUNT(*) FROM pu),
+       (SELECT COUNT(*) FROM s)";
+
+async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> Result<(), sqlx::Error> {
+    let txs = &changes.transactions;
+    let tx_ids: Vec<Vec<u8>> = txs.iter().map(|t| id_bytes(t.tx.id.as_u128())).collect();
+    let keys: Vec<&str> = txs.iter().map(|t| t.tx.key.as_str()).collect();
+    let fingerprints: Vec<&str> = txs.iter().map(|t| t.key.fingerprint.as_str()).collect();
+    let kinds: Vec<&str> = txs.iter().map(|t| t.tx.kind.as_str()).collect();
+    let tx_users: Vec<i64> = txs.iter().map(|t| t.tx.user.0).collect();
+    let tx_holds: Vec<Option<Vec<u8>>> = txs.iter().map(|t| t.tx.hold.map(|h| id_bytes(h.as_u128()))).collect();
+    let tx_payments: Vec<Option<&str>> = txs.iter().map(|t| t.tx.payment.as_ref().map(PaymentId::as_str)).collect();
+    let actors: Vec<Option<i64>> = txs.iter().map(|t| t.tx.actor.map(|a| a.0)).collect();
+    let reasons: Vec<Option<&str>> = txs.iter().map(|t| t.tx.reason.as_ref().map(Reason::as_str)).collect();
+    let tx_amounts: Vec<i64> = txs.iter().map(|t| t.key.receipt.amount.kopecks()).collect();
+    let released: Vec<i64> = txs.iter().map(|t| t.key.receipt.released.kopecks()).collect();
+    let ats: Vec<i64> = txs.iter().map(|t| t.tx.at.as_millis()).collect();
+
+    let (mut p_tx, mut p_idx, mut p_acc, mut p_user, mut p_amount) = (vec![], vec![], vec![], vec![], vec![]);
+    for (t, id) in txs.iter().zip(&tx_ids) {
+        for (i, posting) in t.tx.postings.iter().enumerate() {
+            let (acc, user) = kind_of(posting.account);
+            p_tx.push(id.clone());
+            p_idx.push(i16::try_from(i).map_err(corrupt)?);
+            p_acc.push(acc);
+            p_user.push(user);
+            p_amount.push(posting.amount.kopecks());
         }
-        let seqs = sqlx::query(
-            "INSERT INTO ledger_transactions \
-             (id, idem_key, fingerprint, kind, user_id, hold_id, payment_id, actor, reason, amount, released, at_ms) \
-             SELECT * FROM UNNEST($1::BYTEA[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BYTEA[], \
-             $7::TEXT[], $8::BIGINT[], $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[]) RETURNING seq, id",
-        )
-        .bind(&ids)
+    }
+
+    let b = &changes.balances;
+    let b_users: Vec<i64> = b.iter().map(|x| x.user.0).collect();
+    let b_available: Vec<i64> = b.iter().map(|x| x.available.kopecks()).collect();
+    let b_held: Vec<i64> = b.iter().map(|x| x.held.kopecks()).collect();
+    let b_limits: Vec<i64> = b.iter().map(|x| x.overdraft_limit.kopecks()).collect();
+
+    let h = &changes.holds;
+    let h_ids: Vec<Vec<u8>> = h.iter().map(|(x, _)| id_bytes(x.id.as_u128())).collect();
+    let h_users: Vec<i64> = h.iter().map(|(x, _)| x.user.0).collect();
+    let h_providers: Vec<Option<&str>> = h.iter().map(|(x, _)| x.provider.as_ref().map(ProviderId::as_str)).collect();
+    let h_amounts: Vec<i64> = h.iter().map(|(x, _)| x.amount.kopecks()).collect();
+    let h_captured: Vec<i64> = h.iter().map(|(x, _)| x.captured.kopecks()).collect();
+    let h_refunded: Vec<i64> = h.iter().map(|(x, _)| x.refunded.kopecks()).collect();
+    let h_states: Vec<&str> = h.iter().map(|(x, _)| x.state.as_str()).collect();
+    let h_created: Vec<i64> = h.iter().map(|(x, _)| x.created_at.as_millis()).collect();
+    let h_expires: Vec<i64> = h.iter().map(|(x, _)| x.expires_at.as_millis()).collect();
+    let h_new: Vec<bool> = h.iter().map(|(_, n)| *n).collect();
+
+    let pay = &changes.payments;
+    let pay_ids: Vec<&str> = pay.iter().map(|(x, _)| x.id.as_str()).collect();
+    let pay_users: Vec<i64> = pay.iter().map(|(x, _)| x.user.0).collect();
+    let pay_amounts: Vec<i64> = pay.iter().map(|(x, _)| x.amount.kopecks()).collect();
+    let pay_refunded: Vec<i64> = pay.iter().map(|(x, _)| x.refunded.kopecks()).collect();
+    let pay_new: Vec<bool> = pay.iter().map(|(_, n)| *n).collect();
+
+    let (s_accounts, s_deltas): (Vec<&str>, Vec<i64>) =
+        changes.system_deltas.iter().filter(|(_, d)| !d.is_zero()).map(|(a, d)| (a.as_str(), d.kopecks())).unzip();
+
+    let counts: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(WRITE_CHANGES)
+        .bind(&tx_ids)
         .bind(&keys)
         .bind(&fingerprints)
         .bind(&kinds)
-        .bind(&users)
-        .bind(&holds)
-        .bind(&payments)
+        .bind(&tx_users)
+        .bind(&tx_holds)
+        .bind(&tx_payments)
         .bind(&actors)
         .bind(&reasons)
-        .bind(&amounts)
+        .bind(&tx_amounts)
         .bind(&released)
         .bind(&ats)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut seq_of = BTreeMap::new();
-        for row in seqs {
-            let id: Vec<u8> = row.try_get("id")?;
-            seq_of.insert(id, row.try_get::<i64, _>("seq")?);
-        }
-        let (mut p_seq, mut p_idx, mut p_acc, mut p_user, mut p_amount) = (vec![], vec![], vec![], vec![], vec![]);
-        for (t, id) in changes.transactions.iter().zip(&ids) {
-            let seq = *seq_of.get(id).ok_or_else(|| corrupt("inserted transaction without a seq"))?;
-            for (i, p) in t.tx.postings.iter().enumerate() {
-                let (acc, user) = kind_of(p.account);
-                p_seq.push(seq);
-                p_idx.push(i16::try_from(i).map_err(corrupt)?);
-                p_acc.push(acc);
-                p_user.push(user);
-                p_amount.push(p.amount.kopecks());
-            }
-        }
-        sqlx::query(
-            "INSERT INTO ledger_postings (tx_seq, idx, account, user_id, amount) \
-             SELECT * FROM UNNEST($1::BIGINT[], $2::SMALLINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[])",
-        )
-        .bind(&p_seq)
+        .bind(&p_tx)
         .bind(&p_idx)
         .bind(&p_acc)
         .bind(&p_user)
         .bind(&p_amount)
-        .execute(&mut *tx)
+        .bind(&b_users)
+        .bind(&b_available)
+        .bind(&b_held)
+        .bind(&b_limits)
+        .bind(&h_ids)
+        .bind(&h_users)
+        .bind(&h_providers)
+        .bind(&h_amounts)
+        .bind(&h_captured)
+        .bind(&h_refunded)
+        .bind(&h_states)
+        .bind(&h_created)
+        .bind(&h_expires)
+        .bind(&h_new)
+        .bind(&pay_ids)
+        .bind(&pay_users)
+        .bind(&pay_amounts)
+        .bind(&pay_refunded)
+        .bind(&pay_new)
+        .bind(&s_accounts)
+        .bind(&s_deltas)
+        .bind(shard)
+        .fetch_one(&mut *tx)
         .await?;
-    }
-
-    if !changes.balances.is_empty() {
-        let users: Vec<i64> = changes.balances.iter().map(|b| b.user.0).collect();
-        let available: Vec<i64> = changes.balances.iter().map(|b| b.available.kopecks()).collect();
-        let held: Vec<i64> = changes.balances.iter().map(|b| b.held.kopecks()).collect();
-        let limits: Vec<i64> = changes.balances.iter().map(|b| b.overdraft_limit.kopecks()).collect();
-        sqlx::query(
-            // An upsert on rows this transaction locked: it finds each row through the primary key, where an
-            // UPDATE … FROM UNNEST may be planned as a scan of the whole table.
-            "INSERT INTO ledger_accounts (user_id, available, held, overdraft_limit) \
-             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[]) \
-             ON CONFLICT (user_id) DO UPDATE SET available = EXCLUDED.available, held = EXCLUDED.held, \
-             overdraft_limit = EXCLUDED.overdraft_limit",
-        )
-        .bind(&users)
-        .bind(&available)
-        .bind(&held)
-        .bind(&limits)
-        .execute(&mut *tx)
-        .await?;
-    }
-
-    write_holds(tx, changes).await?;
-    write_payments(tx, changes).await?;
-
-    let deltas: Vec<(&str, i64)> =
-        changes.system_deltas.iter().filter(|(_, d)| !d.is_zero()).map(|(a, d)| (a.as_str(), d.kopecks())).collect();
-    if !deltas.is_empty() {
-        let (accounts, amounts): (Vec<&str>, Vec<i64>) = deltas.into_iter().unzip();
-        sqlx::query(
-            "UPDATE ledger_system_accounts s SET balance = s.balance + v.delta \
-             FROM UNNEST($1::TEXT[], $2::BIGINT[]) AS v(account, delta) WHERE s.account = v.account",
-        )
-        .bind(&accounts)
-        .bind(&amounts)
-        .execute(&mut *tx)
-        .await?;
+    let expected = (
+        count(txs.len()),
+        count(p_amount.len()),
+        count(b.len()),
+        count(h.len()),
+        count(pay.len()),
+        count(s_accounts.len()),
+    );
+    if counts != expected {
+        return Err(corrupt(format!("wrote {counts:?} rows where {expected:?} were due")));
     }
     Ok(())
 }
 
-async fn write_holds(tx: &mut PgConnection, changes: &Changes) -> Result<(), sqlx::Error> {
-    for new in [true, false] {
-        let holds: Vec<&Hold> = changes.holds.iter().filter(|(_, n)| *n == new).map(|(h, _)| h).collect();
-        if holds.is_empty() {
-            continue;
-        }
-        let ids: Vec<Vec<u8>> = holds.iter().map(|h| id_bytes(h.id.as_u128())).collect();
-        let users: Vec<i64> = holds.iter().map(|h| h.user.0).collect();
-        let providers: Vec<Option<&str>> = holds.iter().map(|h| h.provider.as_ref().map(ProviderId::as_str)).collect();
-        let amounts: Vec<i64> = holds.iter().map(|h| h.amount.kopecks()).collect();
-        let captured: Vec<i64> = holds.iter().map(|h| h.captured.kopecks()).collect();
-        let refunded: Vec<i64> = holds.iter().map(|h| h.refunded.kopecks()).collect();
-        let states: Vec<&str> = holds.iter().map(|h| h.state.as_str()).collect();
-        let created: Vec<i64> = holds.iter().map(|h| h.created_at.as_millis()).collect();
-        let expires: Vec<i64> = holds.iter().map(|h| h.expires_at.as_millis()).collect();
-        let sql = if new {
-            // A plain insert: a concurrent twin fails on the primary key, and the retry sees it.
-            "INSERT INTO ledger_holds (id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms) \
-             SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[], \
-             $7::TEXT[], $8::BIGINT[], $9::BIGINT[])"
-        } else {
-            // Existing holds, locked by this transaction: an upsert through the primary key (see balances).
-            "INSERT INTO ledger_holds (id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms) \
-             SELECT * FROM UNNEST($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[], \
-             $7::TEXT[], $8::BIGINT[], $9::BIGINT[]) \
-             ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount, captured = EXCLUDED.captured, \
-             refunded = EXCLUDED.refunded, state = EXCLUDED.state, expires_ms = EXCLUDED.expires_ms"
-        };
-        sqlx::query(sql)
-            .bind(&ids)
-            .bind(&users)
-            .bind(&providers)
-            .bind(&amounts)
-            .bind(&captured)
-            .bind(&refunded)
-            .bind(&states)
-            .bind(&created)
-            .bind(&expires)
-            .execute(&mut *tx)
-            .await?;
-    }
-    Ok(())
-}
-
-async fn write_payments(tx: &mut PgConnection, changes: &Changes) -> Result<(), sqlx::Error> {
-    for new in [true, false] {
-        let payments: Vec<&PaymentRecord> =
-            changes.payments.iter().filter(|(_, n)| *n == new).map(|(p, _)| p).collect();
-        if payments.is_empty() {
-            continue;
-        }
-        let ids: Vec<&str> = payments.iter().map(|p| p.id.as_str()).collect();
-        let users: Vec<i64> = payments.iter().map(|p| p.user.0).collect();
-        let amounts: Vec<i64> = payments.iter().map(|p| p.amount.kopecks()).collect();
-        let refunded: Vec<i64> = payments.iter().map(|p| p.refunded.kopecks()).collect();
-        let sql = if new {
-            "INSERT INTO ledger_payments (id, user_id, amount, refunded) \
-             SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[])"
-        } else {
-            // Existing payments, locked by this transaction: an upsert through the primary key.
-            "INSERT INTO ledger_payments (id, user_id, amount, refunded) \
-             SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[]) \
-             ON CONFLICT (id) DO UPDATE SET refunded = EXCLUDED.refunded"
-        };
-        sqlx::query(sql).bind(&ids).bind(&users).bind(&amounts).bind(&refunded).execute(&mut *tx).await?;
-    }
-    Ok(())
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 #[async_trait]
@@ -555,7 +570,7 @@ impl LedgerStore for PgLedger {
         }
         let mut results = Vec::with_capacity(cmds.len());
         for chunk in cmds.chunks(self.config.batch_max) {
-            results.extend(apply_with_retries(&self.pool, chunk, self.config.retries_max).await?);
+            results.extend(apply_with_retries(&self.pool, chunk, self.config.retries_max, 0).await?);
         }
         Ok(results)
     }
@@ -583,11 +598,12 @@ impl LedgerStore for PgLedger {
     }
 
     async fn system_balance(&self, account: SystemAccount) -> Result<Money, StoreError> {
-        let balance: Option<i64> = sqlx::query_scalar("SELECT balance FROM ledger_system_accounts WHERE account = $1")
-            .bind(account.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| store_error(&e))?;
+        let balance: Option<i64> =
+            sqlx::query_scalar("SELECT SUM(balance)::BIGINT FROM ledger_system_accounts WHERE account = $1")
+                .bind(account.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| store_error(&e))?;
         Ok(Money::from_kopecks(balance.unwrap_or(0)))
     }
 
