@@ -22,6 +22,7 @@ pub(crate) struct LedgerBench {
     pub(crate) seconds: u64,
     pub(crate) warmup_seconds: u64,
     pub(crate) batch_max: usize,
+    pub(crate) writers: usize,
     pub(crate) pgbench_scale: u32,
     pub(crate) json: bool,
 }
@@ -65,7 +66,7 @@ pub(crate) async fn run(b: LedgerBench) -> Result<()> {
     let connections = b.clients.clamp(4, 32);
     let db = Database::open(&b.database_url, connections).await?;
     db.migrate().await?;
-    let ledger = db.ledger(b.batch_max)?;
+    let ledger = db.ledger(b.batch_max, b.writers)?;
     let run_id = rei_adapters::system::SystemClock::new().now().as_millis();
 
     // Each client has its own user, funded far beyond what the run can capture.

@@ -74,6 +74,9 @@ enum BenchCommand {
         /// Most commands in one group commit.
         #[arg(long, default_value_t = 256)]
         batch_max: usize,
+        /// Concurrent group-commit writers (PostgreSQL).
+        #[arg(long, default_value_t = 2)]
+        writers: usize,
         /// pgbench's scale factor (branches).
         #[arg(long, default_value_t = 10)]
         pgbench_scale: u32,
@@ -117,11 +120,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             seconds,
             warmup_seconds,
             batch_max,
+            writers,
             pgbench_scale,
             json,
         }) => {
-            let b =
-                bench::LedgerBench { database_url, clients, seconds, warmup_seconds, batch_max, pgbench_scale, json };
+            let b = bench::LedgerBench {
+                database_url,
+                clients,
+                seconds,
+                warmup_seconds,
+                batch_max,
+                writers,
+                pgbench_scale,
+                json,
+            };
             runtime()?.block_on(bench::run(b)).map(|()| ExitCode::SUCCESS)
         }
     }
@@ -140,7 +152,7 @@ async fn migrate(url: &str) -> Result<()> {
 
 async fn verify(url: &str) -> Result<ExitCode> {
     let db = wiring::Database::open(url, 2).await?;
-    let report = db.ledger(1)?.verify().await.context("failed to verify")?;
+    let report = db.ledger(1, 1)?.verify().await.context("failed to verify")?;
     println!("transactions {}", report.transactions);
     println!("total        {} (must be 0.00)", report.total);
     for d in &report.drifts {

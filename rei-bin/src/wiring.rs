@@ -57,11 +57,12 @@ impl Database {
         .context("failed to migrate")
     }
 
-    /// The ledger store on this database, group-committing with `batch_max` commands a batch.
-    pub(crate) fn ledger(&self, batch_max: usize) -> Result<Arc<dyn LedgerStore>> {
+    /// The ledger store on this database, group-committing with `batch_max` commands a batch; PostgreSQL runs
+    /// `writers` concurrent batches (SQLite always one).
+    pub(crate) fn ledger(&self, batch_max: usize, writers: usize) -> Result<Arc<dyn LedgerStore>> {
         match self {
             Database::Postgres(p) => {
-                let config = PgLedgerConfig { batch_max, ..PgLedgerConfig::default() };
+                let config = PgLedgerConfig { batch_max, writers, ..PgLedgerConfig::default() };
                 Ok(Arc::new(PgLedger::new(p.clone(), config)))
             }
             Database::Sqlite(p) => {
