@@ -5,6 +5,8 @@
 //! each test gets its own schema. SQLite tests each get their own file.
 
 mod pg_ledger;
+mod redis_queue;
+mod sql_queue;
 mod sqlite_ledger;
 mod stores;
 mod support;
