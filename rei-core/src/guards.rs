@@ -8,6 +8,7 @@
 //! Everything here is pure: time comes in as [`Timestamp`](crate::time::Timestamp) arguments.
 
 mod audit;
+mod limiter;
 mod rate;
 mod roles;
 
@@ -15,6 +16,7 @@ pub use audit::{
     Appended, AuditAction, AuditFilter, AuditLog, AuditLogError, AuditOutcome, AuditRecord, AuditTarget, Ban, Reason,
     TextError,
 };
+pub use limiter::InProcessRateLimiter;
 pub use rate::{
     ApiKeyId, ApiKeyIdError, BURST_MAX, CostOverBurst, Decision, Gcra, LimiterError, PERIOD_MAX, PolicyError,
     RateLimitKey, RateLimitPolicy, RateLimiter, spend_cost,

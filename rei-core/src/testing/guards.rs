@@ -1,6 +1,5 @@
 //! The in-memory rate limiter and audit log, and their conformance suites.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -14,57 +13,8 @@ use crate::guards::{
 use crate::ids::{AuditId, IdempotencyKey, UserId};
 use crate::time::Timestamp;
 
-/// Keys the in-memory limiter keeps before it sweeps the ones whose TAT has passed.
-const LIMITER_KEYS_SWEEP_AT: usize = 100_000;
-
-/// GCRA state per key in a mutex: the in-process limiter of the embedded default.
-#[derive(Debug, Default)]
-pub struct MemoryRateLimiter {
-    tats: Mutex<HashMap<String, Timestamp>>,
-}
-
-impl MemoryRateLimiter {
-    /// An empty limiter.
-    #[must_use]
-    pub fn new() -> MemoryRateLimiter {
-        MemoryRateLimiter::default()
-    }
-
-    /// Keys currently remembered.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.tats.lock().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    /// `true` when no key is remembered.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-#[async_trait]
-impl RateLimiter for MemoryRateLimiter {
-    async fn check(
-        &self,
-        key: &RateLimitKey,
-        policy: &RateLimitPolicy,
-        cost: u32,
-        now: Timestamp,
-    ) -> Result<Decision, LimiterError> {
-        let mut tats = self.tats.lock().unwrap_or_else(PoisonError::into_inner);
-        let name = key.to_string();
-        let decision = Gcra::check(policy, tats.get(&name).copied(), now, cost)?;
-        if let Decision::Allow { new_tat } = decision {
-            if tats.len() >= LIMITER_KEYS_SWEEP_AT {
-                // A key whose TAT has passed decides exactly as an absent key, so forgetting it is safe.
-                tats.retain(|_, tat| *tat > now);
-            }
-            tats.insert(name, new_tat);
-        }
-        Ok(decision)
-    }
-}
+/// The in-process limiter is the in-memory adapter of [`RateLimiter`].
+pub use crate::guards::InProcessRateLimiter as MemoryRateLimiter;
 
 /// The audit log in a mutex.
 #[derive(Debug, Default)]
