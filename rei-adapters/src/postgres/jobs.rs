@@ -1,5 +1,5 @@
 //! [`JobStore`] in PostgreSQL: one row per job in `jobs`; the steps are shared with SQLite
-//! ([`crate::sql::stores::jobs`]), the statements are PostgreSQL's.
+//! (`sql::stores::jobs`), the statements are PostgreSQL's.
 
 use async_trait::async_trait;
 use rei_core::ids::JobId;

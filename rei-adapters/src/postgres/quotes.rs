@@ -1,5 +1,5 @@
 //! [`QuoteStore`] in PostgreSQL: one row per quote in `quotes`, written once and never changed; the steps are
-//! shared with SQLite ([`crate::sql::stores::quotes`]), the statements are PostgreSQL's.
+//! shared with SQLite (`sql::stores::quotes`), the statements are PostgreSQL's.
 
 use async_trait::async_trait;
 use rei_core::billing::{QuoteRecord, QuoteStore};

@@ -1,5 +1,5 @@
 //! [`UsageSessionStore`] in PostgreSQL: one row per session in `usage_sessions`; the steps are shared with
-//! SQLite ([`crate::sql::stores::usage`]), the statements are PostgreSQL's.
+//! SQLite (`sql::stores::usage`), the statements are PostgreSQL's.
 
 use async_trait::async_trait;
 use rei_core::ids::SessionId;

@@ -1,5 +1,5 @@
 //! [`JobStore`] in SQLite: one row per job in `jobs`; the steps are shared with PostgreSQL
-//! ([`crate::sql::stores::jobs`]), the statements are SQLite's.
+//! (`sql::stores::jobs`), the statements are SQLite's.
 
 use async_trait::async_trait;
 use rei_core::ids::JobId;

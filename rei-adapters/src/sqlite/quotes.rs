@@ -1,5 +1,5 @@
 //! [`QuoteStore`] in SQLite: one row per quote in `quotes`, written once and never changed; the steps are
-//! shared with PostgreSQL ([`crate::sql::stores::quotes`]), the statements are SQLite's.
+//! shared with PostgreSQL (`sql::stores::quotes`), the statements are SQLite's.
 
 use async_trait::async_trait;
 use rei_core::billing::{QuoteRecord, QuoteStore};

@@ -1,5 +1,5 @@
 //! [`UsageSessionStore`] in SQLite: one row per session in `usage_sessions`; the steps are shared with
-//! PostgreSQL ([`crate::sql::stores::usage`]), the statements are SQLite's.
+//! PostgreSQL (`sql::stores::usage`), the statements are SQLite's.
 
 use async_trait::async_trait;
 use rei_core::ids::SessionId;
