@@ -5,6 +5,9 @@ use std::fmt;
 
 use rei_core::ledger::StoreError;
 
+/// The job, quote, usage-session and audit store logic that the PostgreSQL and SQLite adapters share.
+pub(crate) mod stores;
+
 /// Which engine a database URL names, picked from its scheme.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DatabaseUrl {

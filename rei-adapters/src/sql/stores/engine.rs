@@ -1,0 +1,55 @@
+//! What the shared store code asks of an engine: run one statement with bound [`Value`]s on its pool.
+
+use async_trait::async_trait;
+
+use super::fields::SqlRow;
+use super::values::{BindValues, Value};
+
+/// A pool that runs one statement at a time, in autocommit, with [`Value`]s bound to its placeholders in order.
+#[async_trait]
+pub(crate) trait Engine: Sync {
+    /// The engine's row.
+    type Row: SqlRow + Send;
+
+    /// Runs `sql` and returns how many rows it changed.
+    async fn execute<'q>(&self, sql: &'q str, values: Vec<Value<'q>>) -> Result<u64, sqlx::Error>;
+
+    /// Runs `sql` and returns its first row, if any.
+    async fn fetch_optional<'q>(&self, sql: &'q str, values: Vec<Value<'q>>) -> Result<Option<Self::Row>, sqlx::Error>;
+
+    /// Runs `sql` and returns all its rows (the statement must bound them with a `LIMIT`).
+    async fn fetch_all<'q>(&self, sql: &'q str, values: Vec<Value<'q>>) -> Result<Vec<Self::Row>, sqlx::Error>;
+}
+
+/// Implements [`Engine`] for a driver's pool: the bodies are the same for both drivers, only the types differ,
+/// and a generic impl would need the driver's executor bounds spelled out.
+macro_rules! pool_engine {
+    ($pool:ty, $row:ty) => {
+        #[async_trait]
+        impl Engine for $pool {
+            type Row = $row;
+
+            async fn execute<'q>(&self, sql: &'q str, values: Vec<Value<'q>>) -> Result<u64, sqlx::Error> {
+                let done = sqlx::query(sql).bind_values(values).execute(self).await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn fetch_optional<'q>(
+                &self,
+                sql: &'q str,
+                values: Vec<Value<'q>>,
+            ) -> Result<Option<$row>, sqlx::Error> {
+                sqlx::query(sql).bind_values(values).fetch_optional(self).await
+            }
+
+            async fn fetch_all<'q>(&self, sql: &'q str, values: Vec<Value<'q>>) -> Result<Vec<$row>, sqlx::Error> {
+                sqlx::query(sql).bind_values(values).fetch_all(self).await
+            }
+        }
+    };
+}
+
+#[cfg(feature = "postgres")]
+pool_engine!(sqlx::postgres::PgPool, sqlx::postgres::PgRow);
+#[cfg(feature = "sqlite")]
+pool_engine!(sqlx::sqlite::SqlitePool, sqlx::sqlite::SqliteRow);
