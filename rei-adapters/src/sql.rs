@@ -136,6 +136,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "0002_jobs_quotes_sessions_audit.sql",
         sql: include_str!("../../migrations/postgres/0002_jobs_quotes_sessions_audit.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_job_queue.sql",
+        sql: include_str!("../../migrations/postgres/0003_job_queue.sql"),
+    },
 ];
 
 /// The SQLite migrations, in order.
@@ -146,6 +151,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "0002_jobs_quotes_sessions_audit.sql",
         sql: include_str!("../../migrations/sqlite/0002_jobs_quotes_sessions_audit.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_job_queue.sql",
+        sql: include_str!("../../migrations/sqlite/0003_job_queue.sql"),
     },
 ];
 
