@@ -4,6 +4,7 @@
 //! - `sql`: what the database adapters share: database URLs, id encoding, the migration list, error mapping.
 //! - `postgres` (feature `postgres`): the ledger and the other stores in PostgreSQL, for scale.
 //! - `sqlite` (feature `sqlite`): the same stores in one SQLite file, the embedded default.
+//! - `redis` (feature `redis`): the job queue and the rate limiter shared by every process, in Redis.
 
 pub mod system;
 
@@ -15,6 +16,9 @@ pub mod postgres;
 
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// The driver's pool types, so that binaries can hold a pool without depending on the driver.
 #[cfg(feature = "sql")]

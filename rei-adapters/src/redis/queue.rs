@@ -1,0 +1,411 @@
+//! [`RedisJobQueue`]: the job queue shared by every worker process, one Lua script per step.
+//!
+//! Layout (all under the namespace's prefix; `lua/queue_prelude.lua` is the reference):
+//! - `ready:<rank>`: one sorted set per priority of tickets that may be handed out, scored by `enqueued_at`;
+//!   members are the job id in 32 hex digits, so that Redis's order of equal scores is the order of ids.
+//! - `waiting:<rank>`: tickets not yet promoted to ready, scored by `not_before`. Every ticket enters here;
+//!   `dequeue` first promotes the ones whose `not_before` has come, then picks the best head of the four ready
+//!   sets, honouring aging.
+//! - `in_flight`: leased tickets scored by lease deadline; `leases`: job -> lease id and worker.
+//! - `tickets`: job -> priority, `enqueued_at`, `not_before` of every waiting or in-flight ticket, which makes
+//!   the dedup check and the capacity check one command each.
+//! - `dead`, `dead_info`: dead letters in the order they were given up, with the ticket, time and error.
+//!
+//! Times are Unix milliseconds clamped to ±2^53 (about 285 000 years), the range Lua's numbers hold exactly;
+//! no real time is clamped.
+//!
+//! Two choices differ from the in-memory queue, both invisible to a single caller with one clock:
+//! - A ticket becomes ready when some `dequeue`'s `now` reaches its `not_before`; a worker whose clock runs
+//!   behind the one that promoted it may then receive it up to that skew early.
+//! - A job has at most one dead letter: a job given up again replaces its earlier letter (keeping the latest
+//!   error), so that does not count against the dead-letter capacity twice.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use ::redis::aio::ConnectionManager;
+use ::redis::{FromRedisValue, Script, ScriptInvocation};
+use async_trait::async_trait;
+use rei_core::ids::JobId;
+use rei_core::jobs::{
+    DeadLetter, Enqueued, ErrorText, JobQueue, JobQueueError, JobTicket, LIST_LIMIT_MAX, Lease, Priority, QueueLengths,
+    WorkerId,
+};
+use rei_core::time::Timestamp;
+
+use super::{CallError, RedisSetupError, prefix};
+
+/// The largest capacity (of tickets or of dead letters) a queue accepts.
+pub const CAPACITY_MAX: usize = 10_000_000;
+
+/// Waiting tickets one `dequeue` promotes per priority; more due tickets are promoted by the next calls.
+const PROMOTE_BATCH: usize = 1_000;
+
+/// Expired leases one script call of `reclaim_expired` puts back.
+const RECLAIM_BATCH: usize = 1_000;
+
+/// The largest magnitude of a time handed to a script: Lua's numbers are exact below 2^53.
+const TIME_ABS_MAX_MS: i64 = (1 << 53) - 1;
+
+/// The largest lease-id seed, leaving 2^52 lease ids before the counter leaves Lua's exact range.
+const LEASE_SEED_MAX: u64 = 1 << 52;
+
+/// Lease ids a fresh counter leaves room for per millisecond of its seed time (see `dequeue.lua`).
+const LEASE_SEED_PER_MS: u64 = 1_000;
+
+/// Sizes and aging of a [`RedisJobQueue`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct RedisQueueLimits {
+    /// Waiting plus in-flight tickets allowed, at most [`CAPACITY_MAX`].
+    pub capacity: usize,
+    /// Dead letters allowed, at most [`CAPACITY_MAX`].
+    pub dead_letter_capacity: usize,
+    /// Wait that raises a ticket one priority; `None` (or less than a millisecond) turns aging off.
+    pub aging_step: Option<Duration>,
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{}\n{body}", include_str!("lua/queue_prelude.lua")))
+}
+
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/enqueue.lua")));
+static DEQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/dequeue.lua")));
+static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
+static ACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/ack.lua")));
+static NACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/nack.lua")));
+static RECLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/reclaim.lua")));
+static DEAD_LETTERS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/dead_letters.lua")));
+static REPLAY: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/replay.lua")));
+static LENGTHS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/lengths.lua")));
+
+/// A bounded, at-least-once [`JobQueue`] in Redis, shared by every process using the same namespace.
+///
+/// Invariant: a job has a `tickets` entry exactly when it is in one ready or waiting set or in flight, and a
+/// `leases` entry exactly when it is in flight; every script keeps both true.
+#[derive(Clone)]
+pub struct RedisJobQueue {
+    conn: ConnectionManager,
+    /// The keys every script gets, in the order of `lua/queue_prelude.lua`.
+    keys: Vec<String>,
+    /// The `tickets` hash, for the one-command `contains`.
+    tickets_key: String,
+    capacity: usize,
+    dead_letter_capacity: usize,
+    /// Aging step in milliseconds; 0 turns aging off.
+    aging_step_ms: u64,
+}
+
+impl std::fmt::Debug for RedisJobQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisJobQueue").field("tickets_key", &self.tickets_key).finish_non_exhaustive()
+    }
+}
+
+impl RedisJobQueue {
+    /// A queue under `namespace` on `conn`. Queues built with the same namespace on the same server are one
+    /// queue, and must be built with the same limits.
+    ///
+    /// # Errors
+    /// [`RedisSetupError::Namespace`] for a bad namespace, [`RedisSetupError::Limit`] for a capacity above
+    /// [`CAPACITY_MAX`].
+    pub fn new(
+        conn: ConnectionManager,
+        namespace: &str,
+        limits: RedisQueueLimits,
+    ) -> Result<RedisJobQueue, RedisSetupError> {
+        let prefix = prefix("q", namespace)?;
+        for (what, value) in [("capacity", limits.capacity), ("dead letter capacity", limits.dead_letter_capacity)] {
+            if value > CAPACITY_MAX {
+                return Err(RedisSetupError::Limit { what, value });
+            }
+        }
+        let mut keys: Vec<String> = Vec::with_capacity(15);
+        keys.extend((0..4).map(|rank| format!("{prefix}ready:{rank}")));
+        keys.extend((0..4).map(|rank| format!("{prefix}waiting:{rank}")));
+        for name in ["in_flight", "tickets", "leases", "lease_seq", "dead", "dead_info", "dead_seq"] {
+            keys.push(format!("{prefix}{name}"));
+        }
+        let aging_step_ms = limits.aging_step.map_or(0, |s| u64::try_from(s.as_millis()).unwrap_or(u64::MAX));
+        Ok(RedisJobQueue {
+            conn,
+            tickets_key: format!("{prefix}tickets"),
+            keys,
+            capacity: limits.capacity,
+            dead_letter_capacity: limits.dead_letter_capacity,
+            aging_step_ms,
+        })
+    }
+
+    /// Connects to `url` with [`super::connect`] (waiting at most `timeout`) and builds the queue.
+    ///
+    /// # Errors
+    /// The errors of [`super::connect`] and [`RedisJobQueue::new`].
+    pub async fn connect(
+        url: &str,
+        namespace: &str,
+        limits: RedisQueueLimits,
+        timeout: Duration,
+    ) -> Result<RedisJobQueue, RedisSetupError> {
+        let conn = super::connect(url, timeout).await?;
+        RedisJobQueue::new(conn, namespace, limits)
+    }
+
+    /// An invocation of `script` with this queue's keys.
+    fn call<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        for key in &self.keys {
+            invocation.key(key);
+        }
+        invocation
+    }
+
+    async fn run<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, CallError> {
+        let mut conn = self.conn.clone();
+        Ok(invocation.invoke_async(&mut conn).await?)
+    }
+}
+
+fn unavailable(e: CallError) -> JobQueueError {
+    JobQueueError::Unavailable { reason: e.to_string() }
+}
+
+fn lease_lost(lease: &Lease) -> JobQueueError {
+    JobQueueError::LeaseLost { job: lease.ticket.job, lease_id: lease.lease_id }
+}
+
+/// A time as scripts take it: Unix milliseconds within Lua's exact range.
+fn ms(t: Timestamp) -> i64 {
+    t.as_millis().clamp(-TIME_ABS_MAX_MS, TIME_ABS_MAX_MS)
+}
+
+/// The member of a job in the sorted sets: 32 lowercase hex digits, so that text order is id order.
+fn member(job: JobId) -> String {
+    format!("{:032x}", job.as_u128())
+}
+
+fn parse_member(text: &str) -> Result<JobId, CallError> {
+    if text.len() != 32 {
+        return Err(CallError::Corrupt(format!("job member {text:?}")));
+    }
+    u128::from_str_radix(text, 16).map(JobId::from).map_err(|_| CallError::Corrupt(format!("job member {text:?}")))
+}
+
+fn parse_i64(text: &str, what: &str) -> Result<i64, CallError> {
+    text.parse().map_err(|_| CallError::Corrupt(format!("{what} {text:?}")))
+}
+
+fn priority(rank: &str) -> Result<Priority, CallError> {
+    let index: usize = rank.parse().map_err(|_| CallError::Corrupt(format!("priority rank {rank:?}")))?;
+    Priority::ALL.get(index).copied().ok_or_else(|| CallError::Corrupt(format!("priority rank {rank:?}")))
+}
+
+/// The ticket of `job` from its stored fields: rank, `enqueued_at`, `not_before`.
+fn ticket(job: JobId, rank: &str, enqueued_at: &str, not_before: &str) -> Result<JobTicket, CallError> {
+    Ok(JobTicket {
+        job,
+        priority: priority(rank)?,
+        enqueued_at: Timestamp::from_millis(parse_i64(enqueued_at, "enqueued_at")?),
+        not_before: Timestamp::from_millis(parse_i64(not_before, "not_before")?),
+    })
+}
+
+/// A stored ticket, `"rank enqueued_at not_before"`.
+fn parse_ticket(job: JobId, text: &str) -> Result<JobTicket, CallError> {
+    let mut parts = text.split(' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(rank), Some(enqueued_at), Some(not_before), None) => ticket(job, rank, enqueued_at, not_before),
+        _ => Err(CallError::Corrupt(format!("ticket {text:?}"))),
+    }
+}
+
+/// A stored dead letter, `"rank enqueued_at not_before at error"`.
+fn parse_dead_letter(job: JobId, text: &str) -> Result<DeadLetter, CallError> {
+    let mut parts = text.splitn(5, ' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(rank), Some(enqueued_at), Some(not_before), Some(at), Some(error)) => Ok(DeadLetter {
+            ticket: ticket(job, rank, enqueued_at, not_before)?,
+            error: ErrorText::new(error),
+            at: Timestamp::from_millis(parse_i64(at, "dead letter time")?),
+        }),
+        _ => Err(CallError::Corrupt(format!("dead letter {text:?}"))),
+    }
+}
+
+/// The seed of a fresh lease-id counter: the time in ms times [`LEASE_SEED_PER_MS`], bounded.
+fn lease_seed(now: Timestamp) -> u64 {
+    u64::try_from(now.as_millis()).unwrap_or(0).saturating_mul(LEASE_SEED_PER_MS).min(LEASE_SEED_MAX)
+}
+
+#[async_trait]
+impl JobQueue for RedisJobQueue {
+    async fn enqueue(&self, ticket: JobTicket) -> Result<Enqueued, JobQueueError> {
+        let mut call = self.call(&ENQUEUE);
+        call.arg(member(ticket.job))
+            .arg(ticket.priority.rank())
+            .arg(ms(ticket.enqueued_at))
+            .arg(ms(ticket.not_before))
+            .arg(self.capacity);
+        match self.run::<i64>(&call).await.map_err(unavailable)? {
+            1 => Ok(Enqueued::Added),
+            0 => Ok(Enqueued::AlreadyPresent),
+            -1 => Err(JobQueueError::QueueFull { capacity: self.capacity }),
+            other => Err(unavailable(CallError::Corrupt(format!("enqueue returned {other}")))),
+        }
+    }
+
+    async fn dequeue(
+        &self,
+        worker: &WorkerId,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<Lease>, JobQueueError> {
+        let deadline = now.plus(lease);
+        let mut call = self.call(&DEQUEUE);
+        call.arg(ms(now))
+            .arg(ms(deadline))
+            .arg(worker.as_str())
+            .arg(self.aging_step_ms)
+            .arg(lease_seed(now))
+            .arg(PROMOTE_BATCH);
+        let Some((job, stored, lease_id)) =
+            self.run::<Option<(String, String, String)>>(&call).await.map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let leased = || -> Result<Lease, CallError> {
+            let job = parse_member(&job)?;
+            let lease_id = lease_id.parse().map_err(|_| CallError::Corrupt(format!("lease id {lease_id:?}")))?;
+            Ok(Lease { ticket: parse_ticket(job, &stored)?, worker: worker.clone(), lease_id, deadline })
+        };
+        leased().map(Some).map_err(unavailable)
+    }
+
+    async fn heartbeat(&self, lease: &Lease, now: Timestamp, extend: Duration) -> Result<Lease, JobQueueError> {
+        let deadline = now.plus(extend);
+        let mut call = self.call(&HEARTBEAT);
+        call.arg(member(lease.ticket.job)).arg(lease.lease_id).arg(ms(now)).arg(ms(deadline));
+        match self.run::<i64>(&call).await.map_err(unavailable)? {
+            1 => Ok(Lease { deadline, ..lease.clone() }),
+            _ => Err(lease_lost(lease)),
+        }
+    }
+
+    async fn ack(&self, lease: &Lease) -> Result<(), JobQueueError> {
+        let mut call = self.call(&ACK);
+        call.arg(member(lease.ticket.job)).arg(lease.lease_id);
+        match self.run::<i64>(&call).await.map_err(unavailable)? {
+            1 => Ok(()),
+            _ => Err(lease_lost(lease)),
+        }
+    }
+
+    async fn nack(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        retry_at: Option<Timestamp>,
+        error: &ErrorText,
+    ) -> Result<(), JobQueueError> {
+        let mut call = self.call(&NACK);
+        call.arg(member(lease.ticket.job))
+            .arg(lease.lease_id)
+            .arg(retry_at.map_or(String::new(), |t| ms(t).to_string()))
+            .arg(ms(now))
+            .arg(error.as_str())
+            .arg(self.dead_letter_capacity);
+        match self.run::<i64>(&call).await.map_err(unavailable)? {
+            1 => Ok(()),
+            0 => Err(lease_lost(lease)),
+            -1 => Err(JobQueueError::QueueFull { capacity: self.dead_letter_capacity }),
+            other => Err(unavailable(CallError::Corrupt(format!("nack returned {other}")))),
+        }
+    }
+
+    async fn reclaim_expired(&self, now: Timestamp) -> Result<usize, JobQueueError> {
+        // Each batch is atomic; the rounds are bounded because in-flight tickets are bounded by the capacity.
+        let mut reclaimed = 0;
+        for _ in 0..=self.capacity / RECLAIM_BATCH {
+            let mut call = self.call(&RECLAIM);
+            call.arg(ms(now)).arg(RECLAIM_BATCH);
+            let batch = self.run::<usize>(&call).await.map_err(unavailable)?;
+            reclaimed += batch;
+            if batch < RECLAIM_BATCH {
+                break;
+            }
+        }
+        Ok(reclaimed)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, JobQueueError> {
+        let limit = limit.min(LIST_LIMIT_MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut call = self.call(&DEAD_LETTERS);
+        call.arg(limit);
+        let flat = self.run::<Vec<String>>(&call).await.map_err(unavailable)?;
+        flat.chunks(2)
+            .map(|pair| match pair {
+                [job, data] => parse_dead_letter(parse_member(job)?, data),
+                _ => Err(CallError::Corrupt("odd dead-letter listing".to_owned())),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)
+    }
+
+    async fn replay_dead_letter(&self, job: JobId, now: Timestamp) -> Result<(), JobQueueError> {
+        let mut call = self.call(&REPLAY);
+        call.arg(member(job)).arg(ms(now)).arg(self.capacity);
+        match self.run::<i64>(&call).await.map_err(unavailable)? {
+            1 => Ok(()),
+            -1 => Err(JobQueueError::QueueFull { capacity: self.capacity }),
+            -2 => Err(JobQueueError::NotDeadLettered { job }),
+            other => Err(unavailable(CallError::Corrupt(format!("replay returned {other}")))),
+        }
+    }
+
+    async fn len_by_priority(&self) -> Result<QueueLengths, JobQueueError> {
+        let call = self.call(&LENGTHS);
+        match self.run::<Vec<usize>>(&call).await.map_err(unavailable)?.as_slice() {
+            &[critical, high, normal, low, in_flight, dead_letters] => {
+                Ok(QueueLengths { waiting: [critical, high, normal, low], in_flight, dead_letters })
+            }
+            other => Err(unavailable(CallError::Corrupt(format!("lengths {other:?}")))),
+        }
+    }
+
+    async fn contains(&self, job: JobId) -> Result<bool, JobQueueError> {
+        let mut conn = self.conn.clone();
+        let present = ::redis::cmd("HEXISTS").arg(&self.tickets_key).arg(member(job)).query_async(&mut conn).await;
+        present.map_err(|e| unavailable(CallError::Redis(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_records_round_trip_and_junk_is_refused() {
+        // Proves the text forms scripts store parse back into the same tickets and dead letters, and that
+        // anything else is reported as corrupt instead of guessed at.
+        let job = JobId::from(0xabc);
+        assert_eq!(parse_member(&member(job)).ok(), Some(job));
+        let t = parse_ticket(job, "3 -5 1800000000000").expect("valid ticket");
+        assert_eq!(
+            (t.priority, t.enqueued_at.as_millis(), t.not_before.as_millis()),
+            (Priority::Low, -5, 1_800_000_000_000)
+        );
+        let d = parse_dead_letter(job, "0 1 2 3 provider said: no  way").expect("valid dead letter");
+        assert_eq!(
+            (d.ticket.priority, d.at.as_millis(), d.error.as_str()),
+            (Priority::Critical, 3, "provider said: no  way")
+        );
+        assert!(parse_ticket(job, "4 1 2").is_err());
+        assert!(parse_ticket(job, "1 1").is_err());
+        assert!(parse_member("xyz").is_err());
+        assert_eq!(ms(Timestamp::from_millis(i64::MAX)), TIME_ABS_MAX_MS);
+        assert_eq!(lease_seed(Timestamp::from_millis(-1)), 0);
+        assert_eq!(lease_seed(Timestamp::from_millis(i64::MAX)), LEASE_SEED_MAX);
+    }
+}
