@@ -4,6 +4,7 @@
 #![expect(clippy::print_stdout, reason = "a command-line tool prints its results")]
 
 mod bench;
+mod bench_queue;
 mod wiring;
 
 use std::process::ExitCode;
@@ -57,6 +58,21 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Enqueue -> dequeue -> ack of no-op jobs on one Redis, and Python RQ on the same Redis for the ratio.
+    Queue {
+        /// redis://host:port[/db].
+        #[arg(long, env = "REI_REDIS_URL")]
+        redis_url: String,
+        /// Concurrent workers.
+        #[arg(long, default_value_t = 8)]
+        workers: u32,
+        /// Jobs to run through.
+        #[arg(long, default_value_t = 20_000)]
+        jobs: u64,
+        /// Print one JSON object as the last line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Hold -> capture cycles from concurrent clients; on PostgreSQL also pgbench TPC-B-like for the ratio.
     Ledger {
         /// postgres://… or sqlite://path.
@@ -135,6 +151,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 json,
             };
             runtime()?.block_on(bench::run(b)).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Queue { redis_url, workers, jobs, json }) => {
+            let b = bench_queue::QueueBench { redis_url, workers, jobs, json };
+            runtime()?.block_on(bench_queue::run(b)).map(|()| ExitCode::SUCCESS)
         }
     }
 }

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rei_adapters::postgres::ledger::{PgLedger, PgLedgerConfig};
+use rei_adapters::redis::RedisJobQueue;
 use rei_adapters::sql::{DatabaseUrl, redact};
 use rei_adapters::sqlite::ledger::{SqliteLedger, SqliteLedgerConfig};
 use rei_adapters::sqlx_pools::{PgPool, SqlitePool};
+use rei_core::jobs::{JobQueue, QueueLimits};
 use rei_core::ledger::LedgerStore;
 
 /// How long to wait for a connection before giving up.
@@ -79,4 +81,17 @@ impl Database {
             Database::Sqlite(_) => None,
         }
     }
+}
+
+/// A Redis job queue under `namespace`, sized for `jobs` tickets.
+pub(crate) async fn redis_queue(url: &str, namespace: &str, jobs: u64) -> Result<Arc<dyn JobQueue>> {
+    let limits = QueueLimits {
+        capacity: usize::try_from(jobs).unwrap_or(usize::MAX).saturating_add(1_024),
+        dead_letter_capacity: 1_024,
+        aging_step: None,
+    };
+    let queue = RedisJobQueue::connect(url, namespace, limits, CONNECT_TIMEOUT)
+        .await
+        .with_context(|| format!("failed to connect to Redis at {}", redact(url)))?;
+    Ok(Arc::new(queue))
 }

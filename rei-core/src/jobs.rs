@@ -16,7 +16,7 @@ pub use model::{
 };
 pub use ports::{
     DeadLetter, Enqueued, JobBilling, JobBillingError, JobNotice, JobNotifier, JobNotifyError, JobQueue, JobQueueError,
-    JobStore, JobStoreError, JobTicket, LIST_LIMIT_MAX, Lease, QueueLengths,
+    JobStore, JobStoreError, JobTicket, LIST_LIMIT_MAX, Lease, QueueLengths, QueueLimits,
 };
 pub use retry::{BACKOFF_CAP_MAX, RetryPolicy, RetryPolicyError};
 pub use service::{

@@ -53,16 +53,8 @@ const LEASE_SEED_MAX: u64 = 1 << 52;
 /// Lease ids a fresh counter leaves room for per millisecond of its seed time (see `dequeue.lua`).
 const LEASE_SEED_PER_MS: u64 = 1_000;
 
-/// Sizes and aging of a [`RedisJobQueue`].
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct RedisQueueLimits {
-    /// Waiting plus in-flight tickets allowed, at most [`CAPACITY_MAX`].
-    pub capacity: usize,
-    /// Dead letters allowed, at most [`CAPACITY_MAX`].
-    pub dead_letter_capacity: usize,
-    /// Wait that raises a ticket one priority; `None` (or less than a millisecond) turns aging off.
-    pub aging_step: Option<Duration>,
-}
+/// The queue's limits: the port's own type (capacities at most [`CAPACITY_MAX`]).
+pub type RedisQueueLimits = rei_core::jobs::QueueLimits;
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{}\n{body}", include_str!("lua/queue_prelude.lua")))

@@ -105,6 +105,17 @@ pub struct JobTicket {
     pub not_before: Timestamp,
 }
 
+/// How big a queue may grow and how it ages tickets; every [`JobQueue`] adapter takes these.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct QueueLimits {
+    /// Waiting plus in-flight tickets allowed.
+    pub capacity: usize,
+    /// Dead letters allowed.
+    pub dead_letter_capacity: usize,
+    /// Wait that raises a ticket one priority; `None` (or less than a millisecond) turns aging off.
+    pub aging_step: Option<Duration>,
+}
+
 /// A ticket handed to one worker until `deadline`.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Lease {

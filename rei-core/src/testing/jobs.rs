@@ -91,16 +91,8 @@ impl JobStore for MemoryJobStore {
     }
 }
 
-/// Sizes and aging of a queue under test; real adapters are built from the same numbers.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct QueueSpec {
-    /// Waiting plus in-flight tickets allowed.
-    pub capacity: usize,
-    /// Dead letters allowed.
-    pub dead_letter_capacity: usize,
-    /// Wait that raises a ticket one priority; `None` turns aging off.
-    pub aging_step: Option<Duration>,
-}
+/// The in-memory queue's limits are the port's [`QueueLimits`].
+pub use crate::jobs::QueueLimits as QueueSpec;
 
 #[derive(Default)]
 struct QueueState {
