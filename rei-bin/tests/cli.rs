@@ -36,3 +36,36 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn migrate_then_verify_and_a_drift_exits_2() {
+    // Proves `rei migrate` applies once, `rei verify` passes a clean ledger (exit 0) and reports a cached
+    // balance changed behind the ledger's back with exit code 2.
+    let path = std::env::temp_dir().join(format!("rei-cli-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let url = format!("sqlite://{}", path.display());
+    let (ok, out, err) = rei(&["migrate", "--database-url", &url]);
+    assert!(ok, "{err}");
+    assert!(out.contains("applied migrations"), "{out}");
+    let (ok, out, _) = rei(&["migrate", "--database-url", &url]);
+    assert!(ok && out.contains("up to date"), "{out}");
+    let (ok, out, err) = rei(&["verify", "--database-url", &url]);
+    assert!(ok && out.contains("clean"), "{out}{err}");
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("open");
+        sqlx::query("INSERT INTO ledger_accounts (user_id, available) VALUES (9, 100)")
+            .execute(&pool)
+            .await
+            .expect("drift");
+        pool.close().await;
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_rei")).args(["verify", "--database-url", &url]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("DRIFT"));
+    let _ = std::fs::remove_file(&path);
+
+    let (ok, _, err) = rei(&["verify", "--database-url", "mysql://h/db"]);
+    assert!(!ok && err.starts_with("error: "), "{err}");
+}
