@@ -11,6 +11,7 @@ pub(crate) mod audit;
 pub(crate) mod engine;
 pub(crate) mod fields;
 pub(crate) mod jobs;
+pub(crate) mod queue;
 pub(crate) mod quotes;
 pub(crate) mod usage;
 pub(crate) mod values;

@@ -15,36 +15,83 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rei_core::ids::JobId;
 use rei_core::jobs::{
-    DeadLetter, Enqueued, ErrorText, JobQueue, JobQueueError, JobTicket, LIST_LIMIT_MAX, Lease, Priority, QueueLengths,
-    WorkerId,
+    DeadLetter, Enqueued, ErrorText, JobQueue, JobQueueError, JobTicket, Lease, QueueLengths, WorkerId,
 };
 use rei_core::time::Timestamp;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
-use sqlx::{Row, Sqlite, SqliteConnection};
+use sqlx::{Sqlite, SqliteConnection};
 
-use crate::sql::{id_bytes, id_from_bytes};
+use crate::sql::stores::queue::{self, DequeueSql, corrupt, lost, sql_count, unavailable};
+use crate::sql::stores::values::{BindValues, Value};
 
-/// Marks the best ready ticket in flight under the next lease id, without aging: the order the index
-/// `job_queue_waiting` holds. ?1 now, ?2 worker, ?3 lease deadline.
-const DEQUEUE: &str = "UPDATE job_queue SET state = 'in_flight', \
-                       lease_id = (SELECT last_lease_id + 1 FROM job_queue_counts WHERE id = 1), \
-                       lease_owner = ?2, lease_deadline_ms = ?3 \
-                       WHERE state = 'waiting' AND job = (SELECT job FROM job_queue \
-                       WHERE state = 'waiting' AND not_before_ms <= ?1 \
-                       ORDER BY priority_rank, enqueued_ms, job LIMIT 1) \
-                       RETURNING job, priority, enqueued_ms, not_before_ms, lease_id, lease_owner, lease_deadline_ms";
+/// Marks the best ready ticket in flight under the next lease id. ?1 now, ?2 worker, ?3 lease deadline.
+const DEQUEUE: DequeueSql = DequeueSql {
+    // Without aging: the order the index `job_queue_waiting` holds.
+    plain: "UPDATE job_queue SET state = 'in_flight', \
+            lease_id = (SELECT last_lease_id + 1 FROM job_queue_counts WHERE id = 1), \
+            lease_owner = ?2, lease_deadline_ms = ?3 \
+            WHERE state = 'waiting' AND job = (SELECT job FROM job_queue \
+            WHERE state = 'waiting' AND not_before_ms <= ?1 \
+            ORDER BY priority_rank, enqueued_ms, job LIMIT 1) \
+            RETURNING job, priority, enqueued_ms, not_before_ms, lease_id, lease_owner, lease_deadline_ms",
+    // With aging: the rank drops by one per whole `aging_step` (?4, in ms) waited, never below 0 (`critical`).
+    // No index holds this order, so the ready tickets are sorted on every call.
+    aged: "UPDATE job_queue SET state = 'in_flight', \
+           lease_id = (SELECT last_lease_id + 1 FROM job_queue_counts WHERE id = 1), \
+           lease_owner = ?2, lease_deadline_ms = ?3 \
+           WHERE state = 'waiting' AND job = (SELECT job FROM job_queue \
+           WHERE state = 'waiting' AND not_before_ms <= ?1 \
+           ORDER BY max(priority_rank - max(?1 - enqueued_ms, 0) / ?4, 0), enqueued_ms, job LIMIT 1) \
+           RETURNING job, priority, enqueued_ms, not_before_ms, lease_id, lease_owner, lease_deadline_ms",
+};
 
-/// The same with aging: the rank drops by one per whole `aging_step` (?4, in ms) waited, never below 0
-/// (`critical`). No index holds this order, so the ready tickets are sorted on every call.
-const DEQUEUE_AGED: &str = "UPDATE job_queue SET state = 'in_flight', \
-                            lease_id = (SELECT last_lease_id + 1 FROM job_queue_counts WHERE id = 1), \
-                            lease_owner = ?2, lease_deadline_ms = ?3 \
-                            WHERE state = 'waiting' AND job = (SELECT job FROM job_queue \
-                            WHERE state = 'waiting' AND not_before_ms <= ?1 \
-                            ORDER BY max(priority_rank - max(?1 - enqueued_ms, 0) / ?4, 0), enqueued_ms, job \
-                            LIMIT 1) \
-                            RETURNING job, priority, enqueued_ms, not_before_ms, lease_id, lease_owner, \
-                            lease_deadline_ms";
+/// Adds a ticket unless the job has one. ?1 job, ?2 priority, ?3 enqueued, ?4 not before.
+const ENQUEUE: &str = "INSERT INTO job_queue (job, priority, state, enqueued_ms, not_before_ms) \
+                       VALUES (?1, ?2, 'waiting', ?3, ?4) ON CONFLICT (job) DO NOTHING";
+
+/// Extends a held, unexpired lease. ?1 job, ?2 lease id, ?3 now, ?4 new deadline.
+const HEARTBEAT: &str = "UPDATE job_queue SET lease_deadline_ms = ?4 \
+                         WHERE job = ?1 AND state = 'in_flight' AND lease_id = ?2 AND lease_deadline_ms >= ?3 \
+                         RETURNING job, priority, enqueued_ms, not_before_ms, lease_id, lease_owner, \
+                         lease_deadline_ms";
+
+/// Removes a held ticket. ?1 job, ?2 lease id.
+const ACK: &str = "DELETE FROM job_queue WHERE job = ?1 AND state = 'in_flight' AND lease_id = ?2";
+
+/// Puts a held ticket back to waiting until ?3. ?1 job, ?2 lease id.
+const RETRY: &str = "UPDATE job_queue SET state = 'waiting', not_before_ms = ?3, lease_id = NULL, lease_owner = NULL, \
+                     lease_deadline_ms = NULL WHERE job = ?1 AND state = 'in_flight' AND lease_id = ?2";
+
+/// Removes a held ticket and returns it, on its way to the dead letters. ?1 job, ?2 lease id.
+const BURY: &str = "DELETE FROM job_queue WHERE job = ?1 AND state = 'in_flight' AND lease_id = ?2 \
+                    RETURNING job, priority, enqueued_ms, not_before_ms";
+
+/// Adds a dead letter. ?1 job, ?2 priority, ?3 enqueued, ?4 not before, ?5 error, ?6 now.
+const DEAD_LETTER: &str = "INSERT INTO job_dead_letters (job, priority, enqueued_ms, not_before_ms, error, dead_ms) \
+                           VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// Puts every expired lease back to waiting. ?1 now.
+const RECLAIM: &str = "UPDATE job_queue SET state = 'waiting', lease_id = NULL, lease_owner = NULL, \
+                       lease_deadline_ms = NULL WHERE state = 'in_flight' AND lease_deadline_ms < ?1";
+
+/// The dead letters oldest first, at most ?1.
+const DEAD_LETTERS: &str = "SELECT job, priority, enqueued_ms, not_before_ms, error, dead_ms FROM job_dead_letters \
+                            ORDER BY seq LIMIT ?1";
+
+/// Removes the oldest dead letter of ?1 and returns its priority.
+const UNBURY: &str = "DELETE FROM job_dead_letters WHERE seq = \
+                      (SELECT seq FROM job_dead_letters WHERE job = ?1 ORDER BY seq LIMIT 1) RETURNING priority";
+
+/// Puts a replayed job back to waiting at ?3 unless it has a ticket. ?1 job, ?2 priority.
+const REPLAY: &str = "INSERT INTO job_queue (job, priority, state, enqueued_ms, not_before_ms) \
+                      VALUES (?1, ?2, 'waiting', ?3, ?3) ON CONFLICT (job) DO NOTHING";
+
+/// The tickets per rank and state, and the dead letters.
+const LENGTHS: &str = "SELECT priority_rank AS rank, state, count(*) AS n FROM job_queue GROUP BY priority_rank, state \
+                       UNION ALL SELECT -1, 'dead', dead_letters FROM job_queue_counts WHERE id = 1";
+
+/// A row if the job ?1 has a ticket.
+const CONTAINS: &str = "SELECT 1 FROM job_queue WHERE job = ?1";
 
 /// A bounded [`JobQueue`] over a SQLite pool, with optional aging; the schema comes from
 /// [`super::migrate`]. Every write runs in a `BEGIN IMMEDIATE` transaction, so the one writer SQLite allows
@@ -69,117 +116,8 @@ impl SqliteJobQueue {
         dead_letter_capacity: usize,
         aging_step: Option<Duration>,
     ) -> SqliteJobQueue {
-        let aging_step_ms = aging_step.map(|s| i64::try_from(s.as_millis()).unwrap_or(i64::MAX)).filter(|ms| *ms > 0);
-        SqliteJobQueue { pool, capacity, dead_letter_capacity, aging_step_ms }
+        SqliteJobQueue { pool, capacity, dead_letter_capacity, aging_step_ms: queue::aging_step_ms(aging_step) }
     }
-}
-
-/// Why a stored row is not a ticket, lease or dead letter.
-#[derive(Debug, thiserror::Error)]
-enum RowError {
-    /// The driver could not read the column as the expected type.
-    #[error("{column} cannot be read: {source}")]
-    Decode {
-        /// Which column.
-        column: &'static str,
-        /// What the driver said.
-        #[source]
-        source: sqlx::Error,
-    },
-    /// The column holds a value the domain type refuses.
-    #[error("{column} is invalid: {problem}")]
-    Invalid {
-        /// Which column.
-        column: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
-}
-
-/// A corrupt row is reported as unavailable: the port has no other failure, and the message names the column.
-fn corrupt(e: RowError) -> JobQueueError {
-    JobQueueError::Unavailable { reason: format!("corrupt job queue row: {e}") }
-}
-
-fn unavailable(e: sqlx::Error) -> JobQueueError {
-    JobQueueError::Unavailable { reason: e.to_string() }
-}
-
-fn lost(lease: &Lease) -> JobQueueError {
-    JobQueueError::LeaseLost { job: lease.ticket.job, lease_id: lease.lease_id }
-}
-
-/// The stored lease id of `lease`. Stored ids are positive `INTEGER`s, so one that does not fit was never
-/// handed out here and is lost.
-fn lease_key(lease: &Lease) -> Result<i64, JobQueueError> {
-    i64::try_from(lease.lease_id).map_err(|_| lost(lease))
-}
-
-/// A size limit as a SQL integer; limits past `i64::MAX` are no limit at all.
-fn sql_count(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// The stored name of a priority. Pinned here, not taken from `Display`, because the CHECK constraints of the
-/// migration name these exact words.
-const fn priority_name(p: Priority) -> &'static str {
-    match p {
-        Priority::Critical => "critical",
-        Priority::High => "high",
-        Priority::Normal => "normal",
-        Priority::Low => "low",
-    }
-}
-
-fn column<'r, T>(row: &'r SqliteRow, column: &'static str) -> Result<T, RowError>
-where
-    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
-{
-    row.try_get(column).map_err(|source| RowError::Decode { column, source })
-}
-
-fn invalid(column: &'static str, problem: impl ToString) -> RowError {
-    RowError::Invalid { column, problem: problem.to_string() }
-}
-
-/// Rebuilds a ticket from the `job, priority, enqueued_ms, not_before_ms` columns.
-fn ticket_from_row(row: &SqliteRow) -> Result<JobTicket, RowError> {
-    let job: Vec<u8> = column(row, "job")?;
-    let priority: String = column(row, "priority")?;
-    Ok(JobTicket {
-        job: JobId::from(id_from_bytes(&job).map_err(|e| invalid("job", e))?),
-        priority: Priority::ALL
-            .into_iter()
-            .find(|p| priority_name(*p) == priority)
-            .ok_or_else(|| invalid("priority", format!("{priority:?}")))?,
-        enqueued_at: Timestamp::from_millis(column(row, "enqueued_ms")?),
-        not_before: Timestamp::from_millis(column(row, "not_before_ms")?),
-    })
-}
-
-/// Rebuilds a lease from a ticket row in flight.
-fn lease_from_row(row: &SqliteRow) -> Result<Lease, RowError> {
-    let lease_id: i64 = column(row, "lease_id")?;
-    let owner: String = column(row, "lease_owner")?;
-    Ok(Lease {
-        ticket: ticket_from_row(row)?,
-        worker: WorkerId::parse(&owner).map_err(|e| invalid("lease_owner", e))?,
-        lease_id: u64::try_from(lease_id).map_err(|_| invalid("lease_id", format!("{lease_id} is negative")))?,
-        deadline: Timestamp::from_millis(column(row, "lease_deadline_ms")?),
-    })
-}
-
-fn dead_letter_from_row(row: &SqliteRow) -> Result<DeadLetter, RowError> {
-    let error: String = column(row, "error")?;
-    if error.len() > ErrorText::LEN_MAX {
-        // ErrorText::new cuts silently; a stored text it would cut was not written by this adapter.
-        return Err(invalid("error", "too long"));
-    }
-    Ok(DeadLetter {
-        ticket: ticket_from_row(row)?,
-        error: ErrorText::new(&error),
-        at: Timestamp::from_millis(column(row, "dead_ms")?),
-    })
 }
 
 impl SqliteJobQueue {
@@ -211,6 +149,21 @@ async fn free_slot(conn: &mut SqliteConnection, column: Slot) -> Result<(), JobQ
     Ok(())
 }
 
+/// Runs `sql` with `values` bound and returns how many rows it changed.
+async fn execute(conn: &mut SqliteConnection, sql: &str, values: Vec<Value<'_>>) -> Result<u64, JobQueueError> {
+    let done = sqlx::query(sql).bind_values(values).execute(conn).await.map_err(unavailable)?;
+    Ok(done.rows_affected())
+}
+
+/// Runs `sql` with `values` bound and returns its row, if any.
+async fn fetch_optional(
+    conn: &mut SqliteConnection,
+    sql: &str,
+    values: Vec<Value<'_>>,
+) -> Result<Option<SqliteRow>, JobQueueError> {
+    sqlx::query(sql).bind_values(values).fetch_optional(conn).await.map_err(unavailable)
+}
+
 /// Which bounded size a slot is of.
 #[derive(Clone, Copy)]
 enum Slot {
@@ -224,18 +177,7 @@ enum Slot {
 impl JobQueue for SqliteJobQueue {
     async fn enqueue(&self, ticket: JobTicket) -> Result<Enqueued, JobQueueError> {
         let mut tx = self.write().await?;
-        let added = sqlx::query(
-            "INSERT INTO job_queue (job, priority, state, enqueued_ms, not_before_ms) \
-             VALUES (?1, ?2, 'waiting', ?3, ?4) ON CONFLICT (job) DO NOTHING",
-        )
-        .bind(id_bytes(ticket.job.as_u128()))
-        .bind(priority_name(ticket.priority))
-        .bind(ticket.enqueued_at.as_millis())
-        .bind(ticket.not_before.as_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if added.rows_affected() == 0 {
+        if execute(&mut tx, ENQUEUE, queue::ticket_values(&ticket)).await? == 0 {
             tx.rollback().await.map_err(unavailable)?;
             return Ok(Enqueued::AlreadyPresent);
         }
@@ -253,60 +195,35 @@ impl JobQueue for SqliteJobQueue {
         now: Timestamp,
         lease: Duration,
     ) -> Result<Option<Lease>, JobQueueError> {
-        let sql = if self.aging_step_ms.is_some() { DEQUEUE_AGED } else { DEQUEUE };
-        let query = sqlx::query(sql).bind(now.as_millis()).bind(worker.as_str()).bind(now.plus(lease).as_millis());
-        let query = match self.aging_step_ms {
-            Some(step) => query.bind(step),
-            None => query,
-        };
+        let (sql, values) = DEQUEUE.statement(self.aging_step_ms, worker, now, lease);
         let mut tx = self.write().await?;
-        let Some(row) = query.fetch_optional(&mut *tx).await.map_err(unavailable)? else {
+        let Some(row) = fetch_optional(&mut tx, sql, values).await? else {
             tx.rollback().await.map_err(unavailable)?;
             return Ok(None);
         };
-        let leased = lease_from_row(&row).map_err(corrupt)?;
-        sqlx::query("UPDATE job_queue_counts SET last_lease_id = last_lease_id + 1 WHERE id = 1")
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let leased = queue::lease_from_row(&row).map_err(corrupt)?;
+        execute(&mut tx, "UPDATE job_queue_counts SET last_lease_id = last_lease_id + 1 WHERE id = 1", Vec::new())
+            .await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(leased))
     }
 
     async fn heartbeat(&self, lease: &Lease, now: Timestamp, extend: Duration) -> Result<Lease, JobQueueError> {
-        let lease_id = lease_key(lease)?;
+        let values = queue::heartbeat_values(lease, now, extend)?;
         let mut tx = self.write().await?;
-        let row = sqlx::query(
-            "UPDATE job_queue SET lease_deadline_ms = ?4 \
-             WHERE job = ?1 AND state = 'in_flight' AND lease_id = ?2 AND lease_deadline_ms >= ?3 \
-             RETURNING job, priority, enqueued_ms, not_before_ms, lease_id, lease_owner, lease_deadline_ms",
-        )
-        .bind(id_bytes(lease.ticket.job.as_u128()))
-        .bind(lease_id)
-        .bind(now.as_millis())
-        .bind(now.plus(extend).as_millis())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let Some(row) = row else {
+        let Some(row) = fetch_optional(&mut tx, HEARTBEAT, values).await? else {
             tx.rollback().await.map_err(unavailable)?;
             return Err(lost(lease));
         };
-        let extended = lease_from_row(&row).map_err(corrupt)?;
+        let extended = queue::lease_from_row(&row).map_err(corrupt)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(extended)
     }
 
     async fn ack(&self, lease: &Lease) -> Result<(), JobQueueError> {
-        let lease_id = lease_key(lease)?;
+        let values = queue::lease_values(lease)?;
         let mut tx = self.write().await?;
-        let gone = sqlx::query("DELETE FROM job_queue WHERE job = ?1 AND state = 'in_flight' AND lease_id = ?2")
-            .bind(id_bytes(lease.ticket.job.as_u128()))
-            .bind(lease_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        if gone.rows_affected() == 0 {
+        if execute(&mut tx, ACK, values).await? == 0 {
             tx.rollback().await.map_err(unavailable)?;
             return Err(lost(lease));
         }
@@ -321,36 +238,17 @@ impl JobQueue for SqliteJobQueue {
         retry_at: Option<Timestamp>,
         error: &ErrorText,
     ) -> Result<(), JobQueueError> {
-        let job = id_bytes(lease.ticket.job.as_u128());
-        let lease_id = lease_key(lease)?;
+        let mut values = queue::lease_values(lease)?;
         let mut tx = self.write().await?;
         if let Some(at) = retry_at {
-            let done = sqlx::query(
-                "UPDATE job_queue SET state = 'waiting', not_before_ms = ?3, lease_id = NULL, lease_owner = NULL, \
-                 lease_deadline_ms = NULL WHERE job = ?1 AND state = 'in_flight' AND lease_id = ?2",
-            )
-            .bind(job)
-            .bind(lease_id)
-            .bind(at.as_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            if done.rows_affected() == 0 {
+            values.push(at.as_millis().into());
+            if execute(&mut tx, RETRY, values).await? == 0 {
                 tx.rollback().await.map_err(unavailable)?;
                 return Err(lost(lease));
             }
             return tx.commit().await.map_err(unavailable);
         }
-        let gone = sqlx::query(
-            "DELETE FROM job_queue WHERE job = ?1 AND state = 'in_flight' AND lease_id = ?2 \
-             RETURNING job, priority, enqueued_ms, not_before_ms",
-        )
-        .bind(job)
-        .bind(lease_id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let Some(gone) = gone else {
+        let Some(gone) = fetch_optional(&mut tx, BURY, values).await? else {
             tx.rollback().await.map_err(unavailable)?;
             return Err(lost(lease));
         };
@@ -360,78 +258,33 @@ impl JobQueue for SqliteJobQueue {
             return Err(JobQueueError::QueueFull { capacity: self.dead_letter_capacity });
         }
         free_slot(&mut tx, Slot::Ticket).await?;
-        let ticket = ticket_from_row(&gone).map_err(corrupt)?;
-        sqlx::query(
-            "INSERT INTO job_dead_letters (job, priority, enqueued_ms, not_before_ms, error, dead_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(id_bytes(ticket.job.as_u128()))
-        .bind(priority_name(ticket.priority))
-        .bind(ticket.enqueued_at.as_millis())
-        .bind(ticket.not_before.as_millis())
-        .bind(error.as_str())
-        .bind(now.as_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        let mut dead = queue::ticket_values(&queue::ticket_from_row(&gone).map_err(corrupt)?);
+        dead.extend([error.as_str().into(), now.as_millis().into()]);
+        execute(&mut tx, DEAD_LETTER, dead).await?;
         tx.commit().await.map_err(unavailable)
     }
 
     async fn reclaim_expired(&self, now: Timestamp) -> Result<usize, JobQueueError> {
         let mut tx = self.write().await?;
-        let done = sqlx::query(
-            "UPDATE job_queue SET state = 'waiting', lease_id = NULL, lease_owner = NULL, lease_deadline_ms = NULL \
-             WHERE state = 'in_flight' AND lease_deadline_ms < ?1",
-        )
-        .bind(now.as_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        let reclaimed = execute(&mut tx, RECLAIM, vec![now.as_millis().into()]).await?;
         tx.commit().await.map_err(unavailable)?;
-        Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+        Ok(queue::row_count(reclaimed))
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, JobQueueError> {
-        let limit = sql_count(limit.min(LIST_LIMIT_MAX));
-        let rows = sqlx::query(
-            "SELECT job, priority, enqueued_ms, not_before_ms, error, dead_ms FROM job_dead_letters \
-             ORDER BY seq LIMIT ?1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        rows.iter().map(|r| dead_letter_from_row(r).map_err(corrupt)).collect()
+        queue::dead_letters(&self.pool, DEAD_LETTERS, limit).await
     }
 
     async fn replay_dead_letter(&self, job: JobId, now: Timestamp) -> Result<(), JobQueueError> {
         let mut tx = self.write().await?;
-        let gone = sqlx::query(
-            "DELETE FROM job_dead_letters WHERE seq = \
-             (SELECT seq FROM job_dead_letters WHERE job = ?1 ORDER BY seq LIMIT 1) RETURNING priority",
-        )
-        .bind(id_bytes(job.as_u128()))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let Some(gone) = gone else {
+        let Some(gone) = fetch_optional(&mut tx, UNBURY, vec![Value::id(job.as_u128())]).await? else {
             tx.rollback().await.map_err(unavailable)?;
             return Err(JobQueueError::NotDeadLettered { job });
         };
         free_slot(&mut tx, Slot::DeadLetter).await?;
-        let priority: String = column(&gone, "priority").map_err(corrupt)?;
-        // The stored text goes back as it is: the CHECK constraints of both tables name the same words.
-        let added = sqlx::query(
-            "INSERT INTO job_queue (job, priority, state, enqueued_ms, not_before_ms) \
-             VALUES (?1, ?2, 'waiting', ?3, ?3) ON CONFLICT (job) DO NOTHING",
-        )
-        .bind(id_bytes(job.as_u128()))
-        .bind(priority)
-        .bind(now.as_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if added.rows_affected() == 1 && !take_slot(&mut tx, Slot::Ticket, self.capacity).await? {
+        let values = vec![Value::id(job.as_u128()), queue::dead_priority(&gone)?.into(), now.as_millis().into()];
+        let added = execute(&mut tx, REPLAY, values).await?;
+        if added == 1 && !take_slot(&mut tx, Slot::Ticket, self.capacity).await? {
             // The capacity was reached: the rollback keeps the dead letter.
             tx.rollback().await.map_err(unavailable)?;
             return Err(JobQueueError::QueueFull { capacity: self.capacity });
@@ -440,36 +293,10 @@ impl JobQueue for SqliteJobQueue {
     }
 
     async fn len_by_priority(&self) -> Result<QueueLengths, JobQueueError> {
-        // One statement, so that the three numbers come from one snapshot.
-        let rows = sqlx::query(
-            "SELECT priority_rank AS rank, state, count(*) AS n FROM job_queue GROUP BY priority_rank, state \
-             UNION ALL SELECT -1, 'dead', dead_letters FROM job_queue_counts WHERE id = 1",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        let mut lengths = QueueLengths::default();
-        for row in &rows {
-            let rank: i64 = column(row, "rank").map_err(corrupt)?;
-            let state: String = column(row, "state").map_err(corrupt)?;
-            let n: i64 = column(row, "n").map_err(corrupt)?;
-            let n = usize::try_from(n).map_err(|_| corrupt(invalid("count", format!("{n} is negative"))))?;
-            match (state.as_str(), usize::try_from(rank)) {
-                ("waiting", Ok(rank)) if rank < lengths.waiting.len() => lengths.waiting[rank] += n,
-                ("in_flight", _) => lengths.in_flight += n,
-                ("dead", _) => lengths.dead_letters = n,
-                _ => return Err(corrupt(invalid("state", format!("{state:?} at rank {rank}")))),
-            }
-        }
-        Ok(lengths)
+        queue::len_by_priority(&self.pool, LENGTHS).await
     }
 
     async fn contains(&self, job: JobId) -> Result<bool, JobQueueError> {
-        let found: i64 = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM job_queue WHERE job = ?1)")
-            .bind(id_bytes(job.as_u128()))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(found != 0)
+        queue::contains(&self.pool, CONTAINS, job).await
     }
 }
