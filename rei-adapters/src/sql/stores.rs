@@ -1,4 +1,4 @@
-//! The job, quote, usage-session and audit store logic that the PostgreSQL and SQLite adapters share: reading
+//! The job, job-queue, quote, usage-session and audit store logic that the PostgreSQL and SQLite adapters share: reading
 //! columns into domain types, the parameters a domain value binds as, the stored names of enums, the steps of
 //! each port operation, and the mapping of errors into each port's error type. The engine modules keep only
 //! what differs: SQL text (placeholders `$1` against `?1`, locking clauses), driver types, and how they make a
