@@ -1,4 +1,4 @@
-//! `rei bench queue`: enqueue -> dequeue -> ack of no-op tickets on one Redis, jobs/s and p99 enqueue-to-ack
+//! `rei bench queue`: enqueue -> dequeue -> ack (ack-and-take-next) of no-op tickets on one Redis, jobs/s and p99 enqueue-to-ack
 //! latency; in the same run, Python RQ (`SimpleWorker`, a no-op job, three queues) on the same Redis, for the
 //! ratio. A benchmark: it reports, it asserts nothing but that every ticket was delivered.
 
@@ -100,18 +100,26 @@ async fn drive(queue: Arc<dyn JobQueue>, workers: u32, jobs: u64, run_id: i64) -
         tasks.push(tokio::spawn(async move {
             let clock = rei_adapters::system::SystemClock::new();
             let mut latencies = Vec::new();
-            while acked.load(Ordering::Relaxed) < jobs {
-                match queue.dequeue(&worker, clock.now(), Duration::from_secs(60)).await? {
-                    Some(lease) => {
-                        queue.ack(&lease).await?;
+            let mut held: Option<rei_core::jobs::Lease> = None;
+            // A worker's loop: ack what it holds and take the next ticket in one call.
+            while acked.load(Ordering::Relaxed) < jobs || held.is_some() {
+                let lease_for = Duration::from_secs(60);
+                let next = match held.take() {
+                    Some(done) => {
+                        let next = queue.ack_and_dequeue(&done, clock.now(), lease_for).await?;
                         acked.fetch_add(1, Ordering::Relaxed);
-                        let seq = usize::try_from(lease.ticket.job.as_u128() & u128::from(u64::MAX)).unwrap_or(0);
+                        let seq = usize::try_from(done.ticket.job.as_u128() & u128::from(u64::MAX)).unwrap_or(0);
                         let at = stamps.get(seq).map_or(0, |s| s.load(Ordering::Relaxed));
                         let now = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                         latencies.push(now.saturating_sub(at));
+                        next
                     }
-                    None => tokio::time::sleep(Duration::from_micros(200)).await,
+                    None => queue.dequeue(&worker, clock.now(), lease_for).await?,
+                };
+                if next.is_none() && acked.load(Ordering::Relaxed) < jobs {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
                 }
+                held = next;
             }
             Ok(latencies)
         }));

@@ -61,9 +61,12 @@ fn script(body: &str) -> Script {
 }
 
 static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/enqueue.lua")));
-static DEQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/dequeue.lua")));
+static DEQUEUE: LazyLock<Script> =
+    LazyLock::new(|| script(concat!(include_str!("lua/take_next.lua"), include_str!("lua/dequeue.lua"))));
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
 static ACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/ack.lua")));
+static ACK_DEQUEUE: LazyLock<Script> =
+    LazyLock::new(|| script(concat!(include_str!("lua/take_next.lua"), include_str!("lua/ack_dequeue.lua"))));
 static NACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/nack.lua")));
 static RECLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/reclaim.lua")));
 static DEAD_LETTERS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/dead_letters.lua")));
@@ -289,6 +292,36 @@ impl JobQueue for RedisJobQueue {
             1 => Ok(()),
             _ => Err(lease_lost(lease)),
         }
+    }
+
+    async fn ack_and_dequeue(
+        &self,
+        done: &Lease,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<Lease>, JobQueueError> {
+        let deadline = now.plus(lease);
+        let mut call = self.call(&ACK_DEQUEUE);
+        call.arg(member(done.ticket.job))
+            .arg(done.lease_id)
+            .arg(ms(now))
+            .arg(ms(deadline))
+            .arg(done.worker.as_str())
+            .arg(self.aging_step_ms)
+            .arg(lease_seed(now))
+            .arg(PROMOTE_BATCH);
+        let (job, stored, lease_id) = match self.run::<::redis::Value>(&call).await.map_err(unavailable)? {
+            ::redis::Value::Int(1) => return Ok(None),
+            ::redis::Value::Int(_) => return Err(lease_lost(done)),
+            taken => <(String, String, String)>::from_redis_value(taken)
+                .map_err(|e| unavailable(CallError::Corrupt(format!("ack-and-dequeue answer: {e}"))))?,
+        };
+        let leased = || -> Result<Lease, CallError> {
+            let job = parse_member(&job)?;
+            let lease_id = lease_id.parse().map_err(|_| CallError::Corrupt(format!("lease id {lease_id:?}")))?;
+            Ok(Lease { ticket: parse_ticket(job, &stored)?, worker: done.worker.clone(), lease_id, deadline })
+        };
+        leased().map(Some).map_err(unavailable)
     }
 
     async fn nack(

@@ -241,6 +241,24 @@ pub trait JobQueue: Send + Sync {
     /// [`JobQueueError::LeaseLost`], [`JobQueueError::Unavailable`].
     async fn ack(&self, lease: &Lease) -> Result<(), JobQueueError>;
 
+    /// Acks `done` and takes the next ticket for the same worker, leased for `lease` from `now`: a worker's
+    /// loop in one call, which a store MAY serve in one round trip.
+    ///
+    /// It MUST behave exactly as [`JobQueue::ack`] followed by [`JobQueue::dequeue`] for `done.worker`; when the
+    /// ack fails, nothing is taken.
+    ///
+    /// # Errors
+    /// As `ack`, then as `dequeue`.
+    async fn ack_and_dequeue(
+        &self,
+        done: &Lease,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<Lease>, JobQueueError> {
+        self.ack(done).await?;
+        self.dequeue(&done.worker, now, lease).await
+    }
+
     /// Gives the ticket back: with `retry_at`, it MUST wait again (keeping its `enqueued_at`) and not be handed
     /// out before `retry_at`; without, it MUST move to the dead letters with `error`. When the dead-letter
     /// list is full the call MUST refuse with [`JobQueueError::QueueFull`] and keep the lease.

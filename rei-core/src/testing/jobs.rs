@@ -516,6 +516,26 @@ where
     }
     assert_eq!(drain(q.as_ref(), &worker, at(10)).await, vec![3, 5, 6, 4, 2, 1], "priority then FIFO then id");
 
+    // Ack-and-dequeue acks one lease and hands over the next ticket in order; a lost lease takes nothing.
+    let q = make(spec).await;
+    for t in [ticket(1, Priority::Normal, 1), ticket(2, Priority::High, 2), ticket(3, Priority::Low, 3)] {
+        ok(q.enqueue(t).await, "enqueue");
+    }
+    let first = ok(q.dequeue(&worker, at(10), minute).await, "dequeue").unwrap_or_else(|| panic!("a ticket"));
+    assert_eq!(first.ticket.job.as_u128(), 2);
+    let second = ok(q.ack_and_dequeue(&first, at(11), minute).await, "ack and dequeue")
+        .unwrap_or_else(|| panic!("the next ticket"));
+    assert_eq!((second.ticket.job.as_u128(), &second.worker), (1, &worker), "the next in order, same worker");
+    assert!(!ok(q.contains(first.ticket.job).await, "contains"), "the first ticket is acked");
+    let lost = q.ack_and_dequeue(&first, at(12), minute).await;
+    assert!(matches!(lost, Err(JobQueueError::LeaseLost { .. })), "a lost lease: {lost:?}");
+    assert!(ok(q.contains(JobId::from(3)).await, "contains"), "nothing taken after a failed ack");
+    let third = ok(q.ack_and_dequeue(&second, at(13), minute).await, "ack and dequeue")
+        .unwrap_or_else(|| panic!("the last ticket"));
+    assert_eq!(third.ticket.job.as_u128(), 3);
+    assert_eq!(ok(q.ack_and_dequeue(&third, at(14), minute).await, "ack the last"), None, "empty after the last");
+    assert!(!ok(q.contains(JobId::from(3)).await, "contains"));
+
     // Aging: a Low ticket that waited two steps counts as High and, being older, beats a fresh High.
     let q = make(QueueSpec { aging_step: Some(Duration::from_millis(100)), ..spec }).await;
     ok(q.enqueue(ticket(1, Priority::Low, 0)).await, "enqueue");

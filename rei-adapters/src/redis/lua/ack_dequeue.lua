@@ -1,0 +1,12 @@
+-- Ack one lease and take the next ticket for the same worker, in one step.
+-- ARGV: job, lease_id, then dequeue's: now, lease deadline, worker, aging step, lease id seed, promotion batch.
+-- Returns 0 (the lease was lost: nothing acked, nothing taken), 1 (acked, nothing ready), or
+-- {job, ticket, lease_id} (acked, and this ticket is leased).
+local job = ARGV[1]
+if not holds(job, ARGV[2]) then
+  return 0
+end
+redis.call('ZREM', KEYS[IN_FLIGHT], job)
+redis.call('HDEL', KEYS[LEASES], job)
+redis.call('HDEL', KEYS[TICKETS], job)
+return take_next(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]) or 1
