@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use crate::caps::SpendCaps;
 use crate::ids::IdGen;
 use crate::ids::{HoldId, IdempotencyKey, ProviderId, SessionId, TxId, UserId, new_id};
-use crate::ledger::{LedgerCommand, LedgerError, LedgerOp, LedgerStore, StoreError};
+use crate::ledger::{HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore, StoreError};
 use crate::money::{Money, MoneyError, UnitPrice, round_to_kopeck};
 use crate::time::{Clock, Timestamp};
 
@@ -354,12 +354,22 @@ impl UsageService {
         let key = IdempotencyKey::derived("session-close", s.id);
         let cmd = LedgerCommand { key, tx: new_id::<TxId>(&*self.ids), at: self.clock.now(), op };
         match self.ledger.apply(cmd).await {
-            Ok(_) => {}
+            Ok(_) => self.mark(s, state, captured).await,
             // The hold lapsed before the close: the reaper gives it back; the session ends with nothing taken.
-            Err(LedgerError::HoldExpired { .. }) => return self.mark(s, state, Money::ZERO).await,
-            Err(e) => return Err(e.into()),
+            Err(LedgerError::HoldExpired { .. }) => self.mark(s, state, Money::ZERO).await,
+            // An earlier close captured (its process died before marking the session) or the reaper expired the
+            // hold: the ledger is the truth, so the session ends with what the hold says was taken.
+            Err(e @ (LedgerError::KeyConflict { .. } | LedgerError::HoldNotActive { .. })) => {
+                match self.ledger.hold(s.hold).await? {
+                    Some(h) if h.state == HoldState::Captured => self.mark(s, state, h.captured).await,
+                    Some(h) if matches!(h.state, HoldState::Released | HoldState::Expired) => {
+                        self.mark(s, state, Money::ZERO).await
+                    }
+                    _ => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
         }
-        self.mark(s, state, captured).await
     }
 
     async fn mark(&self, s: UsageSession, state: SessionState, captured: Money) -> Result<UsageSession, UsageError> {

@@ -402,6 +402,9 @@ impl LedgerOp {
 
     /// A canonical text of the operation, stored with its key: a replay with the same key and a different
     /// operation is a conflict, not a replay.
+    ///
+    /// A raise's expiry is left out: a caller retrying a raise computes its expiry from a later clock, and it is
+    /// still the same request (same hold, same amount); the replay returns the first outcome.
     #[must_use]
     pub fn fingerprint(&self) -> String {
         let caps = |c: &SpendCaps| {
@@ -419,9 +422,7 @@ impl LedgerOp {
                 expires_at.as_millis(),
                 caps(c)
             ),
-            LedgerOp::Raise { hold, amount, expires_at, caps: c } => {
-                format!("raise|{hold}|{}|{}|{}", amount.kopecks(), expires_at.as_millis(), caps(c))
-            }
+            LedgerOp::Raise { hold, amount, caps: c, .. } => format!("raise|{hold}|{}|{}", amount.kopecks(), caps(c)),
             LedgerOp::Capture { hold, amount } => format!("capture|{hold}|{}", amount.kopecks()),
             LedgerOp::Release { hold } => format!("release|{hold}"),
             LedgerOp::Expire { hold } => format!("expire|{hold}"),

@@ -233,6 +233,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_session_survives_a_crash_between_the_ledger_and_its_own_record() {
+        // Proves the ledger is the truth after a crash: a raise applied but not recorded is replayed (not a
+        // conflict) on the next meter, and a close captured but not recorded ends the session with what was
+        // captured, never charging twice.
+        let w = world(10_000, SpendCaps::NONE).await;
+        let id = SessionId::from(11);
+        let s = w.svc.open(id, spec()).await.expect("open");
+        // The next chunk's raise lands in the ledger, then the process dies before saving the session.
+        let raise = LedgerOp::Raise {
+            hold: s.hold,
+            amount: Money::from_kopecks(1_500),
+            expires_at: s.expires_at,
+            caps: SpendCaps::NONE,
+        };
+        let key = IdempotencyKey::derived("session-raise", format!("{id}.2"));
+        w.ledger.apply(LedgerCommand { key, tx: TxId::from(77), at: s.opened_at, op: raise }).await.expect("raise");
+        w.clock.advance(Duration::from_secs(3));
+        let Metered::Running(s) = w.svc.meter(id, 5).await.expect("meter after the crash") else { panic!("runs") };
+        assert_eq!((s.chunks, s.held), (2, Money::from_kopecks(3_000)));
+        assert_eq!(w.ledger.balance(ALICE).await.expect("b").held, Money::from_kopecks(3_000), "raised once");
+        // A close captures, then the process dies before marking the session; the retry reports more units.
+        let capture = LedgerOp::Capture { hold: s.hold, amount: Money::from_kopecks(900) };
+        let key = IdempotencyKey::derived("session-close", id);
+        w.ledger
+            .apply(LedgerCommand { key, tx: TxId::from(78), at: crate::time::Clock::now(&*w.clock), op: capture })
+            .await
+            .expect("cap");
+        let done = w.svc.close(id, 9).await.expect("close after the crash");
+        assert_eq!((done.state, done.captured), (SessionState::Closed, Money::from_kopecks(900)));
+        let b = w.ledger.balance(ALICE).await.expect("b");
+        assert_eq!((b.available, b.held), (Money::from_kopecks(9_100), Money::ZERO), "charged once");
+    }
+
+    #[tokio::test]
     async fn units_never_go_backwards() {
         // Proves a meter reading below the last one is refused.
         let w = world(10_000, SpendCaps::NONE).await;

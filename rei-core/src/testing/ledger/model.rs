@@ -229,7 +229,7 @@ impl Model {
     /// Applies a command to the oracle and returns what the store must answer.
     fn run(&mut self, cmd: &LedgerCommand) -> Expect {
         if let Some((op, first)) = self.keys.get(cmd.key.as_str()) {
-            if *op != cmd.op {
+            if op.fingerprint() != cmd.op.fingerprint() {
                 return Expect::Refused("key_conflict");
             }
             if let Expect::Applied { tx, kind, amount, released, .. } = first {
