@@ -141,6 +141,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "0003_job_queue.sql",
         sql: include_str!("../../migrations/postgres/0003_job_queue.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_ledger_postings_checked_per_statement.sql",
+        sql: include_str!("../../migrations/postgres/0004_ledger_postings_checked_per_statement.sql"),
+    },
 ];
 
 /// The SQLite migrations, in order.

@@ -177,7 +177,19 @@ async fn the_database_refuses_to_rewrite_the_ledger() {
                       released, at_ms) VALUES ('\\x00000000000000000000000000000099', 'forged', 'f', 'adjust', 7, 1, 0, 0) \
                       RETURNING seq) INSERT INTO ledger_postings (tx_seq, idx, account, user_id, amount) \
                       SELECT seq, 0, 'available', 7, 100 FROM t";
-    assert!(sqlx::raw_sql(unbalanced).execute(pool).await.is_err(), "an unbalanced transaction must be refused");
+    let e = support::refusal(sqlx::raw_sql(unbalanced).execute(pool).await);
+    assert!(e.contains("does not sum to zero"), "{e}");
+    // Balanced postings slipped into a transaction written earlier.
+    let slipped = "INSERT INTO ledger_postings (tx_seq, idx, account, user_id, amount) \
+                   SELECT seq, 7, 'available', 7, 5 FROM ledger_transactions \
+                   UNION ALL SELECT seq, 8, 'payments', NULL, -5 FROM ledger_transactions";
+    let e = support::refusal(sqlx::raw_sql(slipped).execute(pool).await);
+    assert!(e.contains("already has postings"), "{e}");
+    // Balanced postings of a transaction that does not exist.
+    let orphans = "INSERT INTO ledger_postings (tx_seq, idx, account, user_id, amount) \
+                   VALUES (424242, 0, 'available', 7, 5), (424242, 1, 'payments', NULL, -5)";
+    let e = support::refusal(sqlx::raw_sql(orphans).execute(pool).await);
+    assert!(e.contains("does not exist"), "{e}");
     let e = sqlx::raw_sql("UPDATE ledger_accounts SET available = -1 WHERE user_id = 7").execute(pool).await;
     assert!(e.is_err(), "a negative balance must be refused by the database");
     assert!(s.verify().await.expect("verify").is_clean());
