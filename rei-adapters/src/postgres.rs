@@ -85,6 +85,22 @@ async fn migrate_locked(conn: &mut sqlx::PgConnection) -> Result<Vec<i64>, Migra
     Ok(done)
 }
 
+/// The embedded migrations this database has not applied yet (their versions), without changing anything:
+/// for a process configured to refuse to start on an old schema rather than migrate it.
+///
+/// # Errors
+/// [`MigrateError`] when an applied migration was edited or is unknown to this build, or the database fails.
+pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<i64>, MigrateError> {
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('rei_migrations')::TEXT").fetch_one(pool).await?;
+    let applied: Vec<(i64, i64)> = if exists.is_some() {
+        sqlx::query_as("SELECT version, checksum FROM rei_migrations ORDER BY version").fetch_all(pool).await?
+    } else {
+        Vec::new()
+    };
+    Ok(pending(POSTGRES_MIGRATIONS, &applied)?.iter().map(|m| m.version).collect())
+}
+
 /// Drops (if it exists) and creates database `name` on the server of `pool`, for tools that need a scratch
 /// database beside REI's (the benchmark's pgbench run). `name` must be a plain identifier.
 ///

@@ -46,6 +46,24 @@ pub async fn connect(url: &str, busy_timeout: Duration) -> Result<SqlitePool, sq
         .await
 }
 
+/// The embedded migrations this database has not applied yet (their versions), without changing anything:
+/// for a process configured to refuse to start on an old schema rather than migrate it.
+///
+/// # Errors
+/// [`MigrateError`] when an applied migration was edited or is unknown to this build, or the database fails.
+pub async fn pending_migrations(pool: &SqlitePool) -> Result<Vec<i64>, MigrateError> {
+    let exists: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'rei_migrations'")
+            .fetch_one(pool)
+            .await?;
+    let applied: Vec<(i64, i64)> = if exists > 0 {
+        sqlx::query_as("SELECT version, checksum FROM rei_migrations ORDER BY version").fetch_all(pool).await?
+    } else {
+        Vec::new()
+    };
+    Ok(pending(SQLITE_MIGRATIONS, &applied)?.iter().map(|m| m.version).collect())
+}
+
 /// Applies every embedded migration not yet applied, each in its own immediate transaction (SQLite's write
 /// lock makes two processes migrate once). Returns the versions applied now.
 ///

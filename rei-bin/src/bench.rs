@@ -25,6 +25,7 @@ pub(crate) struct LedgerBench {
     pub(crate) writers: usize,
     pub(crate) pgbench_scale: u32,
     pub(crate) json: bool,
+    pub(crate) migrate_on_start: crate::wiring::MigrateOnStart,
 }
 
 /// What one run measured.
@@ -65,7 +66,7 @@ pub(crate) async fn run(b: LedgerBench) -> Result<()> {
     }
     let connections = b.clients.clamp(4, 32);
     let db = Database::open(&b.database_url, connections).await?;
-    db.migrate().await?;
+    db.ready_schema(b.migrate_on_start).await?;
     let ledger = db.ledger(b.batch_max, b.writers)?;
     let run_id = rei_adapters::system::SystemClock::new().now().as_millis();
 

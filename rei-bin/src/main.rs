@@ -15,9 +15,15 @@ use rei_core::ids::{ProductId, QuoteId};
 use rei_core::pricing::{Pricer, PricingConfig, Tier};
 use rei_core::time::{Clock, Timestamp};
 
+use crate::wiring::MigrateOnStart;
+
 #[derive(Parser)]
 #[command(name = "rei", version, about = "Billing and routing engine for AI-generation chat bots")]
 struct Cli {
+    /// What a command that opens a database does when the schema lacks migrations: apply them, or refuse to
+    /// start (`rei migrate` then runs as a step of its own). `rei verify` never migrates.
+    #[arg(long, global = true, value_enum, env = "REI_MIGRATE_ON_START", default_value_t = MigrateOnStart::Apply)]
+    migrate_on_start: MigrateOnStart,
     #[command(subcommand)]
     command: Command,
 }
@@ -149,6 +155,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 writers,
                 pgbench_scale,
                 json,
+                migrate_on_start: cli.migrate_on_start,
             };
             runtime()?.block_on(bench::run(b)).map(|()| ExitCode::SUCCESS)
         }
@@ -172,6 +179,7 @@ async fn migrate(url: &str) -> Result<()> {
 
 async fn verify(url: &str) -> Result<ExitCode> {
     let db = wiring::Database::open(url, 2).await?;
+    db.ready_schema(MigrateOnStart::Check).await?;
     let report = db.ledger(1, 1)?.verify().await.context("failed to verify")?;
     println!("transactions {}", report.transactions);
     println!("total        {} (must be 0.00)", report.total);

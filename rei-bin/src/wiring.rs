@@ -15,6 +15,16 @@ use rei_core::ledger::LedgerStore;
 /// How long to wait for a connection before giving up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What a command does at start when the database lacks some of the embedded migrations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum MigrateOnStart {
+    /// Apply them (under the engine's migration lock, so concurrent starts migrate once). The default: the
+    /// embedded SQLite database needs no separate step.
+    Apply,
+    /// Refuse to start, naming them: for deployments that migrate in a step of their own.
+    Check,
+}
+
 /// An open database of either engine.
 #[derive(Clone, Debug)]
 pub(crate) enum Database {
@@ -57,6 +67,40 @@ impl Database {
             Database::Sqlite(p) => rei_adapters::sqlite::migrate(p).await,
         }
         .context("failed to migrate")
+    }
+
+    /// The versions of the embedded migrations this database has not applied yet.
+    pub(crate) async fn pending_migrations(&self) -> Result<Vec<i64>> {
+        match self {
+            Database::Postgres(p) => rei_adapters::postgres::pending_migrations(p).await,
+            Database::Sqlite(p) => rei_adapters::sqlite::pending_migrations(p).await,
+        }
+        .context("failed to read the applied migrations")
+    }
+
+    /// Readies the schema before a command uses it, as configured: applies what is missing, or refuses to go
+    /// on when anything is.
+    pub(crate) async fn ready_schema(&self, on_start: MigrateOnStart) -> Result<()> {
+        match on_start {
+            MigrateOnStart::Apply => {
+                let applied = self.migrate().await?;
+                if !applied.is_empty() {
+                    eprintln!("{}: applied migrations {applied:?}", self.engine());
+                }
+                Ok(())
+            }
+            MigrateOnStart::Check => {
+                let pending = self.pending_migrations().await?;
+                if pending.is_empty() {
+                    Ok(())
+                } else {
+                    anyhow::bail!(
+                        "the database lacks migrations {pending:?}: run `rei migrate --database-url URL` first, \
+                         or start with --migrate-on-start apply"
+                    )
+                }
+            }
+        }
     }
 
     /// The ledger store on this database, group-committing with `batch_max` commands a batch; PostgreSQL runs

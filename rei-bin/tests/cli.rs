@@ -69,3 +69,30 @@ fn migrate_then_verify_and_a_drift_exits_2() {
     let (ok, _, err) = rei(&["verify", "--database-url", "mysql://h/db"]);
     assert!(!ok && err.starts_with("error: "), "{err}");
 }
+
+#[test]
+fn migrations_at_start_are_applied_or_refused_as_configured() {
+    // Proves `--migrate-on-start check` refuses to run on a database that lacks migrations (naming them),
+    // that `rei verify` never migrates, and that the default applies them at start.
+    let path = std::env::temp_dir().join(format!("rei-cli-start-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let url = format!("sqlite://{}", path.display());
+    let bench =
+        ["bench", "ledger", "--database-url", &url, "--clients", "1", "--seconds", "1", "--warmup-seconds", "0"];
+
+    let (ok, _, err) = rei(&["verify", "--database-url", &url]);
+    assert!(!ok && err.contains("lacks migrations [1, 2, 3"), "{err}");
+    let mut checked = vec!["--migrate-on-start", "check"];
+    checked.extend(bench);
+    let (ok, _, err) = rei(&checked);
+    assert!(!ok && err.contains("lacks migrations"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let (ok, out, err) = rei(&bench);
+    assert!(ok, "{err}");
+    assert!(err.contains("applied migrations"), "{err}");
+    assert!(out.contains("verify       clean"), "{out}");
+    let (ok, _, err) = rei(&checked);
+    assert!(ok, "a migrated database starts under check: {err}");
+    let _ = std::fs::remove_file(&path);
+}

@@ -57,7 +57,7 @@ pub(crate) async fn sqlite_pool() -> SqlitePool {
 }
 
 /// The database's message for a statement it must refuse.
-pub fn refusal<T: std::fmt::Debug>(r: Result<T, sqlx::Error>) -> String {
+pub(crate) fn refusal<T: std::fmt::Debug>(r: Result<T, sqlx::Error>) -> String {
     match r {
         Ok(v) => panic!("the database accepted what it must refuse: {v:?}"),
         Err(e) => e.to_string(),
