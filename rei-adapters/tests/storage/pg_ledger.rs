@@ -184,7 +184,7 @@ async fn the_database_refuses_to_rewrite_the_ledger() {
                    SELECT seq, 7, 'available', 7, 5 FROM ledger_transactions \
                    UNION ALL SELECT seq, 8, 'payments', NULL, -5 FROM ledger_transactions";
     let e = support::refusal(sqlx::raw_sql(slipped).execute(pool).await);
-    assert!(e.contains("already has postings"), "{e}");
+    assert!(e.contains("was committed before"), "{e}");
     // Balanced postings of a transaction that does not exist.
     let orphans = "INSERT INTO ledger_postings (tx_seq, idx, account, user_id, amount) \
                    VALUES (424242, 0, 'available', 7, 5), (424242, 1, 'payments', NULL, -5)";
