@@ -530,18 +530,19 @@ pub enum BatchOp {
     Reclaim,
 }
 
-/// A random workload for [`check_batch_matches_singles`]: with or without aging, and 1 to 80 steps.
+/// A random workload for [`check_batch_matches_singles`]: with or without aging, and 1 to 120 steps.
 pub fn batch_workload() -> impl Strategy<Value = (bool, Vec<BatchOp>)> {
     let op = prop_oneof![
-        4 => (prop::sample::select(Priority::ALL.to_vec()), prop_oneof![3 => Just(0i64), 1 => 1i64..40])
+        10 => (prop::sample::select(Priority::ALL.to_vec()), prop_oneof![3 => Just(0i64), 1 => 1i64..40])
             .prop_map(|(priority, delay_ms)| BatchOp::Enqueue { priority, delay_ms }),
-        2 => (0usize..6).prop_map(|max| BatchOp::Take { max }),
-        2 => (0usize..4, 0usize..6).prop_map(|(acks, max)| BatchOp::AckAndTake { acks, max }),
+        2 => (0usize..10).prop_map(|max| BatchOp::Take { max }),
+        2 => (0usize..6, 0usize..10).prop_map(|(acks, max)| BatchOp::AckAndTake { acks, max }),
         1 => (0i64..30).prop_map(|delay_ms| BatchOp::Retry { delay_ms }),
-        2 => (0i64..25).prop_map(|ms| BatchOp::Tick { ms }),
+        // Mostly no time at all, so that tickets share enqueued_at; sometimes several aging steps.
+        4 => prop_oneof![2 => Just(0i64), 1 => 1i64..70].prop_map(|ms| BatchOp::Tick { ms }),
         1 => Just(BatchOp::Reclaim),
     ];
-    (any::<bool>(), prop::collection::vec(op, 1..80))
+    (any::<bool>(), prop::collection::vec(op, 1..120))
 }
 
 /// What a worker can see of a lease besides its id: the ticket, the holder and the deadline.
@@ -561,7 +562,7 @@ where
     Fut: Future<Output = Arc<dyn JobQueue>>,
 {
     let aging_step = aging.then_some(Duration::from_millis(20));
-    let spec = QueueSpec { capacity: 1_000, dead_letter_capacity: 10, aging_step };
+    let spec = QueueSpec { capacity: 10_000, dead_letter_capacity: 10, aging_step };
     let (single, batch) = (make(spec).await, make(spec).await);
     let worker = ok(WorkerId::parse("w1"), "worker id");
     let lease = Duration::from_millis(50);
