@@ -9,6 +9,12 @@ local function take_many(now_s, deadline_s, worker, step_s, seed, batch_s, max_s
   if max < 1 then
     return out
   end
+  -- Empty sorted sets do not exist: one command finds an empty queue, and one finds nothing to promote.
+  local waiting_keys = {waiting_key(0), waiting_key(1), waiting_key(2), waiting_key(3)}
+  if redis.call('EXISTS', ready_key(0), ready_key(1), ready_key(2), ready_key(3), unpack(waiting_keys)) == 0 then
+    return out
+  end
+  local waiting = redis.call('EXISTS', unpack(waiting_keys)) > 0
 
   -- Per rank (indexed rank + 1): the ready heads read so far ({job, score, job, score, ...}), the position of
   -- the next one to consider, the tickets taken from it and not yet removed from its ready set, and whether its
@@ -17,6 +23,10 @@ local function take_many(now_s, deadline_s, worker, step_s, seed, batch_s, max_s
 
   -- Promotes waiting tickets whose not_before has come, keeping their place by enqueued_at.
   local function promote(rank)
+    if not waiting then
+      full[rank + 1] = false
+      return
+    end
     local due = redis.call('ZRANGEBYSCORE', waiting_key(rank), '-inf', now_s, 'LIMIT', 0, batch)
     if #due > 0 then
       local scored = {}
@@ -99,11 +109,13 @@ local function take_many(now_s, deadline_s, worker, step_s, seed, batch_s, max_s
     remove_pending(rank)
   end
   -- A fresh counter starts from a time-derived seed, so that lease ids issued after the data was lost (a flush,
-  -- a failover without persistence) do not repeat the ones stale holders may still carry.
-  if redis.call('EXISTS', KEYS[LEASE_SEQ]) == 0 then
-    redis.call('SET', KEYS[LEASE_SEQ], seed)
-  end
+  -- a failover without persistence) do not repeat the ones stale holders may still carry. INCRBY counts a
+  -- missing counter from 0, so an answer of exactly #picked means it was missing (or held 0): then restart it.
   local first = redis.call('INCRBY', KEYS[LEASE_SEQ], #picked) - #picked
+  if first == 0 then
+    first = tonumber(seed)
+    redis.call('SET', KEYS[LEASE_SEQ], int(first + #picked))
+  end
   local in_flight, leases = {}, {}
   for i, job in ipairs(picked) do
     local lease_id = int(first + i)
