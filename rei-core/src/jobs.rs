@@ -15,8 +15,9 @@ pub use model::{
     transition,
 };
 pub use ports::{
-    DeadLetter, Enqueued, JobBilling, JobBillingError, JobNotice, JobNotifier, JobNotifyError, JobQueue, JobQueueError,
-    JobStore, JobStoreError, JobTicket, LIST_LIMIT_MAX, Lease, QueueLengths, QueueLimits,
+    AckedAndTaken, BATCH_MAX, DeadLetter, Enqueued, JobBilling, JobBillingError, JobNotice, JobNotifier,
+    JobNotifyError, JobQueue, JobQueueError, JobStore, JobStoreError, JobTicket, LIST_LIMIT_MAX, Lease, QueueLengths,
+    QueueLimits,
 };
 pub use retry::{BACKOFF_CAP_MAX, RetryPolicy, RetryPolicyError};
 pub use service::{

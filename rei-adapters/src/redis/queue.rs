@@ -1,11 +1,12 @@
-//! [`RedisJobQueue`]: the job queue shared by every worker process, one Lua script per step.
+//! [`RedisJobQueue`]: the job queue shared by every worker process, one Lua script per step; a worker with room
+//! for several jobs acks and takes a batch of them in one step.
 //!
 //! Layout (all under the namespace's prefix; `lua/queue_prelude.lua` is the reference):
 //! - `ready:<rank>`: one sorted set per priority of tickets that may be handed out, scored by `enqueued_at`;
 //!   members are the job id in 32 hex digits, so that Redis's order of equal scores is the order of ids.
 //! - `waiting:<rank>`: tickets not yet promoted to ready, scored by `not_before`. Every ticket enters here;
 //!   `dequeue` first promotes the ones whose `not_before` has come, then picks the best head of the four ready
-//!   sets, honouring aging.
+//!   sets, honouring aging; a batch merges the heads of the four sets in that same order.
 //! - `in_flight`: leased tickets scored by lease deadline; `leases`: job -> lease id and worker.
 //! - `tickets`: job -> priority, `enqueued_at`, `not_before` of every waiting or in-flight ticket, which makes
 //!   the dedup check and the capacity check one command each.
@@ -28,8 +29,8 @@ use ::redis::{FromRedisValue, Script, ScriptInvocation};
 use async_trait::async_trait;
 use rei_core::ids::JobId;
 use rei_core::jobs::{
-    DeadLetter, Enqueued, ErrorText, JobQueue, JobQueueError, JobTicket, LIST_LIMIT_MAX, Lease, Priority, QueueLengths,
-    WorkerId,
+    AckedAndTaken, BATCH_MAX, DeadLetter, Enqueued, ErrorText, JobQueue, JobQueueError, JobTicket, LIST_LIMIT_MAX,
+    Lease, Priority, QueueLengths, WorkerId,
 };
 use rei_core::time::Timestamp;
 
@@ -50,8 +51,17 @@ const TIME_ABS_MAX_MS: i64 = (1 << 53) - 1;
 /// The largest lease-id seed, leaving 2^52 lease ids before the counter leaves Lua's exact range.
 const LEASE_SEED_MAX: u64 = 1 << 52;
 
-/// Lease ids a fresh counter leaves room for per millisecond of its seed time (see `dequeue.lua`).
+/// Lease ids a fresh counter leaves room for per millisecond of its seed time (see `take_many.lua`).
 const LEASE_SEED_PER_MS: u64 = 1_000;
+
+/// The position of `waiting:0` in the key list; `ready:<rank>` is at `rank`.
+const WAITING_KEY_FIRST: usize = 4;
+
+/// Keys a script that acks or heartbeats gets: the first 11 of `lua/queue_prelude.lua`'s list.
+const KEYS_TO_ACK: usize = 11;
+
+/// Keys a script that leases gets: the first 12.
+const KEYS_TO_LEASE: usize = 12;
 
 /// The queue's limits: the port's own type (capacities at most [`CAPACITY_MAX`]).
 pub type RedisQueueLimits = rei_core::jobs::QueueLimits;
@@ -60,13 +70,20 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{}\n{body}", include_str!("lua/queue_prelude.lua")))
 }
 
-static ENQUEUE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/enqueue.lua")));
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
 static DEQUEUE: LazyLock<Script> =
-    LazyLock::new(|| script(concat!(include_str!("lua/take_next.lua"), include_str!("lua/dequeue.lua"))));
+    LazyLock::new(|| script(concat!(include_str!("lua/take_many.lua"), include_str!("lua/dequeue.lua"))));
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
 static ACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/ack.lua")));
 static ACK_DEQUEUE: LazyLock<Script> =
-    LazyLock::new(|| script(concat!(include_str!("lua/take_next.lua"), include_str!("lua/ack_dequeue.lua"))));
+    LazyLock::new(|| script(concat!(include_str!("lua/take_many.lua"), include_str!("lua/ack_dequeue.lua"))));
+static ACK_DEQUEUE_MANY: LazyLock<Script> = LazyLock::new(|| {
+    script(concat!(
+        include_str!("lua/take_many.lua"),
+        include_str!("lua/ack_many.lua"),
+        include_str!("lua/ack_dequeue_many.lua")
+    ))
+});
 static NACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/nack.lua")));
 static RECLAIM: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/reclaim.lua")));
 static DEAD_LETTERS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/dead_letters.lua")));
@@ -80,7 +97,7 @@ static LENGTHS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/len
 #[derive(Clone)]
 pub struct RedisJobQueue {
     conn: ConnectionManager,
-    /// The keys every script gets, in the order of `lua/queue_prelude.lua`.
+    /// The keys of the scripts that share the prelude, in the order of `lua/queue_prelude.lua`.
     keys: Vec<String>,
     /// The `tickets` hash, for the one-command `contains`.
     tickets_key: String,
@@ -145,13 +162,59 @@ impl RedisJobQueue {
         RedisJobQueue::new(conn, namespace, limits)
     }
 
-    /// An invocation of `script` with this queue's keys.
+    /// An invocation of `script` with all of this queue's keys.
     fn call<'a>(&self, script: &'a Script) -> ScriptInvocation<'a> {
+        self.call_with_keys(script, self.keys.len())
+    }
+
+    /// An invocation of `script` with the first `count` of this queue's keys.
+    fn call_with_keys<'a>(&self, script: &'a Script, count: usize) -> ScriptInvocation<'a> {
         let mut invocation = script.prepare_invoke();
-        for key in &self.keys {
+        for key in self.keys.iter().take(count) {
             invocation.key(key);
         }
         invocation
+    }
+
+    /// The dequeue arguments of the take scripts: now, lease deadline, worker, aging step, lease id seed,
+    /// promotion batch.
+    fn take_args(&self, call: &mut ScriptInvocation<'_>, worker: &WorkerId, now: Timestamp, deadline: Timestamp) {
+        call.arg(ms(now))
+            .arg(ms(deadline))
+            .arg(worker.as_str())
+            .arg(self.aging_step_ms)
+            .arg(lease_seed(now))
+            .arg(PROMOTE_BATCH);
+    }
+
+    /// Acks `done` (at most [`BATCH_MAX`] leases) and takes up to `max` tickets for `worker`, in one script call.
+    async fn ack_and_take(
+        &self,
+        done: &[Lease],
+        worker: &WorkerId,
+        now: Timestamp,
+        lease: Duration,
+        max: usize,
+    ) -> Result<AckedAndTaken, JobQueueError> {
+        let deadline = now.plus(lease);
+        let mut call = self.call_with_keys(&ACK_DEQUEUE_MANY, KEYS_TO_LEASE);
+        call.arg(done.len());
+        for d in done {
+            call.arg(member(d.ticket.job)).arg(d.lease_id);
+        }
+        self.take_args(&mut call, worker, now, deadline);
+        call.arg(max.min(BATCH_MAX));
+        let (lost, taken) = self.run::<(Vec<usize>, Vec<String>)>(&call).await.map_err(unavailable)?;
+        let lost = lost
+            .into_iter()
+            .map(|position| {
+                let lease = position.checked_sub(1).and_then(|i| done.get(i));
+                lease.cloned().ok_or_else(|| CallError::Corrupt(format!("lost lease position {position}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        let taken = leases(&taken, worker, deadline).map_err(unavailable)?;
+        Ok(AckedAndTaken { lost, taken })
     }
 
     async fn run<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, CallError> {
@@ -226,6 +289,23 @@ fn parse_dead_letter(job: JobId, text: &str) -> Result<DeadLetter, CallError> {
     }
 }
 
+/// The leases in a take script's answer, `job, ticket, lease_id` for each, leased to `worker` until `deadline`.
+fn leases(flat: &[String], worker: &WorkerId, deadline: Timestamp) -> Result<Vec<Lease>, CallError> {
+    if flat.len() % 3 != 0 {
+        return Err(CallError::Corrupt(format!("take answer of {} fields", flat.len())));
+    }
+    flat.chunks_exact(3)
+        .map(|fields| {
+            let [job, stored, lease_id] = fields else {
+                return Err(CallError::Corrupt("take answer".to_owned()));
+            };
+            let job = parse_member(job)?;
+            let lease_id = lease_id.parse().map_err(|_| CallError::Corrupt(format!("lease id {lease_id:?}")))?;
+            Ok(Lease { ticket: parse_ticket(job, stored)?, worker: worker.clone(), lease_id, deadline })
+        })
+        .collect()
+}
+
 /// The seed of a fresh lease-id counter: the time in ms times [`LEASE_SEED_PER_MS`], bounded.
 fn lease_seed(now: Timestamp) -> u64 {
     u64::try_from(now.as_millis()).unwrap_or(0).saturating_mul(LEASE_SEED_PER_MS).min(LEASE_SEED_MAX)
@@ -234,12 +314,13 @@ fn lease_seed(now: Timestamp) -> u64 {
 #[async_trait]
 impl JobQueue for RedisJobQueue {
     async fn enqueue(&self, ticket: JobTicket) -> Result<Enqueued, JobQueueError> {
-        let mut call = self.call(&ENQUEUE);
-        call.arg(member(ticket.job))
-            .arg(ticket.priority.rank())
-            .arg(ms(ticket.enqueued_at))
-            .arg(ms(ticket.not_before))
-            .arg(self.capacity);
+        let (rank, enqueued_at, not_before) = (ticket.priority.rank(), ms(ticket.enqueued_at), ms(ticket.not_before));
+        // A ticket due when it is enqueued goes straight to the ready set of its rank, the others wait.
+        let (set, score) =
+            if not_before <= enqueued_at { (rank, enqueued_at) } else { (WAITING_KEY_FIRST + rank, not_before) };
+        let mut call = ENQUEUE.prepare_invoke();
+        call.key(&self.tickets_key).key(&self.keys[set]);
+        call.arg(member(ticket.job)).arg(rank).arg(enqueued_at).arg(not_before).arg(self.capacity).arg(score);
         match self.run::<i64>(&call).await.map_err(unavailable)? {
             1 => Ok(Enqueued::Added),
             0 => Ok(Enqueued::AlreadyPresent),
@@ -254,30 +335,31 @@ impl JobQueue for RedisJobQueue {
         now: Timestamp,
         lease: Duration,
     ) -> Result<Option<Lease>, JobQueueError> {
+        let mut taken = self.dequeue_many(worker, now, lease, 1).await?;
+        if taken.len() > 1 {
+            return Err(unavailable(CallError::Corrupt(format!("dequeue took {} tickets", taken.len()))));
+        }
+        Ok(taken.pop())
+    }
+
+    async fn dequeue_many(
+        &self,
+        worker: &WorkerId,
+        now: Timestamp,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>, JobQueueError> {
         let deadline = now.plus(lease);
-        let mut call = self.call(&DEQUEUE);
-        call.arg(ms(now))
-            .arg(ms(deadline))
-            .arg(worker.as_str())
-            .arg(self.aging_step_ms)
-            .arg(lease_seed(now))
-            .arg(PROMOTE_BATCH);
-        let Some((job, stored, lease_id)) =
-            self.run::<Option<(String, String, String)>>(&call).await.map_err(unavailable)?
-        else {
-            return Ok(None);
-        };
-        let leased = || -> Result<Lease, CallError> {
-            let job = parse_member(&job)?;
-            let lease_id = lease_id.parse().map_err(|_| CallError::Corrupt(format!("lease id {lease_id:?}")))?;
-            Ok(Lease { ticket: parse_ticket(job, &stored)?, worker: worker.clone(), lease_id, deadline })
-        };
-        leased().map(Some).map_err(unavailable)
+        let mut call = self.call_with_keys(&DEQUEUE, KEYS_TO_LEASE);
+        self.take_args(&mut call, worker, now, deadline);
+        call.arg(max.min(BATCH_MAX));
+        let taken = self.run::<Vec<String>>(&call).await.map_err(unavailable)?;
+        leases(&taken, worker, deadline).map_err(unavailable)
     }
 
     async fn heartbeat(&self, lease: &Lease, now: Timestamp, extend: Duration) -> Result<Lease, JobQueueError> {
         let deadline = now.plus(extend);
-        let mut call = self.call(&HEARTBEAT);
+        let mut call = self.call_with_keys(&HEARTBEAT, KEYS_TO_ACK);
         call.arg(member(lease.ticket.job)).arg(lease.lease_id).arg(ms(now)).arg(ms(deadline));
         match self.run::<i64>(&call).await.map_err(unavailable)? {
             1 => Ok(Lease { deadline, ..lease.clone() }),
@@ -286,7 +368,7 @@ impl JobQueue for RedisJobQueue {
     }
 
     async fn ack(&self, lease: &Lease) -> Result<(), JobQueueError> {
-        let mut call = self.call(&ACK);
+        let mut call = self.call_with_keys(&ACK, KEYS_TO_ACK);
         call.arg(member(lease.ticket.job)).arg(lease.lease_id);
         match self.run::<i64>(&call).await.map_err(unavailable)? {
             1 => Ok(()),
@@ -301,27 +383,47 @@ impl JobQueue for RedisJobQueue {
         lease: Duration,
     ) -> Result<Option<Lease>, JobQueueError> {
         let deadline = now.plus(lease);
-        let mut call = self.call(&ACK_DEQUEUE);
-        call.arg(member(done.ticket.job))
-            .arg(done.lease_id)
-            .arg(ms(now))
-            .arg(ms(deadline))
-            .arg(done.worker.as_str())
-            .arg(self.aging_step_ms)
-            .arg(lease_seed(now))
-            .arg(PROMOTE_BATCH);
-        let (job, stored, lease_id) = match self.run::<::redis::Value>(&call).await.map_err(unavailable)? {
+        let mut call = self.call_with_keys(&ACK_DEQUEUE, KEYS_TO_LEASE);
+        call.arg(member(done.ticket.job)).arg(done.lease_id);
+        self.take_args(&mut call, &done.worker, now, deadline);
+        let taken = match self.run::<::redis::Value>(&call).await.map_err(unavailable)? {
             ::redis::Value::Int(1) => return Ok(None),
-            ::redis::Value::Int(_) => return Err(lease_lost(done)),
-            taken => <(String, String, String)>::from_redis_value(taken)
+            ::redis::Value::Int(0) => return Err(lease_lost(done)),
+            taken => Vec::<String>::from_redis_value(taken)
                 .map_err(|e| unavailable(CallError::Corrupt(format!("ack-and-dequeue answer: {e}"))))?,
         };
-        let leased = || -> Result<Lease, CallError> {
-            let job = parse_member(&job)?;
-            let lease_id = lease_id.parse().map_err(|_| CallError::Corrupt(format!("lease id {lease_id:?}")))?;
-            Ok(Lease { ticket: parse_ticket(job, &stored)?, worker: done.worker.clone(), lease_id, deadline })
-        };
-        leased().map(Some).map_err(unavailable)
+        match leases(&taken, &done.worker, deadline).map_err(unavailable)?.as_slice() {
+            [next] => Ok(Some(next.clone())),
+            other => Err(unavailable(CallError::Corrupt(format!("ack-and-dequeue took {} tickets", other.len())))),
+        }
+    }
+
+    async fn ack_many(&self, leases: &[Lease]) -> Result<Vec<Lease>, JobQueueError> {
+        let mut lost = Vec::new();
+        for chunk in leases.chunks(BATCH_MAX) {
+            let Some(any) = chunk.first() else { continue };
+            // Taking nothing, the script needs no real worker, time or lease.
+            lost.extend(
+                self.ack_and_take(chunk, &any.worker, Timestamp::from_millis(0), Duration::ZERO, 0).await?.lost,
+            );
+        }
+        Ok(lost)
+    }
+
+    async fn ack_and_dequeue_many(
+        &self,
+        done: &[Lease],
+        worker: &WorkerId,
+        now: Timestamp,
+        lease: Duration,
+        max: usize,
+    ) -> Result<AckedAndTaken, JobQueueError> {
+        // All but the last BATCH_MAX leases are acked first, so that one script call stays bounded.
+        let (first, last) = done.split_at(done.len().saturating_sub(BATCH_MAX));
+        let mut lost = self.ack_many(first).await?;
+        let both = self.ack_and_take(last, worker, now, lease, max).await?;
+        lost.extend(both.lost);
+        Ok(AckedAndTaken { lost, taken: both.taken })
     }
 
     async fn nack(

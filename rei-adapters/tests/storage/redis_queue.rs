@@ -22,7 +22,8 @@ use rei_core::money::Ratio;
 use rei_core::testing::clock::ManualClock;
 use rei_core::testing::guards::rate_limiter_conformance;
 use rei_core::testing::jobs::{
-    MemoryJobStore, QueueSpec, RecordingBilling, RecordingNotifier, job_queue_conformance, sample_job,
+    BatchOp, MemoryJobStore, QueueSpec, RecordingBilling, RecordingNotifier, batch_dequeue_property,
+    check_batch_matches_singles, job_queue_conformance, sample_job,
 };
 use rei_core::time::{Clock, Timestamp};
 
@@ -90,6 +91,55 @@ async fn redis_queue_passes_the_conformance_suite() {
         Arc::new(queue_in(&redis_url(), &namespace("conformance"), spec).await) as Arc<dyn JobQueue>
     })
     .await;
+}
+
+async fn conformance_queue(spec: QueueSpec) -> Arc<dyn JobQueue> {
+    Arc::new(queue_in(&redis_url(), &namespace("batch"), spec).await)
+}
+
+#[tokio::test]
+async fn redis_batch_calls_hand_out_what_single_calls_do() {
+    // Proves, over many random workloads (delays, retries, expired leases, aging), that the one-script batch
+    // calls of the Redis queue hand out the tickets single calls would, in order, and lose the same leases.
+    batch_dequeue_property(&conformance_queue, 64).await;
+}
+
+#[tokio::test]
+async fn a_batch_promotes_again_when_more_waiting_tickets_are_due_than_one_promotion_moves() {
+    // Proves a batch equals single takes when more tickets of one priority are due than one promotion moves
+    // (1,000): single takes promote again before each pick, the batch must too. Tickets come due in the
+    // reverse of their enqueue order, so that each promotion changes which ticket is the oldest ready one.
+    let mut ops = Vec::new();
+    for step in 0..2_500 {
+        ops.push(BatchOp::Enqueue { priority: Priority::Normal, delay_ms: 6_000 - 2 * step });
+        ops.push(BatchOp::Tick { ms: 1 });
+    }
+    ops.push(BatchOp::Enqueue { priority: Priority::High, delay_ms: 0 });
+    ops.extend([
+        BatchOp::Tick { ms: 10_000 },
+        BatchOp::Take { max: 700 },
+        BatchOp::Take { max: 1_000 },
+        BatchOp::AckAndTake { acks: 1_000, max: 1_000 },
+    ]);
+    check_batch_matches_singles(&conformance_queue, false, &ops).await;
+}
+
+#[tokio::test]
+async fn a_corrupt_ticket_is_an_error_not_a_lease() {
+    // Proves a take that finds a ready ticket without its stored record fails with a clear error and leases
+    // nothing, instead of handing out a half-read lease.
+    let ns = namespace("corrupt");
+    let queue = queue_in(&redis_url(), &ns, spec(8)).await;
+    queue.enqueue(ticket(1, Priority::Normal, 0)).await.expect("enqueue");
+    let mut admin = rei_adapters::redis::connect(&redis_url(), TIMEOUT).await.expect("admin connection");
+    let tickets = format!("rei:q:{{{ns}}}:tickets");
+    redis::cmd("HDEL").arg(&tickets).arg(format!("{:032x}", 1)).query_async::<()>(&mut admin).await.expect("hdel");
+    let taken = queue.dequeue_many(&worker("w"), at(1), Duration::from_secs(1), 4).await;
+    assert!(
+        matches!(&taken, Err(JobQueueError::Unavailable { reason }) if reason.contains("no ticket for job")),
+        "{taken:?}"
+    );
+    assert_eq!(queue.len_by_priority().await.expect("lengths").in_flight, 0, "nothing leased");
 }
 
 #[tokio::test]

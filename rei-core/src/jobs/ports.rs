@@ -13,6 +13,10 @@ use crate::time::Timestamp;
 /// The most records one listing call returns; larger limits are clamped to it.
 pub const LIST_LIMIT_MAX: usize = 1_000;
 
+/// The most tickets one batch call ([`JobQueue::dequeue_many`], [`JobQueue::ack_and_dequeue_many`]) leases;
+/// a larger `max` is clamped to it.
+pub const BATCH_MAX: usize = 1_000;
+
 /// Why a [`JobStore`] call failed.
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
 pub enum JobStoreError {
@@ -168,6 +172,15 @@ pub enum Enqueued {
     AlreadyPresent,
 }
 
+/// What [`JobQueue::ack_and_dequeue_many`] did.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct AckedAndTaken {
+    /// The leases given to ack that were no longer held, in the order given; nothing changed for them.
+    pub lost: Vec<Lease>,
+    /// The leases taken, in the order single dequeues would have handed them out.
+    pub taken: Vec<Lease>,
+}
+
 /// Why a [`JobQueue`] call failed.
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
 pub enum JobQueueError {
@@ -257,6 +270,73 @@ pub trait JobQueue: Send + Sync {
     ) -> Result<Option<Lease>, JobQueueError> {
         self.ack(done).await?;
         self.dequeue(&done.worker, now, lease).await
+    }
+
+    /// Leases up to `max` (at most [`BATCH_MAX`]) tickets to `worker` until `now + lease`: a worker with room for
+    /// several jobs fills it in one call, which a store MAY serve in one round trip.
+    ///
+    /// It MUST hand out exactly the tickets, in the same order, that `max` calls of [`JobQueue::dequeue`] with the
+    /// same arguments would, stopping at the first that finds nothing ready; each with its own lease id.
+    /// `max = 0` takes nothing. When the call fails, tickets it may already have leased stay leased to `worker`
+    /// until their deadline, as with a `dequeue` whose answer was lost.
+    ///
+    /// # Errors
+    /// As `dequeue`.
+    async fn dequeue_many(
+        &self,
+        worker: &WorkerId,
+        now: Timestamp,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>, JobQueueError> {
+        let mut taken = Vec::new();
+        for _ in 0..max.min(BATCH_MAX) {
+            match self.dequeue(worker, now, lease).await? {
+                Some(leased) => taken.push(leased),
+                None => break,
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Acks every lease of `leases`, in order, each exactly as [`JobQueue::ack`] would, and returns the ones that
+    /// were no longer held (for which nothing changed), in the order given. A lease given twice is acked once
+    /// and then counts as lost.
+    ///
+    /// # Errors
+    /// [`JobQueueError::Unavailable`]; leases acked before the failure stay acked.
+    async fn ack_many(&self, leases: &[Lease]) -> Result<Vec<Lease>, JobQueueError> {
+        let mut lost = Vec::new();
+        for done in leases {
+            match self.ack(done).await {
+                Ok(()) => {}
+                Err(JobQueueError::LeaseLost { .. }) => lost.push(done.clone()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(lost)
+    }
+
+    /// Acks `done` and then takes up to `max` tickets for `worker`, leased for `lease` from `now`: the loop of a
+    /// worker with room for several jobs, in one call, which a store MAY serve in one round trip.
+    ///
+    /// It MUST behave exactly as [`JobQueue::ack_many`] of `done` followed by [`JobQueue::dequeue_many`]. Unlike
+    /// [`JobQueue::ack_and_dequeue`], a lost lease does not stop the take: it is reported in
+    /// [`AckedAndTaken::lost`], and the worker's room is still free.
+    ///
+    /// # Errors
+    /// As `ack_many`, then as `dequeue_many`.
+    async fn ack_and_dequeue_many(
+        &self,
+        done: &[Lease],
+        worker: &WorkerId,
+        now: Timestamp,
+        lease: Duration,
+        max: usize,
+    ) -> Result<AckedAndTaken, JobQueueError> {
+        let lost = self.ack_many(done).await?;
+        let taken = self.dequeue_many(worker, now, lease, max).await?;
+        Ok(AckedAndTaken { lost, taken })
     }
 
     /// Gives the ticket back: with `retry_at`, it MUST wait again (keeping its `enqueued_at`) and not be handed

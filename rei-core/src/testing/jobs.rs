@@ -10,12 +10,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
 
 use crate::ids::{HoldId, IdempotencyKey, JobId, ProductId, UserId};
 use crate::jobs::{
-    DeadLetter, Enqueued, ErrorText, Job, JobBilling, JobBillingError, JobNotice, JobNotifier, JobNotifyError,
-    JobQueue, JobQueueError, JobState, JobStore, JobStoreError, JobTicket, LIST_LIMIT_MAX, Lease, NewJob, Priority,
-    QueueLengths, WorkerId,
+    AckedAndTaken, DeadLetter, Enqueued, ErrorText, Job, JobBilling, JobBillingError, JobNotice, JobNotifier,
+    JobNotifyError, JobQueue, JobQueueError, JobState, JobStore, JobStoreError, JobTicket, LIST_LIMIT_MAX, Lease,
+    NewJob, Priority, QueueLengths, WorkerId,
 };
 use crate::money::Money;
 use crate::time::Timestamp;
@@ -487,6 +490,170 @@ async fn drain(queue: &dyn JobQueue, worker: &WorkerId, now: Timestamp) -> Vec<u
     order
 }
 
+fn job_ids(leases: &[Lease]) -> Vec<u128> {
+    leases.iter().map(|l| l.ticket.job.as_u128()).collect()
+}
+
+/// One step of a random workload run by [`check_batch_matches_singles`].
+#[derive(Clone, Debug)]
+pub enum BatchOp {
+    /// Enqueue a new ticket at the current time, due `delay_ms` later.
+    Enqueue {
+        /// Its priority.
+        priority: Priority,
+        /// How long after `enqueued_at` its `not_before` is.
+        delay_ms: i64,
+    },
+    /// Take up to `max` tickets.
+    Take {
+        /// The batch size.
+        max: usize,
+    },
+    /// Ack the `acks` oldest leases held (some may be lost), then take up to `max` tickets, in one call.
+    AckAndTake {
+        /// How many held leases to ack.
+        acks: usize,
+        /// The batch size.
+        max: usize,
+    },
+    /// Give the oldest held lease back, due again `delay_ms` from now.
+    Retry {
+        /// The retry delay.
+        delay_ms: i64,
+    },
+    /// Let time pass.
+    Tick {
+        /// How much.
+        ms: i64,
+    },
+    /// Put expired leases back.
+    Reclaim,
+}
+
+/// A random workload for [`check_batch_matches_singles`]: with or without aging, and 1 to 120 steps.
+pub fn batch_workload() -> impl Strategy<Value = (bool, Vec<BatchOp>)> {
+    let op = prop_oneof![
+        10 => (prop::sample::select(Priority::ALL.to_vec()), prop_oneof![3 => Just(0i64), 1 => 1i64..40])
+            .prop_map(|(priority, delay_ms)| BatchOp::Enqueue { priority, delay_ms }),
+        2 => (0usize..10).prop_map(|max| BatchOp::Take { max }),
+        2 => (0usize..6, 0usize..10).prop_map(|(acks, max)| BatchOp::AckAndTake { acks, max }),
+        1 => (0i64..30).prop_map(|delay_ms| BatchOp::Retry { delay_ms }),
+        // Mostly no time at all, so that tickets share enqueued_at; sometimes several aging steps.
+        4 => prop_oneof![2 => Just(0i64), 1 => 1i64..70].prop_map(|ms| BatchOp::Tick { ms }),
+        1 => Just(BatchOp::Reclaim),
+    ];
+    (any::<bool>(), prop::collection::vec(op, 1..120))
+}
+
+/// What a worker can see of a lease besides its id: the ticket, the holder and the deadline.
+fn seen(leases: &[Lease]) -> Vec<(JobTicket, WorkerId, Timestamp)> {
+    leases.iter().map(|l| (l.ticket.clone(), l.worker.clone(), l.deadline)).collect()
+}
+
+/// Runs `ops` on two fresh queues from `make`, one through single calls (`dequeue`, `ack`), the other through
+/// the batch calls (`dequeue_many`, `ack_many`, `ack_and_dequeue_many`), and checks that they hand out the same
+/// tickets in the same order and lose the same leases.
+///
+/// # Panics
+/// On the first difference, naming the step.
+pub async fn check_batch_matches_singles<F, Fut>(make: &F, aging: bool, ops: &[BatchOp])
+where
+    F: Fn(QueueSpec) -> Fut,
+    Fut: Future<Output = Arc<dyn JobQueue>>,
+{
+    let aging_step = aging.then_some(Duration::from_millis(20));
+    let spec = QueueSpec { capacity: 10_000, dead_letter_capacity: 10, aging_step };
+    let (single, batch) = (make(spec).await, make(spec).await);
+    let worker = ok(WorkerId::parse("w1"), "worker id");
+    let lease = Duration::from_millis(50);
+    // Leases held, the same tickets on both sides at the same places (checked at every take).
+    let (mut held_single, mut held_batch): (Vec<Lease>, Vec<Lease>) = (Vec::new(), Vec::new());
+    let mut now = 1_000i64;
+    for (step, op) in ops.iter().enumerate() {
+        match op {
+            BatchOp::Enqueue { priority, delay_ms } => {
+                // Ids run against time so that ties on enqueued_at are broken by id, not by arrival.
+                let job = 1_000_000 - step as u128;
+                let t = JobTicket { not_before: at(now + delay_ms), ..ticket(job, *priority, now) };
+                let a = ok(single.enqueue(t.clone()).await, "enqueue");
+                assert_eq!(a, ok(batch.enqueue(t).await, "enqueue"), "step {step}: enqueue");
+            }
+            BatchOp::Take { max } | BatchOp::AckAndTake { max, .. } => {
+                let acks = match op {
+                    BatchOp::AckAndTake { acks, .. } => (*acks).min(held_single.len()),
+                    _ => 0,
+                };
+                let done_single: Vec<Lease> = held_single.drain(..acks).collect();
+                let done_batch: Vec<Lease> = held_batch.drain(..acks).collect();
+                let mut lost_single = Vec::new();
+                for done in &done_single {
+                    match single.ack(done).await {
+                        Ok(()) => {}
+                        Err(JobQueueError::LeaseLost { .. }) => lost_single.push(done.clone()),
+                        Err(e) => panic!("step {step}: ack: unexpected error {e:?}"),
+                    }
+                }
+                let mut taken_single = Vec::new();
+                for _ in 0..*max {
+                    match ok(single.dequeue(&worker, at(now), lease).await, "dequeue") {
+                        Some(l) => taken_single.push(l),
+                        None => break,
+                    }
+                }
+                let AckedAndTaken { lost: lost_batch, taken: taken_batch } = if matches!(op, BatchOp::Take { .. }) {
+                    let taken = ok(batch.dequeue_many(&worker, at(now), lease, *max).await, "dequeue_many");
+                    AckedAndTaken { lost: Vec::new(), taken }
+                } else if *max == 0 {
+                    AckedAndTaken { lost: ok(batch.ack_many(&done_batch).await, "ack_many"), taken: Vec::new() }
+                } else {
+                    let both = batch.ack_and_dequeue_many(&done_batch, &worker, at(now), lease, *max).await;
+                    ok(both, "ack_and_dequeue_many")
+                };
+                assert_eq!(job_ids(&lost_batch), job_ids(&lost_single), "step {step}: lost leases");
+                assert_eq!(seen(&taken_batch), seen(&taken_single), "step {step}: taken at {now}");
+                held_single.extend(taken_single);
+                held_batch.extend(taken_batch);
+            }
+            BatchOp::Retry { delay_ms } => {
+                if !held_single.is_empty() {
+                    let (a, b) = (held_single.remove(0), held_batch.remove(0));
+                    let error = ErrorText::new("retry");
+                    let retry_at = Some(at(now + delay_ms));
+                    let a = single.nack(&a, at(now), retry_at, &error).await;
+                    assert_eq!(a, batch.nack(&b, at(now), retry_at, &error).await, "step {step}: nack");
+                }
+            }
+            BatchOp::Tick { ms } => now += ms,
+            BatchOp::Reclaim => {
+                let a = ok(single.reclaim_expired(at(now)).await, "reclaim");
+                assert_eq!(a, ok(batch.reclaim_expired(at(now)).await, "reclaim"), "step {step}: reclaimed");
+            }
+        }
+    }
+    let lengths = ok(single.len_by_priority().await, "lengths");
+    assert_eq!(lengths, ok(batch.len_by_priority().await, "lengths"), "lengths at the end");
+}
+
+/// Runs [`check_batch_matches_singles`] on `cases` workloads drawn from [`batch_workload`] by a deterministic
+/// generator, so that every run of a suite checks the same cases.
+///
+/// # Panics
+/// On the first difference, naming the workload.
+pub async fn batch_dequeue_property<F, Fut>(make: &F, cases: usize)
+where
+    F: Fn(QueueSpec) -> Fut,
+    Fut: Future<Output = Arc<dyn JobQueue>>,
+{
+    let mut runner = TestRunner::deterministic();
+    for case in 0..cases {
+        let tree = batch_workload().new_tree(&mut runner);
+        let (aging, ops) = tree.unwrap_or_else(|e| panic!("workload {case}: {e}")).current();
+        // Shown only when the check below fails: the workload to replay.
+        eprintln!("batch workload {case}: aging {aging}, {ops:?}");
+        check_batch_matches_singles(make, aging, &ops).await;
+    }
+}
+
 /// Checks every MUST of [`JobQueue`] against fresh queues from `make`, which builds a queue of the given
 /// [`QueueSpec`].
 ///
@@ -535,6 +702,46 @@ where
     assert_eq!(third.ticket.job.as_u128(), 3);
     assert_eq!(ok(q.ack_and_dequeue(&third, at(14), minute).await, "ack the last"), None, "empty after the last");
     assert!(!ok(q.contains(JobId::from(3)).await, "contains"));
+
+    // Batch calls: dequeue_many hands out what single dequeues would, in order; ack_many acks each lease once
+    // and reports the lost ones; ack_and_dequeue_many acks, then takes, and a lost lease does not stop the take.
+    let q = make(spec).await;
+    for t in [
+        ticket(1, Priority::Low, 1),
+        ticket(2, Priority::Normal, 5),
+        ticket(3, Priority::Critical, 9),
+        ticket(4, Priority::Normal, 2),
+        ticket(6, Priority::High, 3),
+        ticket(5, Priority::High, 3),
+        JobTicket { not_before: at(50), ..ticket(7, Priority::Critical, 0) },
+    ] {
+        ok(q.enqueue(t).await, "enqueue");
+    }
+    assert!(ok(q.dequeue_many(&worker, at(10), minute, 0).await, "dequeue_many 0").is_empty(), "max 0 takes none");
+    let first = ok(q.dequeue_many(&worker, at(10), minute, 4).await, "dequeue_many");
+    assert_eq!(job_ids(&first), vec![3, 5, 6, 4], "the first four in order");
+    assert!(first.iter().all(|l| l.worker == worker && l.deadline == at(10).plus(minute)), "{first:?}");
+    let mut lease_ids: Vec<u64> = first.iter().map(|l| l.lease_id).collect();
+    lease_ids.dedup();
+    assert_eq!(lease_ids.len(), 4, "each ticket its own lease id: {first:?}");
+    let rest = ok(q.dequeue_many(&worker, at(10), minute, 10).await, "dequeue_many");
+    assert_eq!(job_ids(&rest), vec![2, 1], "then the rest; the delayed ticket is not due");
+    let lost = ok(q.ack_many(&[first[0].clone(), first[1].clone(), first[0].clone()]).await, "ack_many");
+    assert_eq!(lost, vec![first[0].clone()], "a lease given twice is acked once, then lost");
+    assert!(!ok(q.contains(JobId::from(3)).await, "contains") && !ok(q.contains(JobId::from(5)).await, "contains"));
+    let both =
+        ok(q.ack_and_dequeue_many(&[first[2].clone(), first[0].clone()], &other, at(60), minute, 5).await, "a+d");
+    assert_eq!(both.lost, vec![first[0].clone()], "the lost lease is reported");
+    assert_eq!(job_ids(&both.taken), vec![7], "and the take goes on: the delayed ticket is due now");
+    assert_eq!((&both.taken[0].worker, both.taken[0].deadline), (&other, at(60).plus(minute)));
+    assert!(!ok(q.contains(JobId::from(6)).await, "contains"), "acked");
+    let rest: Vec<Lease> = rest.into_iter().chain(both.taken).chain([first[3].clone()]).collect();
+    assert!(ok(q.ack_many(&rest).await, "ack_many").is_empty(), "every held lease is acked");
+    assert!(ok(q.ack_many(&[]).await, "ack_many none").is_empty());
+    assert_eq!(ok(q.len_by_priority().await, "lengths"), QueueLengths::default(), "nothing left");
+
+    // Batch calls over random workloads (delays, retries, expired leases, aging) equal the single calls.
+    batch_dequeue_property(&make, 4).await;
 
     // Aging: a Low ticket that waited two steps counts as High and, being older, beats a fresh High.
     let q = make(QueueSpec { aging_step: Some(Duration::from_millis(100)), ..spec }).await;
@@ -632,7 +839,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
 
     fn memory_queue(spec: QueueSpec) -> Arc<dyn JobQueue> {
         Arc::new(MemoryJobQueue::new(spec))
@@ -680,6 +886,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn batch_calls_hand_out_what_single_calls_do((aging, ops) in batch_workload()) {
+            // Proves, for any workload of enqueues, takes, acks, retries, expiries and reclaims, with or without
+            // aging, that the batch calls of the in-memory queue hand out the tickets single calls would, in order.
+            let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let make = |spec| async move { memory_queue(spec) };
+            runtime.block_on(check_batch_matches_singles(&make, aging, &ops));
+        }
+
         #[test]
         fn dequeue_order_is_priority_then_fifo(ops in prop::collection::vec((op(), 0i64..3), 1..80)) {
             // Proves, for any interleaving of enqueues and dequeues without aging, each dequeue returns the most

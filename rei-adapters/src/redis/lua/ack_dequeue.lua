@@ -9,4 +9,8 @@ end
 redis.call('ZREM', KEYS[IN_FLIGHT], job)
 redis.call('HDEL', KEYS[LEASES], job)
 redis.call('HDEL', KEYS[TICKETS], job)
-return take_next(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]) or 1
+local taken = take_many(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], '1')
+if #taken == 0 then
+  return 1
+end
+return taken
