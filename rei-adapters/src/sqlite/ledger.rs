@@ -26,7 +26,7 @@ use rei_core::ledger::{
 use rei_core::money::Money;
 use rei_core::time::Timestamp;
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
-use sqlx::{QueryBuilder, Row};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::sql::{id_bytes, id_from_bytes};
@@ -51,6 +51,12 @@ const ROWS_PER_STATEMENT: usize = 100;
 const SQLITE_BUSY: i64 = 5;
 const SQLITE_LOCKED: i64 = 6;
 const SQLITE_CONSTRAINT: i64 = 19;
+/// Prepared statements the writer connection keeps: every shape of its multi-row statements (one per row
+/// count) stays prepared.
+const WRITER_STATEMENTS_CACHED: usize = 1_024;
+/// The writer connection's page cache: 64 MiB (a negative `cache_size` counts KiB), so the pages of the hot
+/// index ends stay in memory between batches.
+const WRITER_CACHE_SIZE_PRAGMA: &str = "-65536";
 
 /// Options of [`SqliteLedger`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +168,7 @@ impl SqliteLedger {
     pub fn new(pool: SqlitePool, config: SqliteLedgerConfig) -> SqliteLedger {
         let batch_max = config.batch_max.clamp(1, BATCH_MAX_LIMIT);
         let (requests, inbox) = mpsc::channel(config.queue_max.clamp(1, QUEUE_MAX_LIMIT));
-        let writer = Writer { pool: pool.clone(), batch_max };
+        let writer = Writer { pool: pool.clone(), batch_max, conn: None };
         tokio::spawn(writer.run(inbox));
         SqliteLedger { pool, requests, batch_max }
     }
@@ -374,14 +380,21 @@ async fn verify_in(conn: &mut SqliteConnection) -> Result<VerifyReport, SqlError
 }
 
 /// The single writer: owns every write to the ledger tables of its database.
+///
+/// It writes through a connection of its own rather than one borrowed from the pool: SQLite drops a
+/// connection's page cache whenever another connection wrote since its last transaction, so a writer that hops
+/// between pooled connections re-reads every page it touches on almost every batch.
 struct Writer {
     pool: SqlitePool,
     batch_max: usize,
+    /// The writer's connection, opened on first use and dropped after a failure that is not the database's
+    /// answer to a statement (so the next batch starts on a fresh one).
+    conn: Option<SqliteConnection>,
 }
 
 impl Writer {
     /// Serves requests until every sender is gone.
-    async fn run(self, mut inbox: mpsc::Receiver<Request>) {
+    async fn run(mut self, mut inbox: mpsc::Receiver<Request>) {
         // A request that did not fit the last batch opens the next one.
         let mut carried: Option<Request> = None;
         loop {
@@ -413,7 +426,7 @@ impl Writer {
     }
 
     /// Applies a batch of requests and answers each.
-    async fn serve(&self, batch: Vec<Request>) {
+    async fn serve(&mut self, batch: Vec<Request>) {
         let (work, replies): (Vec<Vec<Work>>, Vec<oneshot::Sender<Vec<Outcome>>>) =
             batch.into_iter().map(|r| (r.work, r.reply)).unzip();
         let counts: Vec<usize> = work.iter().map(Vec::len).collect();
@@ -427,7 +440,7 @@ impl Writer {
 
     /// Commits `work` in one transaction; when that fails for a reason other than a busy database and there is
     /// more than one item, commits each item alone so that one bad command cannot fail the others.
-    async fn commit_or_split(&self, work: &[Work]) -> Vec<Outcome> {
+    async fn commit_or_split(&mut self, work: &[Work]) -> Vec<Outcome> {
         match self.commit_retrying(work).await {
             Ok(outcomes) => outcomes,
             Err(e) if work.len() > 1 && !e.is_busy() => {
@@ -450,7 +463,7 @@ impl Writer {
     }
 
     /// [`Writer::commit_once`], retried with a doubling backoff while the database is busy or locked.
-    async fn commit_retrying(&self, work: &[Work]) -> Result<Vec<Outcome>, SqlError> {
+    async fn commit_retrying(&mut self, work: &[Work]) -> Result<Vec<Outcome>, SqlError> {
         let mut backoff = BUSY_BACKOFF_FIRST;
         let mut retries = 0;
         loop {
@@ -465,22 +478,50 @@ impl Writer {
         }
     }
 
+    /// The writer's connection, opened with the pool's options plus a larger page cache.
+    async fn connection(&mut self) -> Result<&mut SqliteConnection, SqlError> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let options = (*self.pool.connect_options())
+                    .clone()
+                    .pragma("cache_size", WRITER_CACHE_SIZE_PRAGMA)
+                    .pragma("temp_store", "memory")
+                    .statement_cache_capacity(WRITER_STATEMENTS_CACHED);
+                options.connect().await?
+            }
+        };
+        Ok(self.conn.insert(conn))
+    }
+
     /// Loads, decides and writes `work` in one immediate transaction. On error nothing is written (the
     /// transaction rolls back when dropped).
-    async fn commit_once(&self, work: &[Work]) -> Result<Vec<Outcome>, SqlError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut ws = load(&mut tx, work).await?;
-        let outcomes: Vec<Outcome> = work
-            .iter()
-            .map(|item| match item {
-                Work::Apply(cmd) => ws.apply(cmd).map(Some),
-                Work::Overdraft { user, limit } => ws.set_overdraft_limit(*user, *limit).map(|_| None),
-            })
-            .collect();
-        write(&mut tx, ws.take_changes()).await?;
-        tx.commit().await?;
-        Ok(outcomes)
+    async fn commit_once(&mut self, work: &[Work]) -> Result<Vec<Outcome>, SqlError> {
+        let conn = self.connection().await?;
+        let result = commit_on(conn, work).await;
+        if let Err(SqlError::Driver(e)) = &result {
+            if !matches!(e, sqlx::Error::Database(_)) {
+                self.conn = None;
+            }
+        }
+        result
     }
+}
+
+/// The body of [`Writer::commit_once`] on the writer's connection.
+async fn commit_on(conn: &mut SqliteConnection, work: &[Work]) -> Result<Vec<Outcome>, SqlError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut ws = load(&mut tx, work).await?;
+    let outcomes: Vec<Outcome> = work
+        .iter()
+        .map(|item| match item {
+            Work::Apply(cmd) => ws.apply(cmd).map(Some),
+            Work::Overdraft { user, limit } => ws.set_overdraft_limit(*user, *limit).map(|_| None),
+        })
+        .collect();
+    write(&mut tx, ws.take_changes()).await?;
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 /// The hold columns, in the order [`hold_from_row`] reads them by name.
