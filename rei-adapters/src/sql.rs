@@ -162,6 +162,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         name: "0003_job_queue.sql",
         sql: include_str!("../../migrations/sqlite/0003_job_queue.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_ledger_postings_no_account_index.sql",
+        sql: include_str!("../../migrations/sqlite/0004_ledger_postings_no_account_index.sql"),
+    },
 ];
 
 /// Checks applied migrations against the embedded list and returns the ones still to apply.

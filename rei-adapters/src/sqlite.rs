@@ -25,13 +25,17 @@ const ACQUIRE_TIMEOUT_MIN: Duration = Duration::from_secs(10);
 /// Opens (creating if missing) the database file at `url` in WAL mode with foreign keys on and a busy timeout
 /// of `busy_timeout`.
 ///
+/// Every commit MUST survive a power loss once it returned, so `synchronous` is FULL: in WAL mode that syncs
+/// the WAL on each commit (NORMAL syncs it only at checkpoints, and a power loss can undo commits already
+/// acknowledged, money moves among them). Group commit shares that sync among a batch's commands.
+///
 /// # Errors
 /// The driver's error when the URL is malformed or the file cannot be opened.
 pub async fn connect(url: &str, busy_timeout: Duration) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)
         .busy_timeout(busy_timeout)
         // Checkpoint the WAL every 20,000 pages (about 80 MB) instead of SQLite's 1,000: a checkpoint stalls the

@@ -390,3 +390,15 @@ async fn one_command_the_database_refuses_does_not_fail_its_batch() {
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.transactions, 3);
 }
+
+#[tokio::test]
+async fn an_in_memory_database_fails_writes_with_unavailable() {
+    // Proves the ledger's writer, which opens its own connection to the pool's file, refuses an in-memory
+    // database (no file to open) with Unavailable instead of hanging or writing somewhere else.
+    let pool = rei_adapters::sqlite::connect("sqlite::memory:", Duration::from_secs(1)).await.expect("pool");
+    rei_adapters::sqlite::migrate(&pool).await.expect("migrate");
+    let store = store_on(pool).await;
+    let e = store.apply(cmd("pay", 1, top_up(1, rub(5), "p1"))).await;
+    assert!(matches!(e, Err(LedgerError::Store(StoreError::Unavailable { .. }))), "{e:?}");
+    assert_eq!(store.balance(UserId(1)).await.expect("balance").available, Money::ZERO);
+}
