@@ -245,14 +245,6 @@ async fn a_bank_conserves_money_at_every_read() {
     assert_eq!(report.transactions, applied);
 }
 
-/// The error text of a statement the database must refuse.
-fn refusal<T: std::fmt::Debug>(result: Result<T, sqlx::Error>) -> String {
-    match result {
-        Ok(v) => panic!("the database must refuse this statement, got {v:?}"),
-        Err(e) => e.to_string(),
-    }
-}
-
 #[tokio::test]
 async fn the_database_refuses_to_change_or_unbalance_the_ledger() {
     // Proves postings and transactions cannot be updated, deleted, replaced or added unbalanced, even by raw SQL.
@@ -260,15 +252,15 @@ async fn the_database_refuses_to_change_or_unbalance_the_ledger() {
     let store = store_on(pool.clone()).await;
     store.apply(cmd("pay", 1, top_up(1, rub(100), "p1"))).await.expect("top-up");
 
-    let e = refusal(sqlx::query("UPDATE ledger_postings SET amount = amount + 1").execute(&pool).await);
+    let e = support::refusal(sqlx::query("UPDATE ledger_postings SET amount = amount + 1").execute(&pool).await);
     assert!(e.contains("append-only"), "{e}");
-    let e = refusal(sqlx::query("DELETE FROM ledger_transactions").execute(&pool).await);
+    let e = support::refusal(sqlx::query("DELETE FROM ledger_transactions").execute(&pool).await);
     assert!(e.contains("append-only"), "{e}");
-    let e = refusal(sqlx::query("DELETE FROM ledger_postings").execute(&pool).await);
+    let e = support::refusal(sqlx::query("DELETE FROM ledger_postings").execute(&pool).await);
     assert!(e.contains("append-only"), "{e}");
-    let e = refusal(sqlx::query("UPDATE ledger_transactions SET amount = 0").execute(&pool).await);
+    let e = support::refusal(sqlx::query("UPDATE ledger_transactions SET amount = 0").execute(&pool).await);
     assert!(e.contains("append-only"), "{e}");
-    let e = refusal(
+    let e = support::refusal(
         sqlx::query(
             "INSERT OR REPLACE INTO ledger_transactions (seq, id, idem_key, fingerprint, kind, user_id, amount, \
              released, at_ms) VALUES (1, randomblob(16), 'forged', 'x', 'adjust', 1, 0, 0, 0)",
@@ -290,14 +282,16 @@ async fn the_database_refuses_to_change_or_unbalance_the_ledger() {
         .execute(&mut *tx)
         .await
         .expect("a posting alone is checked with its transaction");
-    let e = refusal(sqlx::query(&tx_row(100, "adjust", 500)).execute(&mut *tx).await);
+    let e = support::refusal(sqlx::query(&tx_row(100, "adjust", 500)).execute(&mut *tx).await);
     assert!(e.contains("does not sum to zero"), "{e}");
     drop(tx);
     // A transaction with no postings at all.
-    let e = refusal(sqlx::query(&tx_row(101, "top_up", 500)).execute(&pool).await);
+    let e = support::refusal(sqlx::query(&tx_row(101, "top_up", 500)).execute(&pool).await);
     assert!(e.contains("does not sum to zero"), "{e}");
     // A posting slipped into a committed transaction.
-    let e = refusal(sqlx::query("INSERT INTO ledger_postings VALUES (1, 9, 'available', 1, 0)").execute(&pool).await);
+    let e = support::refusal(
+        sqlx::query("INSERT INTO ledger_postings VALUES (1, 9, 'available', 1, 0)").execute(&pool).await,
+    );
     assert!(e.contains("before their transaction"), "{e}");
     // Balanced postings that never get their transaction row.
     let mut tx = pool.begin().await.expect("begin");
@@ -305,7 +299,7 @@ async fn the_database_refuses_to_change_or_unbalance_the_ledger() {
         .execute(&mut *tx)
         .await
         .expect("postings");
-    let e = refusal(tx.commit().await);
+    let e = support::refusal(tx.commit().await);
     assert!(e.to_lowercase().contains("foreign key"), "{e}");
 
     let report = store.verify().await.expect("verify");
