@@ -1,12 +1,14 @@
 //! [`RedisJobQueue`]: the job queue shared by every worker process, one Lua script per step; a worker with room
-//! for several jobs acks and takes a batch of them in one step.
+//! for several jobs acks and takes a batch of them in one step, and concurrent enqueues on one queue go together
+//! in one step (see [`batcher`]).
 //!
 //! Layout (all under the namespace's prefix; `lua/queue_prelude.lua` is the reference):
 //! - `ready:<rank>`: one sorted set per priority of tickets that may be handed out, scored by `enqueued_at`;
 //!   members are the job id in 32 hex digits, so that Redis's order of equal scores is the order of ids.
-//! - `waiting:<rank>`: tickets not yet promoted to ready, scored by `not_before`. Every ticket enters here;
-//!   `dequeue` first promotes the ones whose `not_before` has come, then picks the best head of the four ready
-//!   sets, honouring aging; a batch merges the heads of the four sets in that same order.
+//! - `waiting:<rank>`: tickets not yet promoted to ready, scored by `not_before`. A ticket not due when it is
+//!   enqueued enters here (a due one goes straight to its ready set); `dequeue` first promotes the ones whose
+//!   `not_before` has come, then picks the best head of the four ready sets, honouring aging; a batch merges the
+//!   heads of the four sets in that same order.
 //! - `in_flight`: leased tickets scored by lease deadline; `leases`: job -> lease id and worker.
 //! - `tickets`: job -> priority, `enqueued_at`, `not_before` of every waiting or in-flight ticket, which makes
 //!   the dedup check and the capacity check one command each.
@@ -21,6 +23,8 @@
 //! - A job has at most one dead letter: a job given up again replaces its earlier letter (keeping the latest
 //!   error), so that does not count against the dead-letter capacity twice.
 
+mod batcher;
+
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -34,6 +38,7 @@ use rei_core::jobs::{
 };
 use rei_core::time::Timestamp;
 
+use self::batcher::Batcher;
 use super::{CallError, RedisSetupError, prefix};
 
 /// The largest capacity (of tickets or of dead letters) a queue accepts.
@@ -54,8 +59,11 @@ const LEASE_SEED_MAX: u64 = 1 << 52;
 /// Lease ids a fresh counter leaves room for per millisecond of its seed time (see `take_many.lua`).
 const LEASE_SEED_PER_MS: u64 = 1_000;
 
-/// The position of `waiting:0` in the key list; `ready:<rank>` is at `rank`.
-const WAITING_KEY_FIRST: usize = 4;
+/// The keys of the ready and waiting sets: the first 8 of the key list.
+const SET_KEYS: usize = 8;
+
+/// The position of the `tickets` hash in the key list.
+const TICKETS_KEY: usize = 9;
 
 /// Keys a script that acks or heartbeats gets: the first 11 of `lua/queue_prelude.lua`'s list.
 const KEYS_TO_ACK: usize = 11;
@@ -70,7 +78,7 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{}\n{body}", include_str!("lua/queue_prelude.lua")))
 }
 
-static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue.lua")));
+static ENQUEUE_MANY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/enqueue_many.lua")));
 static DEQUEUE: LazyLock<Script> =
     LazyLock::new(|| script(concat!(include_str!("lua/take_many.lua"), include_str!("lua/dequeue.lua"))));
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
@@ -105,6 +113,8 @@ pub struct RedisJobQueue {
     dead_letter_capacity: usize,
     /// Aging step in milliseconds; 0 turns aging off.
     aging_step_ms: u64,
+    /// Runs every `enqueue` of this queue and its clones.
+    batcher: Batcher,
 }
 
 impl std::fmt::Debug for RedisJobQueue {
@@ -138,7 +148,10 @@ impl RedisJobQueue {
             keys.push(format!("{prefix}{name}"));
         }
         let aging_step_ms = limits.aging_step.map_or(0, |s| u64::try_from(s.as_millis()).unwrap_or(u64::MAX));
+        // The keys of `lua/enqueue_many.lua`: the tickets hash, then the ready and the waiting sets.
+        let enqueue_keys = std::iter::once(&keys[TICKETS_KEY]).chain(&keys[..SET_KEYS]).cloned().collect();
         Ok(RedisJobQueue {
+            batcher: Batcher::new(conn.clone(), enqueue_keys, limits.capacity),
             conn,
             tickets_key: format!("{prefix}tickets"),
             keys,
@@ -314,19 +327,7 @@ fn lease_seed(now: Timestamp) -> u64 {
 #[async_trait]
 impl JobQueue for RedisJobQueue {
     async fn enqueue(&self, ticket: JobTicket) -> Result<Enqueued, JobQueueError> {
-        let (rank, enqueued_at, not_before) = (ticket.priority.rank(), ms(ticket.enqueued_at), ms(ticket.not_before));
-        // A ticket due when it is enqueued goes straight to the ready set of its rank, the others wait.
-        let (set, score) =
-            if not_before <= enqueued_at { (rank, enqueued_at) } else { (WAITING_KEY_FIRST + rank, not_before) };
-        let mut call = ENQUEUE.prepare_invoke();
-        call.key(&self.tickets_key).key(&self.keys[set]);
-        call.arg(member(ticket.job)).arg(rank).arg(enqueued_at).arg(not_before).arg(self.capacity).arg(score);
-        match self.run::<i64>(&call).await.map_err(unavailable)? {
-            1 => Ok(Enqueued::Added),
-            0 => Ok(Enqueued::AlreadyPresent),
-            -1 => Err(JobQueueError::QueueFull { capacity: self.capacity }),
-            other => Err(unavailable(CallError::Corrupt(format!("enqueue returned {other}")))),
-        }
+        self.batcher.enqueue(ticket).await
     }
 
     async fn dequeue(

@@ -1,12 +1,12 @@
 //! The Redis job queue and rate limiter against a real server: both conformance suites, large rate-limit
-//! policies, redelivery after a consumer dies, workers in parallel on one queue, and the queue rebuilt from
-//! the job store after the server lost its data.
+//! policies, redelivery after a consumer dies, workers in parallel on one queue, producers in parallel on one
+//! queue (their enqueues batched), and the queue rebuilt from the job store after the server lost its data.
 //!
 //! Redis comes from `REI_TEST_REDIS_URL`, which `scripts/test` sets after starting a throwaway server. Each test
 //! works under its own namespace, so tests run in parallel on one database; the test that wipes the data has a
 //! logical database of its own.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,8 +15,8 @@ use rei_adapters::redis::{RedisJobQueue, RedisQueueLimits, RedisRateLimiter};
 use rei_core::guards::{Decision, Gcra, PERIOD_MAX, RateLimitKey, RateLimitPolicy, RateLimiter};
 use rei_core::ids::{JobId, UserId};
 use rei_core::jobs::{
-    JobPorts, JobQueue, JobQueueError, JobService, JobState, JobStore, JobTicket, Priority, QueueLengths, RetryPolicy,
-    WorkerId,
+    BATCH_MAX, Enqueued, JobPorts, JobQueue, JobQueueError, JobService, JobState, JobStore, JobTicket, Priority,
+    QueueLengths, RetryPolicy, WorkerId,
 };
 use rei_core::money::Ratio;
 use rei_core::testing::clock::ManualClock;
@@ -79,6 +79,9 @@ fn at(ms: i64) -> Timestamp {
 fn ticket(id: u128, priority: Priority, enqueued_ms: i64) -> JobTicket {
     JobTicket { job: JobId::from(id), priority, enqueued_at: at(enqueued_ms), not_before: at(enqueued_ms) }
 }
+
+/// What one enqueue call answered.
+type Outcome = Result<Enqueued, JobQueueError>;
 
 fn worker(name: &str) -> WorkerId {
     WorkerId::parse(name).expect("worker id")
@@ -232,6 +235,135 @@ async fn workers_in_parallel_receive_every_ticket_exactly_once() {
     let unique: BTreeSet<JobId> = all.iter().copied().collect();
     assert_eq!((all.len(), unique.len()), (400, 400), "every ticket once");
     assert_eq!(producer.len_by_priority().await.expect("lengths"), QueueLengths::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_enqueues_keep_the_sequential_semantics() {
+    // Proves enqueues made at once from many tasks, on clones of one queue and on a second queue of the same
+    // namespace, end as some sequential order of lone enqueues would: per job exactly one Added (the stored
+    // ticket being that call's, whatever its priority and due time) and AlreadyPresent for its other calls, or
+    // QueueFull for all of them; exactly `capacity` tickets stored; due ones ready, the others waiting.
+    let ns = namespace("producers");
+    let (capacity, jobs, copies) = (40usize, 60u128, 3u128);
+    let one = queue_in(&redis_url(), &ns, spec(capacity)).await;
+    let two = queue_in(&redis_url(), &ns, spec(capacity)).await;
+    let t0 = 1_800_000_000_000;
+    let start = Arc::new(tokio::sync::Barrier::new(usize::try_from(jobs * copies).expect("small")));
+    let mut calls = Vec::new();
+    for copy in 0..copies {
+        for id in 1..=jobs {
+            // Each copy of a job differs (priority, and whether it is due at once), so the stored ticket shows
+            // which call was the one Added.
+            let priority = Priority::ALL[usize::try_from((id + copy) % 4).expect("small")];
+            let delay_ms = if (id + copy) % 3 == 0 { 60_000 } else { 0 };
+            let t = JobTicket { not_before: at(t0 + delay_ms), ..ticket(id, priority, t0) };
+            let queue = if id % 4 == 0 { two.clone() } else { one.clone() };
+            let start = start.clone();
+            calls.push(tokio::spawn(async move {
+                start.wait().await;
+                let outcome = queue.enqueue(t.clone()).await;
+                (t, outcome)
+            }));
+        }
+    }
+    let mut by_job: BTreeMap<JobId, Vec<(JobTicket, Outcome)>> = BTreeMap::new();
+    for call in calls {
+        let (t, outcome) = call.await.expect("producer");
+        by_job.entry(t.job).or_default().push((t, outcome));
+    }
+
+    let mut added: BTreeMap<JobId, JobTicket> = BTreeMap::new();
+    for (job, outcomes) in &by_job {
+        let count = |want: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|(_, o)| want(o)).count();
+        let adds = count(&|o| *o == Ok(Enqueued::Added));
+        let present = count(&|o| *o == Ok(Enqueued::AlreadyPresent));
+        let full = count(&|o| *o == Err(JobQueueError::QueueFull { capacity }));
+        let n = outcomes.len();
+        assert!(
+            (adds, present, full) == (1, n - 1, 0) || (adds, present, full) == (0, 0, n),
+            "job {job}: {outcomes:?}"
+        );
+        if let Some((t, _)) = outcomes.iter().find(|(_, o)| *o == Ok(Enqueued::Added)) {
+            added.insert(*job, t.clone());
+        }
+        assert_eq!(one.contains(*job).await.expect("contains"), adds == 1, "job {job} stored exactly when added");
+    }
+    assert_eq!(added.len(), capacity, "exactly capacity tickets stored");
+
+    let lengths = one.len_by_priority().await.expect("lengths");
+    for priority in Priority::ALL {
+        let want = added.values().filter(|t| t.priority == priority).count();
+        assert_eq!(lengths.waiting(priority), want, "{priority:?} waiting");
+    }
+    assert_eq!((lengths.in_flight, lengths.dead_letters), (0, 0));
+
+    // Due tickets are ready at t0, each the very ticket of the call that was Added; the others only later.
+    let lease = Duration::from_secs(60);
+    let w = worker("w");
+    let ready = one.dequeue_many(&w, at(t0), lease, BATCH_MAX).await.expect("dequeue ready");
+    let later = one.dequeue_many(&w, at(t0 + 60_000), lease, BATCH_MAX).await.expect("dequeue waiting");
+    let due: BTreeMap<JobId, JobTicket> =
+        added.iter().filter(|(_, t)| t.not_before == t.enqueued_at).map(|(j, t)| (*j, t.clone())).collect();
+    assert!(!due.is_empty() && due.len() < capacity, "the workload mixes due and delayed tickets");
+    assert_eq!(ready.iter().map(|l| (l.ticket.job, l.ticket.clone())).collect::<BTreeMap<_, _>>(), due, "ready");
+    let all: BTreeMap<JobId, JobTicket> =
+        ready.iter().chain(&later).map(|l| (l.ticket.job, l.ticket.clone())).collect();
+    assert_eq!((ready.len() + later.len(), all), (capacity, added), "every stored ticket once, as Added");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_fails_each_of_its_calls_and_the_next_batch_goes_on() {
+    // Proves a script error fails every concurrent enqueue with Unavailable (none is answered as added), and
+    // the batcher keeps serving: once the cause is gone, the same tickets go in.
+    let ns = namespace("failing");
+    let queue = queue_in(&redis_url(), &ns, spec(64)).await;
+    let mut admin = rei_adapters::redis::connect(&redis_url(), TIMEOUT).await.expect("admin connection");
+    let tickets = format!("rei:q:{{{ns}}}:tickets");
+    // A string where the tickets hash belongs: every command of the script on it fails with WRONGTYPE.
+    redis::cmd("SET").arg(&tickets).arg("not a hash").query_async::<()>(&mut admin).await.expect("set");
+    let enqueue_all = |queue: &RedisJobQueue| {
+        let calls: Vec<_> = (1..=32u128)
+            .map(|id| {
+                let queue = queue.clone();
+                tokio::spawn(async move { queue.enqueue(ticket(id, Priority::Normal, 0)).await })
+            })
+            .collect();
+        async move {
+            let mut outcomes = Vec::new();
+            for call in calls {
+                outcomes.push(call.await.expect("producer"));
+            }
+            outcomes
+        }
+    };
+    for outcome in enqueue_all(&queue).await {
+        assert!(
+            matches!(&outcome, Err(JobQueueError::Unavailable { reason }) if reason.contains("WRONGTYPE")),
+            "{outcome:?}"
+        );
+    }
+    redis::cmd("DEL").arg(&tickets).query_async::<()>(&mut admin).await.expect("del");
+    assert!(enqueue_all(&queue).await.iter().all(|o| *o == Ok(Enqueued::Added)), "every ticket goes in");
+    assert_eq!(queue.len_by_priority().await.expect("lengths").waiting(Priority::Normal), 32);
+}
+
+#[test]
+fn enqueue_fails_clearly_once_its_batcher_is_gone() {
+    // Proves an enqueue on a queue whose batcher task died with its runtime fails with Unavailable, naming
+    // the batcher, instead of hanging or panicking.
+    let runtime = |what: &str| tokio::runtime::Builder::new_current_thread().enable_all().build().expect(what);
+    let first = runtime("first runtime");
+    let queue = first.block_on(async {
+        let queue = queue_in(&redis_url(), &namespace("stopped"), spec(8)).await;
+        assert_eq!(queue.enqueue(ticket(1, Priority::Normal, 0)).await, Ok(Enqueued::Added));
+        queue
+    });
+    drop(first);
+    let outcome = runtime("second runtime").block_on(queue.enqueue(ticket(2, Priority::Normal, 0)));
+    assert!(
+        matches!(&outcome, Err(JobQueueError::Unavailable { reason }) if reason.contains("batcher stopped")),
+        "{outcome:?}"
+    );
 }
 
 #[tokio::test]

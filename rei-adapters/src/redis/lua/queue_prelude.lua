@@ -1,4 +1,4 @@
--- Shared by every queue script but enqueue.lua. KEYS, always in this order; a script gets the shortest prefix
+-- Shared by every queue script but enqueue_many.lua. KEYS, always in this order; a script gets the shortest prefix
 -- holding the keys it touches (1-11 to ack or heartbeat, 1-12 to lease, all 15 otherwise):
 --   1-4   ready tickets, one sorted set per priority rank, scored by enqueued_at (ties: job id, as members
 --         are fixed-width hex and Redis orders equal scores by member)
