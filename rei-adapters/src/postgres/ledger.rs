@@ -717,8 +717,10 @@ impl LedgerStore for PgLedger {
                 });
             }
             let unbalanced: Vec<Vec<u8>> = sqlx::query_scalar(
-                "SELECT t.id FROM ledger_transactions t JOIN ledger_postings p ON p.tx_seq = t.seq \
-                 GROUP BY t.id HAVING SUM(p.amount) <> 0",
+                // A transaction with no postings at all counts as unbalanced: the database's postings check
+                // cannot see a transaction row that never got any.
+                "SELECT t.id FROM ledger_transactions t LEFT JOIN ledger_postings p ON p.tx_seq = t.seq \
+                 GROUP BY t.id HAVING COALESCE(SUM(p.amount), 0) <> 0 OR COUNT(p.tx_seq) = 0",
             )
             .fetch_all(&mut *tx)
             .await?;

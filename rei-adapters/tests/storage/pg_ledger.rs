@@ -200,4 +200,15 @@ async fn the_database_refuses_to_rewrite_the_ledger() {
     let report = s.verify().await.expect("verify");
     assert_eq!(report.drifts.len(), 1, "{report:?}");
     assert_eq!(report.drifts[0].recomputed, Money::from_kopecks(500));
+
+    // A transaction row written with no postings at all slips past the postings check; verify names it.
+    sqlx::raw_sql(
+        "INSERT INTO ledger_transactions (id, idem_key, fingerprint, kind, user_id, amount, released, at_ms) \
+         VALUES ('\\x000000000000000000000000000000aa', 'bare', 'f', 'adjust', 7, 1, 0, 0)",
+    )
+    .execute(pool)
+    .await
+    .expect("a bare transaction row");
+    let report = s.verify().await.expect("verify");
+    assert_eq!(report.unbalanced, vec![TxId::from(0xaa)], "{report:?}");
 }
