@@ -12,6 +12,10 @@
 //! command already waiting (up to `batch_max`) and commits them together. Under load, batches grow by
 //! themselves; alone, a command commits at once.
 //!
+//! The database checks each batch's postings once per statement (migration 0004): they must sum to zero per
+//! transaction and belong to a transaction row written by the same database transaction. A row written inside a
+//! savepoint carries the savepoint's transaction id and would be refused, so batches run at top level.
+//!
 //! Hot rows: every capture credits `revenue`, so one balance row per system account would serialize every
 //! writer of every process on it. Each system account is kept in [`SYSTEM_SHARDS`] rows instead; a writer adds
 //! its deltas to its own shard and a balance is the sum of the shards.
