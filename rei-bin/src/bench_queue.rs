@@ -19,6 +19,7 @@ use rei_core::time::Clock;
 pub(crate) struct QueueBench {
     pub(crate) redis_url: String,
     pub(crate) workers: u32,
+    pub(crate) producers: u32,
     pub(crate) jobs: u64,
     pub(crate) json: bool,
 }
@@ -38,6 +39,9 @@ pub(crate) async fn run(b: QueueBench) -> Result<()> {
     if b.workers == 0 || b.workers > 256 {
         bail!("--workers must be 1 to 256");
     }
+    if b.producers == 0 || b.producers > 256 {
+        bail!("--producers must be 1 to 256");
+    }
     if b.jobs == 0 || b.jobs > 10_000_000 {
         bail!("--jobs must be 1 to 10,000,000");
     }
@@ -45,8 +49,8 @@ pub(crate) async fn run(b: QueueBench) -> Result<()> {
     let run_id = clock.now().as_millis();
     let queue = crate::wiring::redis_queue(&b.redis_url, &format!("rei-bench-{run_id}"), b.jobs).await?;
 
-    eprintln!("rei bench queue: {} jobs, {} workers", b.jobs, b.workers);
-    let (rei_secs, per_sec, p99_us) = drive(queue, b.workers, b.jobs, run_id).await?;
+    eprintln!("rei bench queue: {} jobs, {} workers, {} producers", b.jobs, b.workers, b.producers);
+    let (rei_secs, per_sec, p99_us) = drive(queue, b.workers, b.producers, b.jobs, run_id).await?;
     eprintln!("rei: {per_sec} jobs/s");
 
     eprintln!("RQ: {} jobs, one SimpleWorker, three queues ...", b.jobs);
@@ -54,14 +58,16 @@ pub(crate) async fn run(b: QueueBench) -> Result<()> {
 
     println!("jobs         {}", b.jobs);
     println!("workers      {}", b.workers);
+    println!("producers    {}", b.producers);
     println!("rei          {per_sec} jobs/s ({rei_secs:?}), p99 enqueue->ack {} ms", ms(p99_us));
     println!("rq           {rq} jobs/s");
     println!("ratio        {}x", ratio(per_sec, rq));
     if b.json {
         println!(
-            "{{\"jobs\":{},\"workers\":{},\"jobs_per_sec\":{per_sec},\"p99_ms\":{},\"rq_jobs_per_sec\":{rq},\"ratio\":{}}}",
+            "{{\"jobs\":{},\"workers\":{},\"producers\":{},\"jobs_per_sec\":{per_sec},\"p99_ms\":{},\"rq_jobs_per_sec\":{rq},\"ratio\":{}}}",
             b.jobs,
             b.workers,
+            b.producers,
             ms(p99_us),
             ratio(per_sec, rq)
         );
@@ -81,14 +87,21 @@ fn ratio(a: u64, b: u64) -> String {
     format!("{}.{:02}", hundredths / 100, hundredths % 100)
 }
 
-/// Enqueues `jobs` tickets from a few producers while `workers` dequeue and ack them; returns the wall time,
+/// Enqueues `jobs` tickets from `producers` tasks (each awaiting one enqueue at a time) while `workers` dequeue and
+/// ack them; returns the wall time,
 /// jobs per second and the p99 enqueue-to-ack latency in microseconds.
-async fn drive(queue: Arc<dyn JobQueue>, workers: u32, jobs: u64, run_id: i64) -> Result<(Duration, u64, u64)> {
+async fn drive(
+    queue: Arc<dyn JobQueue>,
+    workers: u32,
+    producers: u32,
+    jobs: u64,
+    run_id: i64,
+) -> Result<(Duration, u64, u64)> {
     let started = Instant::now();
     let stamps: Arc<Vec<AtomicU64>> = Arc::new((0..jobs).map(|_| AtomicU64::new(0)).collect());
     let acked = Arc::new(AtomicU64::new(0));
     let job_id = move |seq: u64| JobId::from((u128::from(run_id.unsigned_abs()) << 64) | u128::from(seq));
-    let producers = 4u64.min(jobs);
+    let producers = u64::from(producers).min(jobs);
     let mut tasks = Vec::new();
     for p in 0..producers {
         let (queue, stamps) = (queue.clone(), stamps.clone());

@@ -72,6 +72,10 @@ enum BenchCommand {
         /// Concurrent workers.
         #[arg(long, default_value_t = 8)]
         workers: u32,
+        /// Concurrent producers, each submitting one job at a time (as bot requests do); enough of them that the
+        /// queue, not one producer's round trips, sets the pace.
+        #[arg(long, default_value_t = 16)]
+        producers: u32,
         /// Jobs to run through.
         #[arg(long, default_value_t = 20_000)]
         jobs: u64,
@@ -159,8 +163,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             runtime()?.block_on(bench::run(b)).map(|()| ExitCode::SUCCESS)
         }
-        Command::Bench(BenchCommand::Queue { redis_url, workers, jobs, json }) => {
-            let b = bench_queue::QueueBench { redis_url, workers, jobs, json };
+        Command::Bench(BenchCommand::Queue { redis_url, workers, producers, jobs, json }) => {
+            let b = bench_queue::QueueBench { redis_url, workers, producers, jobs, json };
             runtime()?.block_on(bench_queue::run(b)).map(|()| ExitCode::SUCCESS)
         }
     }

@@ -23,12 +23,15 @@ fn price_prints_a_breakdown_that_names_the_peak_window() {
 
 #[test]
 fn bad_input_is_a_clear_error_not_a_panic() {
-    // Proves unknown products, bad ids and bad times exit 1 with a message and no panic.
+    // Proves unknown products, bad ids, bad times and out-of-range bench settings exit 1 with a message and no
+    // panic.
     for args in [
         &["price", "--product", "image.unknown"][..],
         &["price", "--product", "bad id!"][..],
         &["price", "--product", "image.nano-banana", "--at", "yesterday"][..],
         &["price", "--product", "image.nano-banana", "--units", "0"][..],
+        &["bench", "queue", "--redis-url", "redis://127.0.0.1:1", "--producers", "0"][..],
+        &["bench", "queue", "--redis-url", "redis://127.0.0.1:1", "--workers", "0"][..],
     ] {
         let (ok, _, err) = rei(args);
         assert!(!ok, "{args:?} must fail");
