@@ -1,10 +1,6 @@
-//! [`JobStore`] in PostgreSQL: one row per job in `jobs`; the steps are shared with SQLite
+//! [`JobStore`](rei_core::jobs::JobStore) in PostgreSQL: one row per job in `jobs`; the steps are shared with SQLite
 //! (`sql::stores::jobs`), the statements are PostgreSQL's.
 
-use async_trait::async_trait;
-use rei_core::ids::JobId;
-use rei_core::jobs::{Job, JobState, JobStore, JobStoreError};
-use rei_core::time::Timestamp;
 use sqlx::postgres::PgPool;
 
 use crate::sql::stores::jobs::{self, JobSql};
@@ -37,44 +33,4 @@ const SQL: JobSql = JobSql {
     expired_leases: "WHERE state = 'running' AND lease_deadline_ms < $1 ORDER BY lease_deadline_ms, id LIMIT $2",
 };
 
-/// A [`JobStore`] over a PostgreSQL pool; the schema comes from [`super::migrate`].
-#[derive(Debug, Clone)]
-pub struct PgJobStore {
-    pool: PgPool,
-}
-
-impl PgJobStore {
-    /// A store over `pool`, which must be migrated.
-    #[must_use]
-    pub fn new(pool: PgPool) -> PgJobStore {
-        PgJobStore { pool }
-    }
-}
-
-#[async_trait]
-impl JobStore for PgJobStore {
-    async fn insert(&self, job: &Job) -> Result<Job, JobStoreError> {
-        jobs::insert(&self.pool, &SQL, job).await
-    }
-
-    async fn get(&self, id: JobId) -> Result<Option<Job>, JobStoreError> {
-        jobs::get(&self.pool, &SQL, id).await
-    }
-
-    async fn update(&self, job: &Job, expected: JobState) -> Result<(), JobStoreError> {
-        jobs::update(&self.pool, &SQL, job, expected).await
-    }
-
-    async fn list_by_state(
-        &self,
-        state: JobState,
-        after: Option<JobId>,
-        limit: usize,
-    ) -> Result<Vec<Job>, JobStoreError> {
-        jobs::list_by_state(&self.pool, &SQL, state, after, limit).await
-    }
-
-    async fn expired_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<Job>, JobStoreError> {
-        jobs::expired_leases(&self.pool, &SQL, now, limit).await
-    }
-}
+jobs::job_store!(PgJobStore, PgPool, SQL, "PostgreSQL");

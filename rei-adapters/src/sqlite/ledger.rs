@@ -1,16 +1,16 @@
 //! [`SqliteLedger`]: the [`LedgerStore`] in one SQLite file.
 //!
-//! SQLite has one writer at a time, so the store has exactly one writer (a thread of its own, see [`writer`])
-//! and group-commits: every `apply` sends its command over a bounded channel, and the writer takes the first
-//! waiting command plus whatever else is already waiting (up to `batch_max`) and applies them in one
-//! `BEGIN IMMEDIATE` transaction. While one batch commits, the next one fills up; nobody sleeps to make a batch
-//! bigger.
+//! SQLite has one writer at a time, so the store has exactly one writer (a thread of its own, see `ledger/writer.rs`)
+//! and group-commits: every `apply` sends its command over a bounded channel, and the writer takes the first waiting
+//! command plus whatever else is already waiting (up to `batch_max`) and applies them in one `BEGIN IMMEDIATE`
+//! transaction. While one batch commits, the next one fills up; nobody sleeps to make a batch bigger.
 //!
-//! Inside the transaction the writer loads the rows the batch touches into a [`WorkingSet`] (the same code
-//! decides every command in every store), applies each command, and writes back what changed: new
-//! transactions and their postings (seq assigned explicitly, postings before their transaction row so the
-//! database's own sum-to-zero trigger checks each one), balances, holds, payments and system deltas.
-//! Readers use other pool connections; WAL mode lets them read a consistent snapshot while the writer writes.
+//! Inside the transaction the writer loads the rows the batch touches into a
+//! [`WorkingSet`](rei_core::ledger::WorkingSet) (the same code decides every command in every store), applies each
+//! command, and writes back what changed: new transactions and their postings (seq assigned explicitly, postings before
+//! their transaction row so the database's own sum-to-zero trigger checks each one), balances, holds, payments and
+//! system deltas. Readers use other pool connections; WAL mode lets them read a consistent snapshot while the writer
+//! writes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,14 +1,11 @@
-//! [`UsageSessionStore`] in SQLite: one row per session in `usage_sessions`; the steps are shared with
+//! [`UsageSessionStore`](rei_core::usage::UsageSessionStore) in SQLite: one row per session in `usage_sessions`; the steps are shared with
 //! PostgreSQL (`sql::stores::usage`), the statements are SQLite's.
 
-use async_trait::async_trait;
-use rei_core::ids::SessionId;
-use rei_core::usage::{UsageError, UsageSession, UsageSessionStore};
 use sqlx::sqlite::SqlitePool;
 
 use crate::sql::stores::usage::{self, UsageSql};
 
-/// The most sessions one [`UsageSessionStore::open_sessions`] call returns, whatever its `limit`.
+/// The most sessions one [`open_sessions`](rei_core::usage::UsageSessionStore::open_sessions) call returns, whatever its `limit`.
 pub const OPEN_SESSIONS_MAX: usize = 1_000;
 
 const SQL: UsageSql = UsageSql {
@@ -25,35 +22,4 @@ const SQL: UsageSql = UsageSql {
     open: "WHERE state = 'open' ORDER BY opened_ms, id LIMIT ?1",
 };
 
-/// A [`UsageSessionStore`] over a SQLite pool; the schema comes from [`super::migrate`].
-#[derive(Debug, Clone)]
-pub struct SqliteUsageSessionStore {
-    pool: SqlitePool,
-}
-
-impl SqliteUsageSessionStore {
-    /// A store over `pool`, which must be migrated.
-    #[must_use]
-    pub fn new(pool: SqlitePool) -> SqliteUsageSessionStore {
-        SqliteUsageSessionStore { pool }
-    }
-}
-
-#[async_trait]
-impl UsageSessionStore for SqliteUsageSessionStore {
-    async fn insert(&self, session: UsageSession) -> Result<UsageSession, UsageError> {
-        usage::insert(&self.pool, &SQL, session).await
-    }
-
-    async fn get(&self, id: SessionId) -> Result<Option<UsageSession>, UsageError> {
-        usage::get(&self.pool, &SQL, id).await
-    }
-
-    async fn update(&self, expected: &UsageSession, next: UsageSession) -> Result<(), UsageError> {
-        usage::update(&self.pool, &SQL, expected, next).await
-    }
-
-    async fn open_sessions(&self, limit: usize) -> Result<Vec<UsageSession>, UsageError> {
-        usage::open_sessions(&self.pool, &SQL, limit, OPEN_SESSIONS_MAX).await
-    }
-}
+usage::usage_store!(SqliteUsageSessionStore, SqlitePool, SQL, OPEN_SESSIONS_MAX, "SQLite");

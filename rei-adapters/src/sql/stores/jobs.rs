@@ -222,3 +222,63 @@ pub(crate) async fn expired_leases<E: Engine>(
     }
     select(db, sql.expired_leases, vec![now.as_millis().into(), limit.into()]).await
 }
+
+/// Defines an engine's [`rei_core::jobs::JobStore`]: a struct `$store` over a `$pool`, whose every call runs the
+/// shared step above with the engine's statements `$sql`. Only the SQL text differs between engines.
+macro_rules! job_store {
+    ($store:ident, $pool:ty, $sql:expr, $engine:literal) => {
+        #[doc = concat!("A [`JobStore`](rei_core::jobs::JobStore) over a ", $engine, " pool; the schema comes from [`super::migrate`].")]
+        #[derive(Debug, Clone)]
+        pub struct $store {
+            pool: $pool,
+        }
+
+        impl $store {
+            /// A store over `pool`, which must be migrated.
+            #[must_use]
+            pub fn new(pool: $pool) -> $store {
+                $store { pool }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl rei_core::jobs::JobStore for $store {
+            async fn insert(&self, job: &rei_core::jobs::Job) -> Result<rei_core::jobs::Job, rei_core::jobs::JobStoreError> {
+                $crate::sql::stores::jobs::insert(&self.pool, &$sql, job).await
+            }
+
+            async fn get(
+                &self,
+                id: rei_core::ids::JobId,
+            ) -> Result<Option<rei_core::jobs::Job>, rei_core::jobs::JobStoreError> {
+                $crate::sql::stores::jobs::get(&self.pool, &$sql, id).await
+            }
+
+            async fn update(
+                &self,
+                job: &rei_core::jobs::Job,
+                expected: rei_core::jobs::JobState,
+            ) -> Result<(), rei_core::jobs::JobStoreError> {
+                $crate::sql::stores::jobs::update(&self.pool, &$sql, job, expected).await
+            }
+
+            async fn list_by_state(
+                &self,
+                state: rei_core::jobs::JobState,
+                after: Option<rei_core::ids::JobId>,
+                limit: usize,
+            ) -> Result<Vec<rei_core::jobs::Job>, rei_core::jobs::JobStoreError> {
+                $crate::sql::stores::jobs::list_by_state(&self.pool, &$sql, state, after, limit).await
+            }
+
+            async fn expired_leases(
+                &self,
+                now: rei_core::time::Timestamp,
+                limit: usize,
+            ) -> Result<Vec<rei_core::jobs::Job>, rei_core::jobs::JobStoreError> {
+                $crate::sql::stores::jobs::expired_leases(&self.pool, &$sql, now, limit).await
+            }
+        }
+    };
+}
+pub(crate) use job_store;

@@ -192,3 +192,58 @@ pub(crate) async fn open_sessions<E: Engine>(
     let rows = db.fetch_all(&select, vec![limit.into()]).await.map_err(db_error)?;
     rows.iter().map(|r| session_from_row(r).map_err(UsageError::from)).collect()
 }
+
+/// Defines an engine's [`rei_core::usage::UsageSessionStore`]: a struct `$store` over a `$pool`, whose every call
+/// runs the shared step above with the engine's statements `$sql`. Only the SQL text differs between engines.
+macro_rules! usage_store {
+    ($store:ident, $pool:ty, $sql:expr, $open_max:expr, $engine:literal) => {
+        #[doc = concat!(
+            "A [`UsageSessionStore`](rei_core::usage::UsageSessionStore) over a ", $engine, " pool; the schema comes from [`super::migrate`]."
+        )]
+        #[derive(Debug, Clone)]
+        pub struct $store {
+            pool: $pool,
+        }
+
+        impl $store {
+            /// A store over `pool`, which must be migrated.
+            #[must_use]
+            pub fn new(pool: $pool) -> $store {
+                $store { pool }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl rei_core::usage::UsageSessionStore for $store {
+            async fn insert(
+                &self,
+                session: rei_core::usage::UsageSession,
+            ) -> Result<rei_core::usage::UsageSession, rei_core::usage::UsageError> {
+                $crate::sql::stores::usage::insert(&self.pool, &$sql, session).await
+            }
+
+            async fn get(
+                &self,
+                id: rei_core::ids::SessionId,
+            ) -> Result<Option<rei_core::usage::UsageSession>, rei_core::usage::UsageError> {
+                $crate::sql::stores::usage::get(&self.pool, &$sql, id).await
+            }
+
+            async fn update(
+                &self,
+                expected: &rei_core::usage::UsageSession,
+                next: rei_core::usage::UsageSession,
+            ) -> Result<(), rei_core::usage::UsageError> {
+                $crate::sql::stores::usage::update(&self.pool, &$sql, expected, next).await
+            }
+
+            async fn open_sessions(
+                &self,
+                limit: usize,
+            ) -> Result<Vec<rei_core::usage::UsageSession>, rei_core::usage::UsageError> {
+                $crate::sql::stores::usage::open_sessions(&self.pool, &$sql, limit, $open_max).await
+            }
+        }
+    };
+}
+pub(crate) use usage_store;
