@@ -53,3 +53,24 @@ macro_rules! pool_engine {
 pool_engine!(sqlx::postgres::PgPool, sqlx::postgres::PgRow);
 #[cfg(feature = "sqlite")]
 pool_engine!(sqlx::sqlite::SqlitePool, sqlx::sqlite::SqliteRow);
+
+/// Defines a store struct `$store` that holds a `$pool` (which must be migrated), with `new`: the part every
+/// engine's store shares before its port's impl.
+macro_rules! pool_store {
+    ($store:ident, $pool:ty, $doc:expr) => {
+        #[doc = $doc]
+        #[derive(Debug, Clone)]
+        pub struct $store {
+            pool: $pool,
+        }
+
+        impl $store {
+            /// A store over `pool`, which must be migrated.
+            #[must_use]
+            pub fn new(pool: $pool) -> $store {
+                $store { pool }
+            }
+        }
+    };
+}
+pub(crate) use pool_store;

@@ -227,23 +227,22 @@ pub(crate) async fn expired_leases<E: Engine>(
 /// shared step above with the engine's statements `$sql`. Only the SQL text differs between engines.
 macro_rules! job_store {
     ($store:ident, $pool:ty, $sql:expr, $engine:literal) => {
-        #[doc = concat!("A [`JobStore`](rei_core::jobs::JobStore) over a ", $engine, " pool; the schema comes from [`super::migrate`].")]
-        #[derive(Debug, Clone)]
-        pub struct $store {
-            pool: $pool,
-        }
-
-        impl $store {
-            /// A store over `pool`, which must be migrated.
-            #[must_use]
-            pub fn new(pool: $pool) -> $store {
-                $store { pool }
-            }
-        }
+        $crate::sql::stores::engine::pool_store!(
+            $store,
+            $pool,
+            concat!(
+                "A [`JobStore`](rei_core::jobs::JobStore) over a ",
+                $engine,
+                " pool; the schema comes from [`super::migrate`]."
+            )
+        );
 
         #[async_trait::async_trait]
         impl rei_core::jobs::JobStore for $store {
-            async fn insert(&self, job: &rei_core::jobs::Job) -> Result<rei_core::jobs::Job, rei_core::jobs::JobStoreError> {
+            async fn insert(
+                &self,
+                job: &rei_core::jobs::Job,
+            ) -> Result<rei_core::jobs::Job, rei_core::jobs::JobStoreError> {
                 $crate::sql::stores::jobs::insert(&self.pool, &$sql, job).await
             }
 

@@ -197,21 +197,15 @@ pub(crate) async fn open_sessions<E: Engine>(
 /// runs the shared step above with the engine's statements `$sql`. Only the SQL text differs between engines.
 macro_rules! usage_store {
     ($store:ident, $pool:ty, $sql:expr, $open_max:expr, $engine:literal) => {
-        #[doc = concat!(
-            "A [`UsageSessionStore`](rei_core::usage::UsageSessionStore) over a ", $engine, " pool; the schema comes from [`super::migrate`]."
-        )]
-        #[derive(Debug, Clone)]
-        pub struct $store {
-            pool: $pool,
-        }
-
-        impl $store {
-            /// A store over `pool`, which must be migrated.
-            #[must_use]
-            pub fn new(pool: $pool) -> $store {
-                $store { pool }
-            }
-        }
+        $crate::sql::stores::engine::pool_store!(
+            $store,
+            $pool,
+            concat!(
+                "A [`UsageSessionStore`](rei_core::usage::UsageSessionStore) over a ",
+                $engine,
+                " pool; the schema comes from [`super::migrate`]."
+            )
+        );
 
         #[async_trait::async_trait]
         impl rei_core::usage::UsageSessionStore for $store {
