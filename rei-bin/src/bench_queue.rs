@@ -27,7 +27,7 @@ pub(crate) struct QueueBench {
 const PRIORITIES: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
 
 /// Jobs one bench worker holds at once.
-const WORKER_CAPACITY: usize = 16;
+const WORKER_CAPACITY: usize = 32;
 
 /// How long a worker that found less than half its capacity waits before asking again.
 const POLL_INTERVAL: Duration = Duration::from_millis(1);
@@ -51,7 +51,7 @@ pub(crate) async fn run(b: QueueBench) -> Result<()> {
 
     eprintln!("rei bench queue: {} jobs, {} workers, {} producers", b.jobs, b.workers, b.producers);
     let (rei_secs, per_sec, p99_us) = drive(queue, b.workers, b.producers, b.jobs, run_id).await?;
-    eprintln!("rei: {per_sec} jobs/s");
+    eprintln!("rei: {per_sec} jobs/s, p99 enqueue->ack {} ms", ms(p99_us));
 
     eprintln!("RQ: {} jobs, one SimpleWorker, three queues ...", b.jobs);
     let rq = rq(&b.redis_url, b.jobs)?;

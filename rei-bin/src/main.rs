@@ -73,8 +73,8 @@ enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         workers: u32,
         /// Concurrent producers, each submitting one job at a time (as bot requests do); enough of them that the
-        /// queue, not one producer's round trips, sets the pace.
-        #[arg(long, default_value_t = 16)]
+        /// queue, not the producers' round trips, sets the pace (as many as `bench ledger`'s clients).
+        #[arg(long, default_value_t = 64)]
         producers: u32,
         /// Jobs to run through.
         #[arg(long, default_value_t = 20_000)]

@@ -3,6 +3,9 @@
 -- stopping when nothing is ready. Returns a flat list {job, ticket, lease_id, job, ticket, lease_id, ...},
 -- empty when nothing was taken. Arguments are ARGV-style strings: now, deadline, worker, aging step in ms
 -- (0: none), lease id seed, promotion batch, max.
+-- Heads of a ready set a first read asks for.
+local HEAD_CHUNK = 4
+
 local function take_many(now_s, deadline_s, worker, step_s, seed, batch_s, max_s)
   local now, step, batch, max = tonumber(now_s), tonumber(step_s), tonumber(batch_s), tonumber(max_s)
   local out = {}
@@ -16,10 +19,12 @@ local function take_many(now_s, deadline_s, worker, step_s, seed, batch_s, max_s
   end
   local waiting = redis.call('EXISTS', unpack(waiting_keys)) > 0
 
-  -- Per rank (indexed rank + 1): the ready heads read so far ({job, score, job, score, ...}), the position of
-  -- the next one to consider, the tickets taken from it and not yet removed from its ready set, and whether its
-  -- last promotion moved a whole batch (then a single take would promote again before its pick).
-  local heads, next_head, pending, full = {}, {}, {}, {}
+  -- Per rank (indexed rank + 1): the jobs at the head of its ready set read so far, in order; their enqueued_at
+  -- (numbers, converted once per read; only with aging, for without it a rank's order is its set's order and
+  -- ranks never mix); the position of the next one to consider; how many heads its last read asked for; the
+  -- tickets taken from it and not yet removed from its ready set; and whether its last promotion moved a whole
+  -- batch (then a single take would promote again before its pick).
+  local heads, enqs, next_head, asked, pending, full = {}, {}, {}, {}, {}, {}
 
   -- Promotes waiting tickets whose not_before has come, keeping their place by enqueued_at.
   local function promote(rank)
@@ -48,17 +53,30 @@ local function take_many(now_s, deadline_s, worker, step_s, seed, batch_s, max_s
   end
 
   -- Reads the first `want` tickets of a ready set: the head is the oldest of its rank, hence also the most
-  -- aged, so taking heads in turn merges the four sets in the order single takes pick.
+  -- aged, so taking heads in turn merges the four sets in the order single takes pick. Every value read costs
+  -- the script a string (and a score a conversion), so a first read asks for HEAD_CHUNK, and a rank whose heads
+  -- ran out is read again, for twice as many, only if its last read came back full.
   local function read_heads(rank, want)
     remove_pending(rank)
-    heads[rank + 1] = redis.call('ZRANGE', ready_key(rank), 0, want - 1, 'WITHSCORES')
-    next_head[rank + 1] = 1
+    local r = rank + 1
+    if step > 0 then
+      local scored = redis.call('ZRANGE', ready_key(rank), 0, want - 1, 'WITHSCORES')
+      local jobs, times = {}, {}
+      for i = 1, #scored, 2 do
+        jobs[#jobs + 1] = scored[i]
+        times[#times + 1] = tonumber(scored[i + 1])
+      end
+      heads[r], enqs[r] = jobs, times
+    else
+      heads[r] = redis.call('ZRANGE', ready_key(rank), 0, want - 1)
+    end
+    next_head[r] = 1
+    asked[r] = want
   end
 
   for rank = 0, 3 do
     pending[rank + 1] = {}
     promote(rank)
-    read_heads(rank, max)
   end
 
   local picked = {}
@@ -71,15 +89,26 @@ local function take_many(now_s, deadline_s, worker, step_s, seed, batch_s, max_s
         end
       end
     end
-    -- The best ticket is the best of the four heads by (effective rank, enqueued_at, job).
+    -- The best ticket is the best of the four heads by (effective rank, enqueued_at, job); without aging, the
+    -- head of the first rank that has one (so the ranks after it are not even read).
     local best_job, best_rank, best_eff, best_enq
     for rank = 0, 3 do
-      local i = next_head[rank + 1]
-      local job = heads[rank + 1][i]
+      local r = rank + 1
+      if not heads[r] then
+        read_heads(rank, math.min(max - #picked, HEAD_CHUNK))
+      elseif next_head[r] > #heads[r] and #heads[r] == asked[r] then
+        read_heads(rank, math.min(max - #picked, 2 * asked[r]))
+      end
+      local i = next_head[r]
+      local job = heads[r][i]
       if job then
-        local enq = tonumber(heads[rank + 1][i + 1])
+        if step == 0 then
+          best_job, best_rank = job, rank
+          break
+        end
+        local enq = enqs[r][i]
         local eff = rank
-        if step > 0 and now > enq then
+        if now > enq then
           eff = math.max(0, rank - floor_div(now - enq, step))
         end
         if not best_job or eff < best_eff or (eff == best_eff and (enq < best_enq or (enq == best_enq and job < best_job))) then
@@ -90,8 +119,9 @@ local function take_many(now_s, deadline_s, worker, step_s, seed, batch_s, max_s
     if not best_job then
       break
     end
-    next_head[best_rank + 1] = next_head[best_rank + 1] + 2
-    table.insert(pending[best_rank + 1], best_job)
+    next_head[best_rank + 1] = next_head[best_rank + 1] + 1
+    local p = pending[best_rank + 1]
+    p[#p + 1] = best_job
     picked[#picked + 1] = best_job
   end
   if #picked == 0 then

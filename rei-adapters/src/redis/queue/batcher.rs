@@ -127,11 +127,11 @@ impl Target {
         }
         invocation.arg(self.capacity);
         for Call { ticket, .. } in batch {
-            invocation
-                .arg(member(ticket.job))
-                .arg(ticket.priority.rank())
-                .arg(ms(ticket.enqueued_at))
-                .arg(ms(ticket.not_before));
+            let rank = ticket.priority.rank();
+            let (enqueued_at, not_before) = (ms(ticket.enqueued_at), ms(ticket.not_before));
+            // Due at once: straight to the ready set of its rank, scored as a promotion would score it.
+            let (set, score) = if not_before <= enqueued_at { (2 + rank, enqueued_at) } else { (6 + rank, not_before) };
+            invocation.arg(member(ticket.job)).arg(set).arg(score).arg(format!("{rank} {enqueued_at} {not_before}"));
         }
         let mut conn = self.conn.clone();
         let statuses: Vec<i64> =
