@@ -38,7 +38,7 @@ use rei_core::jobs::{
 };
 use rei_core::time::Timestamp;
 
-use self::batcher::Batcher;
+use self::batcher::{Batcher, ENQUEUE_BATCH_MAX};
 use super::{CallError, RedisSetupError, prefix};
 
 /// The largest capacity (of tickets or of dead letters) a queue accepts.
@@ -328,6 +328,19 @@ fn lease_seed(now: Timestamp) -> u64 {
 impl JobQueue for RedisJobQueue {
     async fn enqueue(&self, ticket: JobTicket) -> Result<Enqueued, JobQueueError> {
         self.batcher.enqueue(ticket).await
+    }
+
+    async fn enqueue_many(&self, tickets: &[JobTicket]) -> Vec<Result<Enqueued, JobQueueError>> {
+        // Straight to the script, one call per ENQUEUE_BATCH_MAX tickets; the batcher's calls are atomic scripts
+        // too, so concurrent enqueues interleave between chunks, never inside one.
+        let mut outcomes = Vec::with_capacity(tickets.len());
+        for chunk in tickets.chunks(ENQUEUE_BATCH_MAX) {
+            match self.batcher.add_now(chunk).await {
+                Ok(each) => outcomes.extend(each),
+                Err(e) => outcomes.extend(chunk.iter().map(|_| Err(e.clone()))),
+            }
+        }
+        outcomes
     }
 
     async fn dequeue(

@@ -226,6 +226,21 @@ pub trait JobQueue: Send + Sync {
     /// [`JobQueueError::QueueFull`], [`JobQueueError::Unavailable`].
     async fn enqueue(&self, ticket: JobTicket) -> Result<Enqueued, JobQueueError>;
 
+    /// Adds `tickets`, in order: a caller with many tickets (the reconciler, after the queue's data was lost)
+    /// makes one call, which a store MAY serve in a few round trips.
+    ///
+    /// Each ticket MUST get the outcome [`JobQueue::enqueue`] would give it at its place in that order: a job
+    /// given twice is [`Enqueued::AlreadyPresent`] the second time, and once the capacity is reached the rest are
+    /// [`JobQueueError::QueueFull`]. A ticket whose outcome is [`JobQueueError::Unavailable`] may or may not have
+    /// been added, as with an `enqueue` whose answer was lost. One outcome per ticket, in the order given.
+    async fn enqueue_many(&self, tickets: &[JobTicket]) -> Vec<Result<Enqueued, JobQueueError>> {
+        let mut outcomes = Vec::with_capacity(tickets.len());
+        for ticket in tickets {
+            outcomes.push(self.enqueue(ticket.clone()).await);
+        }
+        outcomes
+    }
+
     /// Leases the next ticket to `worker` until `now + lease`, or returns `None`.
     ///
     /// MUST skip tickets whose `not_before` is after `now`, and MUST pick the most urgent effective priority,

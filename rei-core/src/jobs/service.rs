@@ -477,19 +477,22 @@ impl JobService {
     }
 
     /// Re-enqueues every `Queued` job the store has that the queue does not, walking the store in pages of
-    /// `page_size` (at most [`LIST_LIMIT_MAX`]): the queue can always be rebuilt from the store.
+    /// `page_size` (at most [`LIST_LIMIT_MAX`]), each page's tickets in one [`JobQueue::enqueue_many`]: the queue
+    /// can always be rebuilt from the store.
     ///
     /// # Errors
-    /// Store and queue errors ([`JobQueueError::QueueFull`] when the queue cannot take them all).
+    /// Store and queue errors ([`JobQueueError::QueueFull`] when the queue cannot take them all); the first
+    /// failed ticket of a page fails the call after the page's other tickets were offered.
     pub async fn reconcile_queue(&self, page_size: usize) -> Result<ReconcileReport, JobError> {
         let page = page_size.clamp(1, LIST_LIMIT_MAX);
         let mut report = ReconcileReport::default();
         let mut after = None;
         loop {
             let jobs = self.ports.store.list_by_state(JobState::Queued, after, page).await?;
-            for job in &jobs {
+            let tickets: Vec<JobTicket> = jobs.iter().map(ticket).collect();
+            for outcome in self.ports.queue.enqueue_many(&tickets).await {
                 report.examined += 1;
-                if self.ports.queue.enqueue(ticket(job)).await? == Enqueued::Added {
+                if outcome? == Enqueued::Added {
                     report.enqueued += 1;
                 }
             }

@@ -504,6 +504,16 @@ pub enum BatchOp {
         /// How long after `enqueued_at` its `not_before` is.
         delay_ms: i64,
     },
+    /// Enqueue `count` new tickets at the current time in one `enqueue_many`, and with them again the job of
+    /// the last single enqueue (waiting, in flight or gone) and the first of the new ones (given twice).
+    EnqueueMany {
+        /// Their priority.
+        priority: Priority,
+        /// How long after `enqueued_at` their `not_before` is.
+        delay_ms: i64,
+        /// New tickets.
+        count: usize,
+    },
     /// Take up to `max` tickets.
     Take {
         /// The batch size.
@@ -535,6 +545,8 @@ pub fn batch_workload() -> impl Strategy<Value = (bool, Vec<BatchOp>)> {
     let op = prop_oneof![
         10 => (prop::sample::select(Priority::ALL.to_vec()), prop_oneof![3 => Just(0i64), 1 => 1i64..40])
             .prop_map(|(priority, delay_ms)| BatchOp::Enqueue { priority, delay_ms }),
+        2 => (prop::sample::select(Priority::ALL.to_vec()), prop_oneof![3 => Just(0i64), 1 => 1i64..40], 0usize..6)
+            .prop_map(|(priority, delay_ms, count)| BatchOp::EnqueueMany { priority, delay_ms, count }),
         2 => (0usize..10).prop_map(|max| BatchOp::Take { max }),
         2 => (0usize..6, 0usize..10).prop_map(|(acks, max)| BatchOp::AckAndTake { acks, max }),
         1 => (0i64..30).prop_map(|delay_ms| BatchOp::Retry { delay_ms }),
@@ -550,9 +562,9 @@ fn seen(leases: &[Lease]) -> Vec<(JobTicket, WorkerId, Timestamp)> {
     leases.iter().map(|l| (l.ticket.clone(), l.worker.clone(), l.deadline)).collect()
 }
 
-/// Runs `ops` on two fresh queues from `make`, one through single calls (`dequeue`, `ack`), the other through
-/// the batch calls (`dequeue_many`, `ack_many`, `ack_and_dequeue_many`), and checks that they hand out the same
-/// tickets in the same order and lose the same leases.
+/// Runs `ops` on two fresh queues from `make`, one through single calls (`enqueue`, `dequeue`, `ack`), the other
+/// through the batch calls (`enqueue_many`, `dequeue_many`, `ack_many`, `ack_and_dequeue_many`), and checks that
+/// they give the same outcomes, hand out the same tickets in the same order and lose the same leases.
 ///
 /// # Panics
 /// On the first difference, naming the step.
@@ -569,6 +581,7 @@ where
     // Leases held, the same tickets on both sides at the same places (checked at every take).
     let (mut held_single, mut held_batch): (Vec<Lease>, Vec<Lease>) = (Vec::new(), Vec::new());
     let mut now = 1_000i64;
+    let mut last_single = None;
     for (step, op) in ops.iter().enumerate() {
         match op {
             BatchOp::Enqueue { priority, delay_ms } => {
@@ -577,6 +590,20 @@ where
                 let t = JobTicket { not_before: at(now + delay_ms), ..ticket(job, *priority, now) };
                 let a = ok(single.enqueue(t.clone()).await, "enqueue");
                 assert_eq!(a, ok(batch.enqueue(t).await, "enqueue"), "step {step}: enqueue");
+                last_single = Some(job);
+            }
+            BatchOp::EnqueueMany { priority, delay_ms, count } => {
+                let fresh = (0..*count).map(|i| 1_000_000_000 - (step * 8 + i) as u128);
+                let jobs: Vec<u128> = fresh.clone().chain(last_single).chain(fresh.take(1)).collect();
+                let tickets: Vec<JobTicket> = jobs
+                    .iter()
+                    .map(|job| JobTicket { not_before: at(now + delay_ms), ..ticket(*job, *priority, now) })
+                    .collect();
+                let mut singles = Vec::new();
+                for t in &tickets {
+                    singles.push(single.enqueue(t.clone()).await);
+                }
+                assert_eq!(batch.enqueue_many(&tickets).await, singles, "step {step}: enqueue_many");
             }
             BatchOp::Take { max } | BatchOp::AckAndTake { max, .. } => {
                 let acks = match op {
@@ -755,6 +782,28 @@ where
     ok(q.enqueue(JobTicket { not_before: at(500), ..ticket(1, Priority::Critical, 0) }).await, "enqueue");
     assert_eq!(ok(q.dequeue(&worker, at(499), minute).await, "dequeue early"), None, "not_before is honoured");
     assert!(ok(q.dequeue(&worker, at(500), minute).await, "dequeue on time").is_some());
+
+    // enqueue_many: each ticket as a lone enqueue at its place in the order: dedup against the queue and within
+    // the call, then QueueFull once the capacity is reached; delayed tickets and ready ones alike.
+    let q = make(QueueSpec { capacity: 3, ..spec }).await;
+    ok(q.enqueue(ticket(1, Priority::Normal, 0)).await, "enqueue");
+    let many = q
+        .enqueue_many(&[
+            ticket(2, Priority::Low, 1),
+            ticket(1, Priority::High, 1),
+            JobTicket { not_before: at(40), ..ticket(3, Priority::Critical, 1) },
+            ticket(2, Priority::High, 2),
+            ticket(4, Priority::High, 2),
+        ])
+        .await;
+    assert_eq!(many.len(), 5, "one outcome per ticket: {many:?}");
+    assert_eq!(
+        many[..4],
+        [Ok(Enqueued::Added), Ok(Enqueued::AlreadyPresent), Ok(Enqueued::Added), Ok(Enqueued::AlreadyPresent)]
+    );
+    assert!(matches!(many[4], Err(JobQueueError::QueueFull { .. })), "full at the fourth job: {many:?}");
+    assert!(q.enqueue_many(&[]).await.is_empty(), "nothing to add");
+    assert_eq!(drain(q.as_ref(), &worker, at(40)).await, vec![3, 1, 2], "added as given, duplicates changed nothing");
 
     // Dedup: a waiting or in-flight job is not enqueued twice; contains sees both.
     let q = make(spec).await;

@@ -70,6 +70,12 @@ impl Batcher {
         answer.await.map_err(|_| stopped())?
     }
 
+    /// Adds `tickets` (at most [`ENQUEUE_BATCH_MAX`]) in one script call of their own, in order, as
+    /// [`rei_core::jobs::JobQueue::enqueue_many`]: one outcome per ticket, or one error for all.
+    pub(super) async fn add_now(&self, tickets: &[JobTicket]) -> Result<Vec<Outcome>, JobQueueError> {
+        self.target.add(tickets.iter()).await
+    }
+
     /// The sender to the task, starting the task on the current runtime if this is the first call.
     fn calls(&self) -> Result<&mpsc::Sender<Call>, JobQueueError> {
         if let Some(calls) = self.calls.get() {
@@ -103,7 +109,7 @@ async fn run(mut waiting: mpsc::Receiver<Call>, target: Arc<Target>) {
             batch.push(call);
         }
         // A caller that gave up no longer listens; its ticket's fate is that of a lost reply.
-        match target.add(&batch).await {
+        match target.add(batch.iter().map(|call| &call.ticket)).await {
             Ok(each) => {
                 for (call, outcome) in batch.drain(..).zip(each) {
                     let _ = call.reply.send(outcome);
@@ -119,14 +125,18 @@ async fn run(mut waiting: mpsc::Receiver<Call>, target: Arc<Target>) {
 }
 
 impl Target {
-    /// Adds the tickets of `batch`, in order, in one script call: one outcome per call, or one error for all.
-    async fn add(&self, batch: &[Call]) -> Result<Vec<Outcome>, JobQueueError> {
+    /// Adds `tickets`, in order, in one script call: one outcome per ticket, or one error for all.
+    async fn add<'a>(
+        &self,
+        tickets: impl ExactSizeIterator<Item = &'a JobTicket>,
+    ) -> Result<Vec<Outcome>, JobQueueError> {
+        let count = tickets.len();
         let mut invocation = ENQUEUE_MANY.prepare_invoke();
         for key in &self.keys {
             invocation.key(key);
         }
         invocation.arg(self.capacity);
-        for Call { ticket, .. } in batch {
+        for ticket in tickets {
             let rank = ticket.priority.rank();
             let (enqueued_at, not_before) = (ms(ticket.enqueued_at), ms(ticket.not_before));
             // Due at once: straight to the ready set of its rank, scored as a promotion would score it.
@@ -136,7 +146,7 @@ impl Target {
         let mut conn = self.conn.clone();
         let statuses: Vec<i64> =
             invocation.invoke_async(&mut conn).await.map_err(|e| unavailable(CallError::Redis(e)))?;
-        outcomes(&statuses, batch.len(), self.capacity).map_err(unavailable)
+        outcomes(&statuses, count, self.capacity).map_err(unavailable)
     }
 }
 
