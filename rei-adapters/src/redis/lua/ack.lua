@@ -1,9 +1,5 @@
 -- ARGV: job, lease_id. Returns 1 (removed) or 0 (lease lost).
-local job = ARGV[1]
-if not holds(job, ARGV[2]) then
-  return 0
+if ack_one(ARGV[1], ARGV[2]) then
+  return 1
 end
-redis.call('ZREM', KEYS[IN_FLIGHT], job)
-redis.call('HDEL', KEYS[LEASES], job)
-redis.call('HDEL', KEYS[TICKETS], job)
-return 1
+return 0

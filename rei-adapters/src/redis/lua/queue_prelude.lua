@@ -45,6 +45,18 @@ local function holds(job, lease_id)
   return l ~= false and string.match(l, '^(%d+) ') == lease_id
 end
 
+-- Acks one delivery: when lease_id is the current delivery of job, removes the job's ticket and lease and
+-- returns true; else changes nothing and returns false (the lease was lost).
+local function ack_one(job, lease_id)
+  if not holds(job, lease_id) then
+    return false
+  end
+  redis.call('ZREM', KEYS[IN_FLIGHT], job)
+  redis.call('HDEL', KEYS[LEASES], job)
+  redis.call('HDEL', KEYS[TICKETS], job)
+  return true
+end
+
 -- floor(a / b) for b >= 1, corrected for the rounding of the float division.
 local function floor_div(a, b)
   local q = math.floor(a / b)
