@@ -146,6 +146,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "0004_ledger_postings_checked_per_statement.sql",
         sql: include_str!("../../migrations/postgres/0004_ledger_postings_checked_per_statement.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_ledger_verify_exact_sums.sql",
+        sql: include_str!("../../migrations/postgres/0005_ledger_verify_exact_sums.sql"),
+    },
 ];
 
 /// The SQLite migrations, in order.

@@ -19,6 +19,7 @@
 mod model;
 mod plan;
 mod store;
+mod verify;
 mod working;
 
 pub use model::{
@@ -26,5 +27,6 @@ pub use model::{
     SystemAccount, Transaction,
 };
 pub use plan::{LedgerError, LedgerView, Plan, plan};
-pub use store::{AccountDrift, LedgerStore, StoreError, VerifyReport};
+pub use store::{AccountDrift, BATCH_LEN_MAX, LedgerStore, StoreError, VerifyReport};
+pub use verify::VerifyTally;
 pub use working::{Changes, KeyRecord, NewTransaction, WorkingSet};

@@ -29,9 +29,9 @@ use rei_core::caps::DAY;
 use rei_core::guards::Reason;
 use rei_core::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use rei_core::ledger::{
-    Account, AccountDrift, Applied, Balance, Changes, Hold, HoldState, KeyRecord, LedgerCommand, LedgerError,
+    Account, Applied, BATCH_LEN_MAX, Balance, Changes, Hold, HoldState, KeyRecord, LedgerCommand, LedgerError,
     LedgerStore, OpKind, PaymentRecord, Posting, Receipt, StoreError, SystemAccount, Transaction, VerifyReport,
-    WorkingSet,
+    VerifyTally, WorkingSet,
 };
 use rei_core::money::Money;
 use rei_core::time::Timestamp;
@@ -65,6 +65,11 @@ type Reply = oneshot::Sender<Result<Applied, LedgerError>>;
 
 /// Rows per system account (the migration seeds shards `0..SYSTEM_SHARDS`).
 pub const SYSTEM_SHARDS: u16 = 16;
+
+/// The most a system-account shard may hold either way: with every shard within it, the sum of an account's
+/// shards fits in [`Money`], so a balance and `verify` can always add them. A command that would take its
+/// writer's shard past it is refused with [`LedgerError::Overflow`].
+pub const SHARD_BALANCE_MAX: i64 = i64::MAX / SYSTEM_SHARDS as i64;
 
 /// The ledger in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -138,15 +143,51 @@ async fn writer(
     }
 }
 
-/// Errors after which the whole batch may simply run again.
-fn retryable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01" | "23505" | "55P03")),
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => true,
-        _ => false,
+/// Why a batch's database transaction failed.
+#[derive(Debug)]
+enum BatchError {
+    /// The database or the connection failed.
+    Sql(sqlx::Error),
+    /// A system-account shard would pass [`SHARD_BALANCE_MAX`]; the statement wrote nothing.
+    ShardBound,
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(e: sqlx::Error) -> Self {
+        BatchError::Sql(e)
     }
 }
 
+impl BatchError {
+    /// `true` after which the whole batch may simply run again: a serialization failure, a deadlock, a unique
+    /// violation (a concurrent twin inserted the row first; the retry sees it), a lock timeout, a lost
+    /// connection.
+    fn retryable(&self) -> bool {
+        match self {
+            BatchError::Sql(sqlx::Error::Database(db)) => {
+                matches!(db.code().as_deref(), Some("40001" | "40P01" | "23505" | "55P03"))
+            }
+            BatchError::Sql(e) => unreachable_server(e),
+            BatchError::ShardBound => false,
+        }
+    }
+
+    fn into_store_error(self) -> StoreError {
+        match self {
+            BatchError::Sql(e) => store_error(&e),
+            BatchError::ShardBound => StoreError::Corrupt { message: "system account shard bound".into() },
+        }
+    }
+}
+
+/// The server could not be reached: splitting the batch cannot help.
+fn unreachable_server(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_))
+}
+
+/// Runs a batch, retrying what may pass a bounded number of times. When the database keeps refusing a batch of
+/// several commands for any other reason than an unreachable server, each command runs on its own, so that
+/// the one whose rows it refuses fails alone.
 async fn apply_with_retries(
     pool: &PgPool,
     cmds: &[LedgerCommand],
@@ -155,27 +196,42 @@ async fn apply_with_retries(
 ) -> Result<Vec<Result<Applied, LedgerError>>, StoreError> {
     let mut attempt = 0;
     loop {
-        match run_batch(pool, cmds, shard).await {
+        let e = match run_batch(pool, cmds, shard).await {
             Ok(results) => return Ok(results),
-            Err(e) if retryable(&e) && attempt < retries_max => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
-            }
-            Err(e) if cmds.len() > 1 && !retryable(&e) => {
-                // One command the database refuses must not fail the others: apply each on its own.
-                let mut results = Vec::with_capacity(cmds.len());
-                for cmd in cmds {
-                    let one = Box::pin(apply_with_retries(pool, std::slice::from_ref(cmd), retries_max, shard)).await;
-                    results.push(match one {
-                        Ok(mut r) => r.pop().unwrap_or_else(|| Err(LedgerError::Store(lost()))),
-                        Err(e) => Err(LedgerError::Store(e)),
-                    });
-                }
-                return Ok(results);
-            }
-            Err(e) => return Err(store_error(&e)),
+            Err(e) => e,
+        };
+        if e.retryable() && attempt < retries_max {
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
+            continue;
         }
+        let unreachable = matches!(&e, BatchError::Sql(s) if unreachable_server(s));
+        if cmds.len() > 1 && !unreachable {
+            return Ok(apply_each(pool, cmds, retries_max, shard).await);
+        }
+        return match e {
+            BatchError::ShardBound => Ok(vec![Err(LedgerError::Overflow)]),
+            other => Err(other.into_store_error()),
+        };
     }
+}
+
+/// Applies each command of a batch in a transaction of its own.
+async fn apply_each(
+    pool: &PgPool,
+    cmds: &[LedgerCommand],
+    retries_max: u32,
+    shard: i16,
+) -> Vec<Result<Applied, LedgerError>> {
+    let mut results = Vec::with_capacity(cmds.len());
+    for cmd in cmds {
+        let one = Box::pin(apply_with_retries(pool, std::slice::from_ref(cmd), retries_max, shard)).await;
+        results.push(match one {
+            Ok(mut r) => r.pop().unwrap_or_else(|| Err(LedgerError::Store(lost()))),
+            Err(e) => Err(LedgerError::Store(e)),
+        });
+    }
+    results
 }
 
 fn lost() -> StoreError {
@@ -249,56 +305,18 @@ async fn run_batch(
     pool: &PgPool,
     cmds: &[LedgerCommand],
     shard: i16,
-) -> Result<Vec<Result<Applied, LedgerError>>, sqlx::Error> {
+) -> Result<Vec<Result<Applied, LedgerError>>, BatchError> {
     let mut tx = pool.begin().await?;
     let mut ws = WorkingSet::new();
-
-    let keys: Vec<&str> = cmds.iter().map(|c| c.key.as_str()).collect();
-    let rows = sqlx::query(
-        "SELECT idem_key, fingerprint, id, kind, user_id, hold_id, amount, released, at_ms \
-         FROM ledger_transactions WHERE idem_key = ANY($1)",
-    )
-    .bind(&keys)
-    .fetch_all(&mut *tx)
-    .await?;
-    for row in &rows {
-        let key: String = row.try_get("idem_key")?;
-        let key = IdempotencyKey::parse(&key).map_err(corrupt)?;
-        ws.load_key(key, KeyRecord { fingerprint: row.try_get("fingerprint")?, receipt: receipt_from_row(row)? });
-    }
-
-    let hold_ids: BTreeSet<u128> = cmds.iter().filter_map(|c| c.op.hold()).map(HoldId::as_u128).collect();
-    if !hold_ids.is_empty() {
-        let ids: Vec<Vec<u8>> = hold_ids.iter().map(|id| id_bytes(*id)).collect();
-        let sql = format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE id = ANY($1) ORDER BY id FOR UPDATE");
-        for row in sqlx::query(&sql).bind(&ids).fetch_all(&mut *tx).await? {
-            ws.load_hold(hold_from_row(&row)?);
-        }
-    }
-
+    lock_holds(&mut tx, cmds, &mut ws).await?;
     let mut users: BTreeSet<i64> = cmds.iter().filter_map(|c| c.op.user()).map(|u| u.0).collect();
     users.extend(ws.holds().map(|h| h.user.0));
     lock_users(&mut tx, &users, &mut ws).await?;
-
-    let payments: Vec<&str> = cmds.iter().filter_map(|c| c.op.payment()).map(PaymentId::as_str).collect();
-    if !payments.is_empty() {
-        let rows = sqlx::query(
-            "SELECT id, user_id, amount, refunded FROM ledger_payments WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-        )
-        .bind(&payments)
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in rows {
-            let id: String = row.try_get("id")?;
-            ws.load_payment(PaymentRecord {
-                id: PaymentId::parse(&id).map_err(corrupt)?,
-                user: UserId(row.try_get("user_id")?),
-                amount: Money::from_kopecks(row.try_get("amount")?),
-                refunded: Money::from_kopecks(row.try_get("refunded")?),
-            });
-        }
-    }
-
+    lock_payments(&mut tx, cmds, &mut ws).await?;
+    // Keys are read only now, after the rows are locked: a concurrent twin of a command (same key, so same
+    // user) held the user's row until it committed, so its key row is visible to this statement, and the
+    // twin replays instead of being refused against balances the first one already changed.
+    load_keys(&mut tx, cmds, &mut ws).await?;
     load_cap_windows(&mut tx, cmds, &mut ws).await?;
 
     let results: Vec<Result<Applied, LedgerError>> = cmds.iter().map(|cmd| ws.apply(cmd)).collect();
@@ -308,6 +326,66 @@ async fn run_batch(
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// Locks the holds the batch names, in id order, and loads them.
+async fn lock_holds(tx: &mut PgConnection, cmds: &[LedgerCommand], ws: &mut WorkingSet) -> Result<(), sqlx::Error> {
+    let hold_ids: BTreeSet<u128> = cmds.iter().filter_map(|c| c.op.hold()).map(HoldId::as_u128).collect();
+    if hold_ids.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Vec<u8>> = hold_ids.iter().map(|id| id_bytes(*id)).collect();
+    let sql = format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE id = ANY($1) ORDER BY id FOR UPDATE");
+    for row in sqlx::query(&sql).bind(&ids).fetch_all(&mut *tx).await? {
+        ws.load_hold(hold_from_row(&row)?);
+    }
+    Ok(())
+}
+
+/// Locks the payments the batch names, in id order, and loads them.
+async fn lock_payments(tx: &mut PgConnection, cmds: &[LedgerCommand], ws: &mut WorkingSet) -> Result<(), sqlx::Error> {
+    let payments: Vec<&str> = cmds.iter().filter_map(|c| c.op.payment()).map(PaymentId::as_str).collect();
+    if payments.is_empty() {
+        return Ok(());
+    }
+    let rows = sqlx::query(
+        "SELECT id, user_id, amount, refunded FROM ledger_payments WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&payments)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        ws.load_payment(PaymentRecord {
+            id: PaymentId::parse(&id).map_err(corrupt)?,
+            user: UserId(row.try_get("user_id")?),
+            amount: Money::from_kopecks(row.try_get("amount")?),
+            refunded: Money::from_kopecks(row.try_get("refunded")?),
+        });
+    }
+    Ok(())
+}
+
+/// Loads the key records of the batch's keys, and marks the batch's transaction ids that are taken.
+async fn load_keys(tx: &mut PgConnection, cmds: &[LedgerCommand], ws: &mut WorkingSet) -> Result<(), sqlx::Error> {
+    let keys: Vec<&str> = cmds.iter().map(|c| c.key.as_str()).collect();
+    let ids: Vec<Vec<u8>> = cmds.iter().map(|c| id_bytes(c.tx.as_u128())).collect();
+    let rows = sqlx::query(
+        "SELECT idem_key, fingerprint, id, kind, user_id, hold_id, amount, released, at_ms \
+         FROM ledger_transactions WHERE idem_key = ANY($1) OR id = ANY($2)",
+    )
+    .bind(&keys)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in &rows {
+        let key: String = row.try_get("idem_key")?;
+        let key = IdempotencyKey::parse(&key).map_err(corrupt)?;
+        let receipt = receipt_from_row(row)?;
+        ws.load_tx(receipt.tx);
+        ws.load_key(key, KeyRecord { fingerprint: row.try_get("fingerprint")?, receipt });
+    }
+    Ok(())
 }
 
 /// Locks the users' rows in id order, creating the missing ones first, and loads them.
@@ -445,13 +523,14 @@ WITH t AS (
     UPDATE ledger_system_accounts sa SET balance = sa.balance + v.delta
     FROM UNNEST($37::TEXT[], $38::BIGINT[]) AS v(account, delta)
     WHERE sa.account = v.account AND sa.shard = $39
+      AND sa.balance::NUMERIC + v.delta BETWEEN -$40::BIGINT AND $40::BIGINT
     RETURNING 1
 )
 SELECT (SELECT COUNT(*) FROM t), (SELECT COUNT(*) FROM p), (SELECT COUNT(*) FROM a),
        (SELECT COUNT(*) FROM hn) + (SELECT COUNT(*) FROM hu), (SELECT COUNT(*) FROM pn) + (SELECT COUNT(*) FROM pu),
        (SELECT COUNT(*) FROM s)";
 
-async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> Result<(), sqlx::Error> {
+async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> Result<(), BatchError> {
     let txs = &changes.transactions;
     let tx_ids: Vec<Vec<u8>> = txs.iter().map(|t| id_bytes(t.tx.id.as_u128())).collect();
     let keys: Vec<&str> = txs.iter().map(|t| t.tx.key.as_str()).collect();
@@ -546,6 +625,7 @@ async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> 
         .bind(&s_accounts)
         .bind(&s_deltas)
         .bind(shard)
+        .bind(SHARD_BALANCE_MAX)
         .fetch_one(&mut *tx)
         .await?;
     let expected = (
@@ -556,8 +636,11 @@ async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> 
         count(pay.len()),
         count(s_accounts.len()),
     );
+    if counts.5 != expected.5 && counts.0 == expected.0 {
+        return Err(BatchError::ShardBound);
+    }
     if counts != expected {
-        return Err(corrupt(format!("wrote {counts:?} rows where {expected:?} were due")));
+        return Err(corrupt(format!("wrote {counts:?} rows where {expected:?} were due")).into());
     }
     Ok(())
 }
@@ -572,11 +655,12 @@ impl LedgerStore for PgLedger {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
-        let mut results = Vec::with_capacity(cmds.len());
-        for chunk in cmds.chunks(self.config.batch_max) {
-            results.extend(apply_with_retries(&self.pool, chunk, self.config.retries_max, 0).await?);
+        if cmds.len() > BATCH_LEN_MAX {
+            return Err(StoreError::BatchTooLarge { len: cmds.len(), max: BATCH_LEN_MAX });
         }
-        Ok(results)
+        // One database transaction for the whole batch, as the port's contract says: an outer error means
+        // that none of it applied.
+        apply_with_retries(&self.pool, &cmds, self.config.retries_max, 0).await
     }
 
     async fn apply(&self, cmd: LedgerCommand) -> Result<Applied, LedgerError> {
@@ -708,48 +792,70 @@ impl LedgerStore for PgLedger {
         let run = async {
             let mut tx = self.pool.begin().await?;
             sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
-            let mut report = VerifyReport::default();
-            for row in sqlx::query("SELECT account, user_id, cached, recomputed FROM ledger_verify()")
-                .fetch_all(&mut *tx)
-                .await?
-            {
-                let account: String = row.try_get("account")?;
-                report.drifts.push(AccountDrift {
-                    account: account_of(&account, row.try_get("user_id")?)?,
-                    cached: Money::from_kopecks(row.try_get("cached")?),
-                    recomputed: Money::from_kopecks(row.try_get("recomputed")?),
-                });
-            }
-            let unbalanced: Vec<Vec<u8>> = sqlx::query_scalar(
-                // A transaction with no postings at all counts as unbalanced: the database's postings check
-                // cannot see a transaction row that never got any.
-                "SELECT t.id FROM ledger_transactions t LEFT JOIN ledger_postings p ON p.tx_seq = t.seq \
-                 GROUP BY t.id HAVING COALESCE(SUM(p.amount), 0) <> 0 OR COUNT(p.tx_seq) = 0",
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            for id in unbalanced {
-                report.unbalanced.push(TxId::from(id_from_bytes(&id).map_err(corrupt)?));
-            }
-            let below: Vec<i64> = sqlx::query_scalar(
-                "SELECT user_id FROM ledger_accounts WHERE available < -overdraft_limit OR held < 0 ORDER BY user_id",
-            )
-            .fetch_all(&mut *tx)
-            .await?;
-            report.below_floor = below.into_iter().map(UserId).collect();
-            let (count, total): (i64, i64) = sqlx::query_as(
-                "SELECT (SELECT COUNT(*) FROM ledger_transactions), \
-                 ((SELECT COALESCE(SUM(available + held), 0) FROM ledger_accounts) \
-                  + (SELECT COALESCE(SUM(balance), 0) FROM ledger_system_accounts))::BIGINT",
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-            report.transactions = u64::try_from(count).unwrap_or(0);
-            report.total = Money::from_kopecks(total);
+            let tally = verify_in(&mut tx).await?;
             tx.commit().await?;
-            report.drifts.sort_by_key(|d| d.account);
-            Ok::<_, sqlx::Error>(report)
+            Ok::<_, sqlx::Error>(tally.finish())
         };
         run.await.map_err(|e| store_error(&e))
     }
+}
+
+/// An exact sum the database sent as text.
+fn exact(text: &str) -> Result<i128, sqlx::Error> {
+    text.parse::<i128>().map_err(|_| corrupt(format!("sum {text:?}")))
+}
+
+/// Reads verify's figures inside one snapshot: the database aggregates (exactly, in NUMERIC), the shared
+/// [`VerifyTally`] decides.
+async fn verify_in(tx: &mut PgConnection) -> Result<VerifyTally, sqlx::Error> {
+    let mut tally = VerifyTally::new();
+    let drifts = sqlx::query("SELECT account, user_id, cached::TEXT, recomputed::TEXT FROM ledger_verify()")
+        .fetch_all(&mut *tx)
+        .await?;
+    for row in drifts {
+        let account: String = row.try_get(0)?;
+        let cached: String = row.try_get(2)?;
+        let recomputed: String = row.try_get(3)?;
+        tally.account(account_of(&account, row.try_get(1)?)?, exact(&cached)?, exact(&recomputed)?);
+    }
+    // Only transactions that may break a rule are read; the rest are counted.
+    let suspects = sqlx::query(
+        "SELECT t.id, t.kind, t.amount, COUNT(p.tx_seq), COALESCE(SUM(p.amount), 0)::TEXT \
+         FROM ledger_transactions t LEFT JOIN ledger_postings p ON p.tx_seq = t.seq \
+         GROUP BY t.seq HAVING COALESCE(SUM(p.amount), 0) <> 0 OR COUNT(p.tx_seq) = 0 ORDER BY t.seq",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_transactions").fetch_one(&mut *tx).await?;
+    let suspect_count = u64::try_from(suspects.len()).unwrap_or(u64::MAX);
+    tally.balanced_transactions(u64::try_from(count).unwrap_or(0).saturating_sub(suspect_count));
+    for row in suspects {
+        let kind: String = row.try_get(1)?;
+        let postings: i64 = row.try_get(3)?;
+        let sum: String = row.try_get(4)?;
+        tally.transaction(
+            TxId::from(id_from_bytes(row.try_get::<&[u8], _>(0)?).map_err(corrupt)?),
+            OpKind::parse(&kind).ok_or_else(|| corrupt(&kind))?,
+            Money::from_kopecks(row.try_get(2)?),
+            u64::try_from(postings).unwrap_or(0),
+            exact(&sum)?,
+        );
+    }
+    let below = sqlx::query(
+        "SELECT user_id, available, held, overdraft_limit FROM ledger_accounts \
+         WHERE available < -overdraft_limit OR held < 0 ORDER BY user_id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in below {
+        tally.user(&balance_from_row(&row)?);
+    }
+    let total: String = sqlx::query_scalar(
+        "SELECT ((SELECT COALESCE(SUM(available::NUMERIC + held), 0) FROM ledger_accounts) \
+                 + (SELECT COALESCE(SUM(balance), 0) FROM ledger_system_accounts))::TEXT",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tally.add_to_total(exact(&total)?);
+    Ok(tally)
 }

@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use rei_core::guards::Reason;
 use rei_core::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use rei_core::ledger::{
-    Account, AccountDrift, Applied, Balance, Hold, HoldState, LedgerCommand, LedgerError, LedgerStore, OpKind, Posting,
-    StoreError, SystemAccount, Transaction, VerifyReport,
+    Account, Applied, Balance, Hold, HoldState, LedgerCommand, LedgerError, LedgerStore, OpKind, Posting, StoreError,
+    SystemAccount, Transaction, VerifyReport, VerifyTally,
 };
 use rei_core::money::Money;
 use rei_core::time::Timestamp;
@@ -332,50 +332,86 @@ impl LedgerStore for SqliteLedger {
     }
 }
 
-/// The body of [`LedgerStore::verify`], inside a read transaction.
+/// Transactions read per page by [`verify_in`].
+const VERIFY_PAGE: i64 = 4_096;
+
+/// The body of [`LedgerStore::verify`], inside a read transaction. SQLite's `SUM` fails on an intermediate
+/// overflow that a legal ledger can reach (credits and debits of one account summed in another order than they
+/// happened), so the postings are streamed, page by page in commit order, and summed exactly by the shared
+/// [`VerifyTally`].
 async fn verify_in(conn: &mut SqliteConnection) -> Result<VerifyReport, SqlError> {
-    let rows_max = sql_count(REPORT_ROWS_MAX);
-    let transactions: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM ledger_transactions").fetch_one(&mut *conn).await?;
-    let drift_rows = sqlx::query("SELECT account, user_id, cached, recomputed FROM ledger_drift LIMIT ?1")
-        .bind(rows_max)
+    let mut tally = VerifyTally::new();
+    let last: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM ledger_transactions").fetch_one(&mut *conn).await?;
+    let mut from = 0i64;
+    while from < last {
+        let to = from.saturating_add(VERIFY_PAGE);
+        let rows = sqlx::query(
+            "SELECT t.seq, t.id, t.kind, t.amount, p.account, p.user_id, p.amount AS posted \
+             FROM ledger_transactions t LEFT JOIN ledger_postings p ON p.tx_seq = t.seq \
+             WHERE t.seq > ?1 AND t.seq <= ?2 ORDER BY t.seq, p.idx",
+        )
+        .bind(from)
+        .bind(to)
         .fetch_all(&mut *conn)
         .await?;
-    let mut drifts = Vec::with_capacity(drift_rows.len());
-    for row in &drift_rows {
-        drifts.push(AccountDrift {
-            account: account_from_row(row)?,
-            cached: Money::from_kopecks(row.try_get("cached")?),
-            recomputed: Money::from_kopecks(row.try_get("recomputed")?),
-        });
+        tally_transactions(&mut tally, &rows)?;
+        from = to;
     }
-    drifts.sort_by_key(|d| d.account);
-    let unbalanced: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT id FROM ledger_transactions WHERE seq IN \
-         (SELECT tx_seq FROM ledger_postings GROUP BY tx_seq HAVING SUM(amount) <> 0) ORDER BY seq LIMIT ?1",
-    )
-    .bind(rows_max)
-    .fetch_all(&mut *conn)
-    .await?;
-    let below_floor: Vec<i64> = sqlx::query_scalar(
-        "SELECT user_id FROM ledger_accounts WHERE available < -overdraft_limit OR held < 0 ORDER BY user_id LIMIT ?1",
-    )
-    .bind(rows_max)
-    .fetch_all(&mut *conn)
-    .await?;
-    let total: i64 = sqlx::query_scalar(
-        "SELECT (SELECT COALESCE(SUM(available), 0) + COALESCE(SUM(held), 0) FROM ledger_accounts) \
-              + (SELECT COALESCE(SUM(balance), 0) FROM ledger_system_accounts)",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(VerifyReport {
-        transactions: u64::try_from(transactions).map_err(|_| corrupt("negative transaction count"))?,
-        drifts,
-        unbalanced: unbalanced.iter().map(|b| id_from_bytes(b).map(TxId::from)).collect::<Result<_, _>>()?,
-        below_floor: below_floor.into_iter().map(UserId).collect(),
-        total: Money::from_kopecks(total),
-    })
+    let accounts =
+        sqlx::query("SELECT user_id, available, held, overdraft_limit FROM ledger_accounts ORDER BY user_id")
+            .fetch_all(&mut *conn)
+            .await?;
+    for row in &accounts {
+        let b = Balance {
+            user: UserId(row.try_get("user_id")?),
+            available: Money::from_kopecks(row.try_get("available")?),
+            held: Money::from_kopecks(row.try_get("held")?),
+            overdraft_limit: Money::from_kopecks(row.try_get("overdraft_limit")?),
+        };
+        tally.user(&b);
+        tally.cached(Account::Available(b.user), b.available);
+        tally.cached(Account::Held(b.user), b.held);
+    }
+    for row in sqlx::query("SELECT account, balance FROM ledger_system_accounts").fetch_all(&mut *conn).await? {
+        let name: String = row.try_get("account")?;
+        let account = SystemAccount::parse(&name).ok_or_else(|| corrupt(format!("unknown system account {name:?}")))?;
+        tally.cached(Account::System(account), Money::from_kopecks(row.try_get("balance")?));
+    }
+    let mut report = tally.finish();
+    report.drifts.truncate(REPORT_ROWS_MAX);
+    report.unbalanced.truncate(REPORT_ROWS_MAX);
+    report.below_floor.truncate(REPORT_ROWS_MAX);
+    Ok(report)
+}
+
+/// Feeds one page of transactions joined with their postings (in seq order) to the tally.
+fn tally_transactions(tally: &mut VerifyTally, rows: &[SqliteRow]) -> Result<(), SqlError> {
+    let mut current: Option<(i64, TxId, OpKind, Money, u64, i128)> = None;
+    let flush = |tally: &mut VerifyTally, done: Option<(i64, TxId, OpKind, Money, u64, i128)>| {
+        if let Some((_, id, kind, amount, postings, sum)) = done {
+            tally.transaction(id, kind, amount, postings, sum);
+        }
+    };
+    for row in rows {
+        let seq: i64 = row.try_get("seq")?;
+        if current.as_ref().is_none_or(|c| c.0 != seq) {
+            flush(tally, current.take());
+            let id: Vec<u8> = row.try_get("id")?;
+            let kind: String = row.try_get("kind")?;
+            let amount = Money::from_kopecks(row.try_get("amount")?);
+            current = Some((seq, TxId::from(id_from_bytes(&id)?), op_kind(&kind)?, amount, 0, 0));
+        }
+        let posted: Option<i64> = row.try_get("posted")?;
+        if let (Some(posted), Some(c)) = (posted, current.as_mut()) {
+            let account = account_from_row(row)?;
+            tally.posting(account, Money::from_kopecks(posted));
+            c.4 += 1;
+            c.5 += i128::from(posted);
+        }
+    }
+    flush(tally, current.take());
+    Ok(())
 }
 
 /// The hold columns, in the order [`hold_from_row`] reads them by name.

@@ -279,7 +279,8 @@ pub enum LedgerOp {
         hold: HoldId,
         /// How much more; zero only moves the expiry.
         amount: Money,
-        /// The new expiry; not earlier than the current one.
+        /// The expiry asked for; after the command's time. The hold keeps the later of this and its current
+        /// expiry, so a raise never moves an expiry back and concurrent raises compose.
         expires_at: Timestamp,
         /// Caps checked atomically with the raise.
         caps: SpendCaps,
@@ -403,8 +404,9 @@ impl LedgerOp {
     /// A canonical text of the operation, stored with its key: a replay with the same key and a different
     /// operation is a conflict, not a replay.
     ///
-    /// A raise's expiry is left out: a caller retrying a raise computes its expiry from a later clock, and it is
-    /// still the same request (same hold, same amount); the replay returns the first outcome.
+    /// Expiries are left out: a caller retrying a hold or a raise computes its expiry from a later clock, and it
+    /// is still the same request (same user, hold, amount, provider, caps); the replay returns the first
+    /// outcome. Nothing else derived from the clock goes in.
     #[must_use]
     pub fn fingerprint(&self) -> String {
         let caps = |c: &SpendCaps| {
@@ -415,11 +417,10 @@ impl LedgerOp {
             LedgerOp::TopUp { user, amount, payment } => {
                 format!("top_up|{user}|{}|{payment}", amount.kopecks())
             }
-            LedgerOp::Hold { user, hold, amount, provider, expires_at, caps: c } => format!(
-                "hold|{user}|{hold}|{}|{}|{}|{}",
+            LedgerOp::Hold { user, hold, amount, provider, caps: c, .. } => format!(
+                "hold|{user}|{hold}|{}|{}|{}",
                 amount.kopecks(),
                 provider.as_ref().map_or("-", ProviderId::as_str),
-                expires_at.as_millis(),
                 caps(c)
             ),
             LedgerOp::Raise { hold, amount, caps: c, .. } => format!("raise|{hold}|{}|{}", amount.kopecks(), caps(c)),

@@ -2,7 +2,7 @@
 //! new rows. Every store calls [`plan`] inside its atomic step, so the rules live in one place.
 
 use crate::caps::{CapExceeded, CapUsage};
-use crate::ids::{HoldId, IdempotencyKey, PaymentId};
+use crate::ids::{HoldId, IdempotencyKey, PaymentId, TxId};
 use crate::ledger::StoreError;
 use crate::ledger::model::{
     Account, Balance, Hold, HoldState, LedgerCommand, LedgerOp, PaymentRecord, Posting, Receipt, SystemAccount,
@@ -123,6 +123,13 @@ pub enum LedgerError {
     KeyConflict {
         /// Which.
         key: IdempotencyKey,
+    },
+    /// The command's transaction id is taken by another transaction: the caller's clash (each command needs a
+    /// fresh id from its `IdGen`). Only this command is refused.
+    #[error("transaction id {tx} is taken by another transaction")]
+    TransactionExists {
+        /// Which.
+        tx: TxId,
     },
     /// An amount overflowed.
     #[error("amount overflow")]
@@ -262,8 +269,8 @@ pub fn plan(cmd: &LedgerCommand, view: &LedgerView) -> Result<Plan, LedgerError>
             if amount.is_negative() {
                 return Err(LedgerError::InvalidAmount { amount: *amount });
             }
-            if *expires_at < h.expires_at {
-                return Err(LedgerError::InvalidExpiry { expires_at: *expires_at, not_before: h.expires_at });
+            if *expires_at <= cmd.at {
+                return Err(LedgerError::InvalidExpiry { expires_at: *expires_at, not_before: cmd.at });
             }
             if amount.is_positive() {
                 spendable(&balance, *amount)?;
@@ -274,7 +281,9 @@ pub fn plan(cmd: &LedgerCommand, view: &LedgerView) -> Result<Plan, LedgerError>
                 post(&mut postings, Account::Held(user), *amount);
             }
             h.amount = add(h.amount, *amount)?;
-            h.expires_at = *expires_at;
+            // The expiry composes with the hold as it stands now, so concurrent raises that read the hold at
+            // different moments all apply: the latest expiry asked for wins, and none moves it back.
+            h.expires_at = h.expires_at.max(*expires_at);
             hold_out = Some(h);
             receipt_hold = Some(*hold);
             main_amount = *amount;

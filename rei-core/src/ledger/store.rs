@@ -18,6 +18,14 @@ pub enum StoreError {
         /// What went wrong.
         message: String,
     },
+    /// The batch is larger than the store commits in one atomic step; nothing applied. Split it.
+    #[error("a batch of {len} commands is more than the {max} one atomic step takes: split it")]
+    BatchTooLarge {
+        /// Commands given.
+        len: usize,
+        /// Most commands one batch may hold.
+        max: usize,
+    },
     /// The store holds data that breaks an invariant (a constraint fired that the plan should have kept).
     #[error("store corrupt: {message}")]
     Corrupt {
@@ -60,6 +68,10 @@ impl VerifyReport {
     }
 }
 
+/// Most commands one [`LedgerStore::apply_batch`] call may hold: every store applies a batch in one atomic
+/// step, and a bigger one would hold its locks (or the SQLite writer) for too long.
+pub const BATCH_LEN_MAX: usize = 10_000;
+
 /// Where the ledger lives.
 ///
 /// Contract, for every implementation (checked by `rei_core::testing::ledger::conformance` and the ledger
@@ -77,10 +89,11 @@ impl VerifyReport {
 pub trait LedgerStore: Send + Sync {
     /// Applies commands in order, each on its own: one refused command does not stop the others, and a later
     /// command sees the effects of the earlier ones. A store SHOULD commit the whole batch at once (group
-    /// commit).
+    /// commit); where the database refuses one command's rows, that command alone fails and the others apply.
     ///
     /// # Errors
-    /// The outer [`StoreError`] when the batch could not run at all; then none of it applied.
+    /// The outer [`StoreError`] when the batch could not run at all (for one larger than
+    /// [`BATCH_LEN_MAX`], [`StoreError::BatchTooLarge`]); then none of it applied.
     async fn apply_batch(&self, cmds: Vec<LedgerCommand>) -> Result<Vec<Result<Applied, LedgerError>>, StoreError>;
 
     /// Applies one command.

@@ -5,10 +5,10 @@
 //! [`WorkingSet::take_changes`] returns. The in-memory store is a working set that holds everything; the
 //! database stores load only what a batch needs. Either way the same code decides every command.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::caps::{CapUsage, DAY, HOUR, hold_spend};
-use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, UserId};
+use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use crate::ledger::model::{
     Account, Applied, Balance, Hold, LedgerCommand, PaymentRecord, Receipt, SystemAccount, Transaction,
 };
@@ -68,6 +68,8 @@ pub struct WorkingSet {
     provider_holds: HashMap<ProviderId, Vec<HoldId>>,
     payments: HashMap<PaymentId, PaymentRecord>,
     keys: HashMap<IdempotencyKey, KeyRecord>,
+    txs: HashSet<TxId>,
+    system: HashMap<SystemAccount, Money>,
     changes: Changes,
     dirty_users: BTreeSet<UserId>,
     dirty_holds: BTreeMap<HoldId, bool>,
@@ -106,6 +108,18 @@ impl WorkingSet {
     /// Loads a key record.
     pub fn load_key(&mut self, key: IdempotencyKey, record: KeyRecord) {
         self.keys.insert(key, record);
+    }
+
+    /// Loads a transaction id that is taken, so that a command reusing it is refused.
+    pub fn load_tx(&mut self, tx: TxId) {
+        self.txs.insert(tx);
+    }
+
+    /// Loads a system account's whole balance, so that a command that would take it past the bounds of
+    /// [`Money`] is refused with [`LedgerError::Overflow`]. A store that cannot read the whole balance (the
+    /// PostgreSQL shards) checks its own bound when it writes.
+    pub fn load_system_balance(&mut self, account: SystemAccount, balance: Money) {
+        self.system.insert(account, balance);
     }
 
     /// A user's balance: the loaded row, or zeros.
@@ -181,6 +195,9 @@ impl WorkingSet {
             }
             return Ok(Applied { receipt: record.receipt.clone(), replayed: true });
         }
+        if self.txs.contains(&cmd.tx) {
+            return Err(LedgerError::TransactionExists { tx: cmd.tx });
+        }
         let hold = cmd.op.hold().and_then(|id| self.holds.get(&id).cloned());
         let user = match (cmd.op.user(), &hold) {
             (Some(user), _) => user,
@@ -211,6 +228,9 @@ impl WorkingSet {
             if let Account::System(acc) = p.account {
                 let e = system.entry(acc).or_insert(Money::ZERO);
                 *e = e.checked_add(p.amount).ok_or(LedgerError::Overflow)?;
+                if let Some(before) = self.system.get(&acc) {
+                    before.checked_add(*e).ok_or(LedgerError::Overflow)?;
+                }
             }
         }
 
@@ -229,6 +249,7 @@ impl WorkingSet {
         }
         let record = KeyRecord { fingerprint, receipt: plan.receipt.clone() };
         self.keys.insert(cmd.key.clone(), record.clone());
+        self.txs.insert(cmd.tx);
         self.changes.transactions.push(NewTransaction { tx: plan.tx, key: record });
         Ok(Applied { receipt: plan.receipt, replayed: false })
     }

@@ -3,6 +3,7 @@
 mod conformance;
 mod memory;
 mod model;
+mod repeats;
 
 pub use conformance::ledger_conformance;
 pub use memory::MemoryLedger;

@@ -19,7 +19,7 @@ use rei_core::caps::DAY;
 use rei_core::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use rei_core::ledger::{
     Balance, Changes, Hold, HoldState, KeyRecord, LedgerCommand, LedgerError, OpKind, PaymentRecord, Receipt,
-    StoreError, WorkingSet,
+    StoreError, SystemAccount, WorkingSet,
 };
 use rei_core::money::Money;
 use rei_core::time::Timestamp;
@@ -291,6 +291,20 @@ fn load(conn: &Connection, work: &[Work]) -> Result<WorkingSet, WriteError> {
         if let Some((key, record)) = by_key.query_row([key], key_record_from_row).optional()? {
             ws.load_key(key?, record?);
         }
+    }
+    let mut tx_taken = conn.prepare_cached("SELECT 1 FROM ledger_transactions WHERE id = ?1")?;
+    for cmd in &cmds {
+        if tx_taken.query_row([id_bytes(cmd.tx.as_u128())], |_| Ok(())).optional()?.is_some() {
+            ws.load_tx(cmd.tx);
+        }
+    }
+    // System balances are whole rows here, so the working set refuses a command that would overflow one.
+    let mut system = conn.prepare_cached("SELECT account, balance FROM ledger_system_accounts")?;
+    for row in system.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))? {
+        let (account, balance) = row?;
+        let account =
+            SystemAccount::parse(&account).ok_or_else(|| corrupt(format!("unknown system account {account:?}")))?;
+        ws.load_system_balance(account, Money::from_kopecks(balance));
     }
 
     let hold_ids: BTreeSet<HoldId> = cmds.iter().filter_map(|c| c.op.hold()).collect();

@@ -11,6 +11,8 @@ use crate::ledger::{Applied, HoldState, LedgerCommand, LedgerError, LedgerOp, Le
 use crate::money::Money;
 use crate::time::Timestamp;
 
+use super::repeats;
+
 const ALICE: UserId = UserId(1);
 const BOB: UserId = UserId(2);
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
@@ -113,6 +115,11 @@ where
     batch_results_are_independent_and_ordered(&*make().await).await;
     reaper_lists_only_due_active_holds(&*make().await).await;
     transactions_are_listed_in_order(&*make().await).await;
+    repeats::concurrent_repeats_replay(&*make().await).await;
+    repeats::concurrent_raises_compose(&*make().await).await;
+    repeats::a_zero_raise_verifies_clean(&*make().await).await;
+    repeats::bounds_are_errors(&*make().await).await;
+    repeats::a_reused_transaction_id_fails_one_command(&*make().await).await;
 }
 
 async fn top_up_is_idempotent(s: &dyn LedgerStore) {

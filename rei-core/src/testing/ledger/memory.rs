@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::ids::{HoldId, UserId};
 use crate::ledger::{
-    Account, AccountDrift, Applied, Balance, Hold, HoldState, LedgerCommand, LedgerError, LedgerStore, StoreError,
-    SystemAccount, Transaction, VerifyReport, WorkingSet,
+    Account, Applied, Balance, Hold, HoldState, LedgerCommand, LedgerError, LedgerStore, StoreError, SystemAccount,
+    Transaction, VerifyReport, VerifyTally, WorkingSet,
 };
 use crate::money::Money;
 use crate::time::Timestamp;
@@ -75,6 +75,10 @@ impl State {
 impl LedgerStore for MemoryLedger {
     async fn apply_batch(&self, cmds: Vec<LedgerCommand>) -> Result<Vec<Result<Applied, LedgerError>>, StoreError> {
         let mut s = self.lock();
+        for acc in SystemAccount::ALL {
+            let balance = s.system.get(&acc).copied().unwrap_or(Money::ZERO);
+            s.rows.load_system_balance(acc, balance);
+        }
         let results = cmds.iter().map(|cmd| s.rows.apply(cmd)).collect();
         s.commit()?;
         Ok(results)
@@ -123,51 +127,30 @@ impl LedgerStore for MemoryLedger {
             .collect();
         let system: Vec<(SystemAccount, Money)> =
             SystemAccount::ALL.iter().map(|a| (*a, s.system.get(a).copied().unwrap_or(Money::ZERO))).collect();
-        verify_in_memory(&s.txs, &cached, &system)
+        Ok(verify_in_memory(&s.txs, &cached, &system))
     }
 }
 
 /// Recomputes every balance from `txs` and compares with the cached rows.
-fn verify_in_memory(
-    txs: &[Transaction],
-    balances: &[Balance],
-    system: &[(SystemAccount, Money)],
-) -> Result<VerifyReport, StoreError> {
-    let overflow = || StoreError::Corrupt { message: "sum overflow".into() };
-    let mut sums: HashMap<Account, Money> = HashMap::new();
-    let mut report = VerifyReport { transactions: txs.len() as u64, ..VerifyReport::default() };
+fn verify_in_memory(txs: &[Transaction], balances: &[Balance], system: &[(SystemAccount, Money)]) -> VerifyReport {
+    let mut tally = VerifyTally::new();
     for tx in txs {
-        if tx.sum() != Some(Money::ZERO) {
-            report.unbalanced.push(tx.id);
-        }
+        let mut sum = 0i128;
         for p in &tx.postings {
-            let e = sums.entry(p.account).or_insert(Money::ZERO);
-            *e = e.checked_add(p.amount).ok_or_else(overflow)?;
+            tally.posting(p.account, p.amount);
+            sum += i128::from(p.amount.kopecks());
         }
+        // A transaction with no postings here can only be a raise of zero: plans post every amount they move.
+        let postings = u64::try_from(tx.postings.len()).unwrap_or(u64::MAX);
+        tally.transaction(tx.id, tx.kind, Money::ZERO, postings, sum);
     }
-    let mut cached: Vec<(Account, Money)> = Vec::new();
     for b in balances {
-        cached.push((Account::Available(b.user), b.available));
-        cached.push((Account::Held(b.user), b.held));
-        let floor = b.overdraft_limit.checked_neg().ok_or_else(overflow)?;
-        if b.available < floor || b.held.is_negative() {
-            report.below_floor.push(b.user);
-        }
+        tally.user(b);
+        tally.cached(Account::Available(b.user), b.available);
+        tally.cached(Account::Held(b.user), b.held);
     }
-    cached.extend(system.iter().map(|(a, m)| (Account::System(*a), *m)));
-    let mut total = Money::ZERO;
-    for (account, value) in &cached {
-        let recomputed = sums.remove(account).unwrap_or(Money::ZERO);
-        if recomputed != *value {
-            report.drifts.push(AccountDrift { account: *account, cached: *value, recomputed });
-        }
-        total = total.checked_add(*value).ok_or_else(overflow)?;
+    for (account, balance) in system {
+        tally.cached(Account::System(*account), *balance);
     }
-    for (account, recomputed) in sums {
-        report.drifts.push(AccountDrift { account, cached: Money::ZERO, recomputed });
-    }
-    report.drifts.sort_by_key(|d| d.account);
-    report.below_floor.sort();
-    report.total = total;
-    Ok(report)
+    tally.finish()
 }

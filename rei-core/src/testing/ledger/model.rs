@@ -182,6 +182,7 @@ fn code(e: &LedgerError) -> &'static str {
         LedgerError::PaymentOwner { .. } => "payment_owner",
         LedgerError::RefundExceedsPayment { .. } => "refund_exceeds_payment",
         LedgerError::KeyConflict { .. } => "key_conflict",
+        LedgerError::TransactionExists { .. } => "transaction_exists",
         LedgerError::Overflow => "overflow",
         LedgerError::Store(_) => "store",
     }
@@ -317,7 +318,7 @@ impl Model {
                 if a < 0 {
                     return Err("invalid_amount");
                 }
-                if expires_at.as_millis() < h.expires {
+                if expires_at.as_millis() <= at {
                     return Err("invalid_expiry");
                 }
                 if a > 0 {
@@ -333,7 +334,7 @@ impl Model {
                 u.held += a;
                 let m = self.holds.entry(hold.as_u128()).or_insert(h);
                 m.amount += a;
-                m.expires = expires_at.as_millis();
+                m.expires = m.expires.max(expires_at.as_millis());
                 Ok((a, 0))
             }
             LedgerOp::Capture { hold, amount } => {
