@@ -438,6 +438,26 @@ impl LedgerOp {
     }
 }
 
+impl LedgerOp {
+    /// Whether a stored fingerprint stands for this operation: today's [`LedgerOp::fingerprint`], or the one
+    /// ledgers written before hold fingerprints left out the expiry recorded (`hold|…|<expiry ms>|<caps>`), so
+    /// that a replay of such a hold still replays.
+    #[must_use]
+    pub fn matches_fingerprint(&self, stored: &str) -> bool {
+        if stored == self.fingerprint() {
+            return true;
+        }
+        match self {
+            LedgerOp::Hold { expires_at, .. } => {
+                let now = self.fingerprint();
+                let Some((head, caps)) = now.rsplit_once('|') else { return false };
+                stored == format!("{head}|{}|{caps}", expires_at.as_millis())
+            }
+            _ => false,
+        }
+    }
+}
+
 /// An operation with its idempotency key, the id its transaction will get, and the time it happens at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerCommand {
@@ -477,4 +497,30 @@ pub struct Applied {
     pub receipt: Receipt,
     /// `true` when this call was a replay of an earlier one with the same key.
     pub replayed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::caps::SpendCaps;
+
+    #[test]
+    fn a_hold_matches_its_fingerprint_whatever_its_expiry_and_the_older_form() {
+        // Proves a retried hold with a later expiry matches the first one's fingerprint, the form stored before
+        // expiries were left out still matches, and another amount does not.
+        let hold = |amount, expires_ms| LedgerOp::Hold {
+            user: UserId(1),
+            hold: HoldId::from(2),
+            amount: Money::from_kopecks(amount),
+            provider: None,
+            expires_at: Timestamp::from_millis(expires_ms),
+            caps: SpendCaps::NONE,
+        };
+        let first = hold(100, 1_000).fingerprint();
+        assert!(hold(100, 9_000).matches_fingerprint(&first));
+        let older = format!("hold|{}|{}|100|-|1000|-/-/-", UserId(1), HoldId::from(2));
+        assert!(hold(100, 1_000).matches_fingerprint(&older), "the older form");
+        assert!(!hold(100, 2_000).matches_fingerprint(&older), "older form, other expiry");
+        assert!(!hold(101, 1_000).matches_fingerprint(&first));
+    }
 }

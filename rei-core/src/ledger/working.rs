@@ -188,9 +188,8 @@ impl WorkingSet {
     /// # Errors
     /// [`LedgerError`] for a refusal; nothing changed then.
     pub fn apply(&mut self, cmd: &LedgerCommand) -> Result<Applied, LedgerError> {
-        let fingerprint = cmd.op.fingerprint();
         if let Some(record) = self.keys.get(&cmd.key) {
-            if record.fingerprint != fingerprint {
+            if !cmd.op.matches_fingerprint(&record.fingerprint) {
                 return Err(LedgerError::KeyConflict { key: cmd.key.clone() });
             }
             return Ok(Applied { receipt: record.receipt.clone(), replayed: true });
@@ -247,7 +246,7 @@ impl WorkingSet {
             self.dirty_payments.insert(p.id.clone(), is_new);
             self.payments.insert(p.id.clone(), p);
         }
-        let record = KeyRecord { fingerprint, receipt: plan.receipt.clone() };
+        let record = KeyRecord { fingerprint: cmd.op.fingerprint(), receipt: plan.receipt.clone() };
         self.keys.insert(cmd.key.clone(), record.clone());
         self.txs.insert(cmd.tx);
         self.changes.transactions.push(NewTransaction { tx: plan.tx, key: record });
