@@ -9,8 +9,8 @@ use rei::core::caps::SpendCaps;
 use rei::core::ids::ProviderId;
 use rei::core::ids::{HoldId, IdempotencyKey, JobId, PaymentId, ProductId, TxId, UserId};
 use rei::core::jobs::{
-    ErrorText, FailOutcome, Job, JobEvent, JobNotice, JobPorts, JobService, JobState, NewJob, Priority, RetryPolicy,
-    WorkerId,
+    ErrorText, FailOutcome, Job, JobEvent, JobNotice, JobPorts, JobService, JobState, JobStore, NewJob, Priority,
+    RetryPolicy, WorkerId,
 };
 use rei::core::ledger::{LedgerCommand, LedgerError, LedgerOp, LedgerStore, SystemAccount};
 use rei::core::money::{Money, Ratio};
@@ -28,6 +28,7 @@ struct Engine {
     clock: Arc<ManualClock>,
     billing: Arc<BillingService>,
     jobs: JobService,
+    store: Arc<MemoryJobStore>,
     notifier: Arc<RecordingNotifier>,
 }
 
@@ -43,8 +44,9 @@ fn engine() -> Engine {
         BillingConfig::default(),
     ));
     let notifier = Arc::new(RecordingNotifier::new());
+    let store = Arc::new(MemoryJobStore::new());
     let ports = JobPorts {
-        store: Arc::new(MemoryJobStore::new()),
+        store: store.clone(),
         queue: Arc::new(MemoryJobQueue::new(QueueSpec {
             capacity: 1_000,
             dead_letter_capacity: 100,
@@ -56,7 +58,7 @@ fn engine() -> Engine {
     };
     let retry = RetryPolicy::new(2, Duration::from_secs(1), Duration::from_secs(10), Ratio::ZERO).expect("policy");
     let jobs = JobService::new(ports, retry, Duration::from_secs(60)).expect("job service");
-    Engine { clock, billing, jobs, notifier }
+    Engine { clock, billing, jobs, store, notifier }
 }
 
 /// Tops up, quotes one image, confirms, and submits the job; returns it.
@@ -273,4 +275,59 @@ async fn the_bank_total_is_conserved_under_concurrent_moves() {
     }
     assert_eq!(users + revenue, 500_000, "every kopeck is with a user or in revenue");
     assert!(ledger.verify().await.expect("verify").is_clean());
+}
+
+#[tokio::test]
+async fn a_job_follows_the_ledger_after_a_crash_on_either_side() {
+    // Proves, on the real billing service, that a job store failing right after the capture ends the job
+    // Succeeded on recovery (charged once), and a job whose outcome stayed unknown until the reaper expired
+    // its hold ends Failed with the money back.
+    let e = engine();
+    let job = confirmed_job(&e).await;
+    let worker = WorkerId::parse("w1").expect("worker");
+    let gemini = ProviderId::parse("gemini").expect("id");
+    let leased = e.jobs.lease(&worker).await.expect("lease").expect("a job");
+    let leased = e.jobs.record_dispatch(&leased, gemini.clone()).await.expect("dispatch");
+    e.store.fail_next_update_to(JobState::Succeeded);
+    assert!(e.jobs.complete(&leased, gemini.clone()).await.is_err(), "the store failed after the capture");
+    e.clock.advance(Duration::from_secs(61));
+    let report = e.jobs.recover_expired_leases(10).await.expect("recover");
+    assert_eq!(report.settled, 1, "{report:?}");
+    let stored = e.store.get(job.id).await.expect("get").expect("stored");
+    assert_eq!(stored.state, JobState::Succeeded);
+    let revenue = e.billing.ledger().system_balance(SystemAccount::Revenue).await.expect("revenue");
+    assert_eq!(revenue, job.price, "charged once");
+
+    // A second job: dispatched, outcome unknown, never resolved; the reaper expires its hold.
+    let quote = e
+        .billing
+        .quote(ALICE, &ProductId::parse("image.nano-banana").expect("id"), 1, Tier::Basic)
+        .await
+        .expect("quote");
+    let held = e.billing.confirm(ALICE, quote.id, None).await.expect("confirm");
+    let spec = NewJob {
+        id: JobId::from(quote.id.as_u128()),
+        user: ALICE,
+        product: quote.product.clone(),
+        priority: Priority::Normal,
+        price: quote.price,
+        hold: held.hold,
+        max_attempts: 2,
+    };
+    let mut second = Job::new(spec, e.clock.now()).expect("job");
+    second.apply(JobEvent::Confirm, e.clock.now()).expect("confirm");
+    let second = e.jobs.submit(second).await.expect("submit");
+    let leased = e.jobs.lease(&worker).await.expect("lease").expect("the second job");
+    e.jobs.mark_unknown(&leased, ErrorText::new("provider timed out")).await.expect("unknown");
+    let before = e.billing.balance(ALICE).await.expect("balance");
+    e.clock.advance(Duration::from_secs(3 * 60 * 60));
+    let reaped = e.billing.reap_expired().await.expect("reap");
+    assert_eq!(reaped.expired, vec![held.hold]);
+    let report = e.jobs.recover_expired_leases(10).await.expect("recover");
+    assert_eq!(report.settled, 1, "{report:?}");
+    let stored = e.store.get(second.id).await.expect("get").expect("stored");
+    assert_eq!(stored.state, JobState::Failed, "an unknown job does not stay unknown");
+    let after = e.billing.balance(ALICE).await.expect("balance");
+    assert_eq!(after.available, before.available.checked_add(second.price).expect("fits"), "the money is back");
+    assert!(e.billing.verify().await.expect("verify").is_clean());
 }

@@ -17,7 +17,7 @@ pub use model::{
 pub use ports::{
     AckedAndTaken, BATCH_MAX, DeadLetter, Enqueued, JobBilling, JobBillingError, JobNotice, JobNotifier,
     JobNotifyError, JobQueue, JobQueueError, JobStore, JobStoreError, JobTicket, LIST_LIMIT_MAX, Lease, QueueLengths,
-    QueueLimits,
+    QueueLimits, Settlement,
 };
 pub use retry::{BACKOFF_CAP_MAX, RetryPolicy, RetryPolicyError};
 pub use service::{

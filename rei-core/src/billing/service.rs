@@ -8,7 +8,10 @@ use crate::billing::quotes::{QuoteRecord, QuoteStore};
 use crate::caps::SpendCaps;
 use crate::guards::Reason;
 use crate::ids::{HoldId, IdGen, IdempotencyKey, PaymentId, ProductId, ProviderId, QuoteId, TxId, UserId, new_id};
-use crate::ledger::{Balance, LedgerCommand, LedgerError, LedgerOp, LedgerStore, Receipt, StoreError, VerifyReport};
+use crate::jobs::{JobBillingError, Settlement};
+use crate::ledger::{
+    Balance, HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore, Receipt, StoreError, VerifyReport,
+};
 use crate::money::Money;
 use crate::pricing::{Pricer, Quote, QuoteError, Tier};
 use crate::time::{Clock, Timestamp};
@@ -350,26 +353,57 @@ impl BillingService {
 
 #[async_trait::async_trait]
 impl crate::jobs::JobBilling for BillingService {
-    async fn capture(
-        &self,
-        hold: HoldId,
-        amount: Money,
-        key: &IdempotencyKey,
-    ) -> Result<(), crate::jobs::JobBillingError> {
-        BillingService::capture(self, hold, amount, key.clone()).await.map(|_| ()).map_err(job_billing_error)
+    async fn capture(&self, hold: HoldId, amount: Money, key: &IdempotencyKey) -> Result<Settlement, JobBillingError> {
+        match BillingService::capture(self, hold, amount, key.clone()).await {
+            Ok(_) => Ok(Settlement::Captured),
+            // Past its TTL the hold can only be expired: do it now (with the reaper's key, so the two expire it
+            // once), and the job learns that the money went back.
+            Err(BillingError::Ledger(LedgerError::HoldExpired { .. })) => {
+                let key = IdempotencyKey::derived("expire", hold);
+                match self.apply(key, LedgerOp::Expire { hold }).await {
+                    Ok(_) => Ok(Settlement::GaveBack),
+                    Err(e) => ended(e),
+                }
+            }
+            Err(e) => ended(e),
+        }
     }
 
-    async fn release(&self, hold: HoldId, key: &IdempotencyKey) -> Result<(), crate::jobs::JobBillingError> {
-        BillingService::release(self, hold, key.clone()).await.map(|_| ()).map_err(job_billing_error)
+    async fn release(&self, hold: HoldId, key: &IdempotencyKey) -> Result<Settlement, JobBillingError> {
+        match BillingService::release(self, hold, key.clone()).await {
+            Ok(_) => Ok(Settlement::GaveBack),
+            Err(e) => ended(e),
+        }
+    }
+
+    async fn settlement(&self, hold: HoldId) -> Result<Option<Settlement>, JobBillingError> {
+        let stored = self.ledger.hold(hold).await.map_err(|e| job_billing_error(e.into()))?;
+        match stored.map(|h| h.state) {
+            None => Err(JobBillingError::Rejected { reason: format!("hold {hold} not found") }),
+            Some(HoldState::Active) => Ok(None),
+            Some(HoldState::Captured) => Ok(Some(Settlement::Captured)),
+            Some(HoldState::Released | HoldState::Expired) => Ok(Some(Settlement::GaveBack)),
+        }
+    }
+}
+
+/// A refusal that says how the hold ended is that ending; anything else is an error.
+fn ended(e: BillingError) -> Result<Settlement, JobBillingError> {
+    match e {
+        BillingError::Ledger(LedgerError::HoldNotActive { state: HoldState::Captured, .. }) => Ok(Settlement::Captured),
+        BillingError::Ledger(LedgerError::HoldNotActive {
+            state: HoldState::Released | HoldState::Expired, ..
+        }) => Ok(Settlement::GaveBack),
+        other => Err(job_billing_error(other)),
     }
 }
 
 /// A store failure may pass; anything else the ledger said is final.
-fn job_billing_error(e: BillingError) -> crate::jobs::JobBillingError {
+fn job_billing_error(e: BillingError) -> JobBillingError {
     match e {
         BillingError::Ledger(LedgerError::Store(s)) | BillingError::Store(s) => {
-            crate::jobs::JobBillingError::Unavailable { reason: s.to_string() }
+            JobBillingError::Unavailable { reason: s.to_string() }
         }
-        other => crate::jobs::JobBillingError::Rejected { reason: other.to_string() },
+        other => JobBillingError::Rejected { reason: other.to_string() },
     }
 }

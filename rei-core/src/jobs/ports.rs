@@ -419,25 +419,46 @@ pub enum JobBillingError {
     },
 }
 
+/// How a job's hold ended, as the ledger records it: the one truth the job's final state follows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Settlement {
+    /// The hold was captured: the user paid, so the job ends `Succeeded`.
+    Captured,
+    /// The hold was released or expired: the money is back, so the job ends `Failed`.
+    GaveBack,
+}
+
 /// The narrow view of billing the job service needs; implemented by the billing service.
+///
+/// Every call answers with how the hold ended, whoever ended it: a job whose hold was already captured (by an
+/// earlier run of the same call, or a slow worker) learns [`Settlement::Captured`] from a release, and one
+/// whose hold was released or expired learns [`Settlement::GaveBack`] from a capture. The job service stores
+/// that outcome, so the job store always follows the ledger.
 #[async_trait]
 pub trait JobBilling: Send + Sync {
-    /// Captures `amount` of `hold` (the rest is released).
+    /// Captures `amount` of `hold` (the rest is released). A hold whose TTL passed cannot be captured: it MUST
+    /// be expired (the money goes back) and the answer is [`Settlement::GaveBack`].
     ///
     /// A repeated `key` MUST return the first outcome and MUST NOT move money again.
     ///
     /// # Errors
-    /// [`JobBillingError::Rejected`] when the hold ended otherwise or holds less than `amount`,
+    /// [`JobBillingError::Rejected`] when the hold is unknown or holds less than `amount`;
     /// [`JobBillingError::Unavailable`].
-    async fn capture(&self, hold: HoldId, amount: Money, key: &IdempotencyKey) -> Result<(), JobBillingError>;
+    async fn capture(&self, hold: HoldId, amount: Money, key: &IdempotencyKey) -> Result<Settlement, JobBillingError>;
 
     /// Releases `hold` in full.
     ///
     /// A repeated `key` MUST return the first outcome and MUST NOT move money again.
     ///
     /// # Errors
-    /// [`JobBillingError::Rejected`] when the hold ended otherwise, [`JobBillingError::Unavailable`].
-    async fn release(&self, hold: HoldId, key: &IdempotencyKey) -> Result<(), JobBillingError>;
+    /// [`JobBillingError::Rejected`] when the hold is unknown; [`JobBillingError::Unavailable`].
+    async fn release(&self, hold: HoldId, key: &IdempotencyKey) -> Result<Settlement, JobBillingError>;
+
+    /// How `hold` ended, or `None` while it is still active. Moves no money.
+    ///
+    /// # Errors
+    /// [`JobBillingError::Rejected`] when the hold is unknown; [`JobBillingError::Unavailable`].
+    async fn settlement(&self, hold: HoldId) -> Result<Option<Settlement>, JobBillingError>;
 }
 
 /// What a user is told about a job.

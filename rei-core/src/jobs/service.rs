@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::model::{ErrorText, InvalidTransition, Job, JobEvent, JobState, WorkerId};
 use super::ports::{
     Enqueued, JobBilling, JobBillingError, JobNotice, JobNotifier, JobNotifyError, JobQueue, JobQueueError, JobStore,
-    JobStoreError, JobTicket, LIST_LIMIT_MAX, Lease,
+    JobStoreError, JobTicket, LIST_LIMIT_MAX, Lease, Settlement,
 };
 use super::retry::RetryPolicy;
 use crate::ids::{IdempotencyKey, JobId, ProviderId};
@@ -107,6 +107,9 @@ pub struct RecoveryReport {
     pub failed: usize,
     /// Jobs someone else moved first.
     pub skipped: usize,
+    /// Jobs (`Running` past their lease, or `Unknown`) ended as the ledger had already settled their hold:
+    /// `Succeeded` after a capture, `Failed` after a release or expiry.
+    pub settled: usize,
 }
 
 /// What [`JobService::reconcile_queue`] did.
@@ -304,18 +307,16 @@ impl JobService {
     /// running nor unknown; billing, store, queue and notifier errors (replay to finish).
     pub async fn complete(&self, leased: &LeasedJob, provider: ProviderId) -> Result<Job, JobError> {
         let stored = self.load_attempt(leased).await?;
-        let done = if stored.state == JobState::Succeeded {
-            stored
-        } else {
-            // The capture comes first: a stored `Succeeded` therefore proves the money was taken.
-            let mut done = moved(&stored, JobEvent::Succeed, self.now())?;
-            self.capture(&stored).await?;
-            done.provider = Some(provider);
-            done.clear_lease();
-            self.ports.store.update(&done, stored.state).await?;
-            done
-        };
-        self.finish_success(done, Some(&leased.lease)).await
+        match stored.state {
+            JobState::Succeeded => self.finish_success(stored, Some(&leased.lease)).await,
+            JobState::Running | JobState::Unknown => {
+                // The capture comes first, and the job follows what the ledger says: a stored `Succeeded`
+                // proves the money was taken, and a hold that lapsed first makes the job `Failed`.
+                let settlement = self.capture(&stored).await?;
+                self.settle(&stored, settlement, Some(provider), Some(&leased.lease)).await
+            }
+            other => Err(refused(stored.id, other, JobEvent::Succeed)),
+        }
     }
 
     /// The attempt failed. If `retryable` and attempts are left, the job waits `backoff` and goes back to
@@ -405,11 +406,8 @@ impl JobService {
         }
         match resolution {
             Resolution::Succeeded { provider } => {
-                let mut done = moved(&stored, JobEvent::Succeed, now)?;
-                self.capture(&stored).await?;
-                done.provider = Some(provider);
-                self.ports.store.update(&done, JobState::Unknown).await?;
-                self.finish_success(done, None).await
+                let settlement = self.capture(&stored).await?;
+                self.settle(&stored, settlement, Some(provider), None).await
             }
             Resolution::NotDone if stored.attempts < self.retry.attempts_allowed(stored.max_attempts) => {
                 let error = stored.last_error.clone().unwrap_or_default();
@@ -469,11 +467,35 @@ impl JobService {
                 Ok(Recovered::Unknown) => report.unknown += 1,
                 Ok(Recovered::Requeued) => report.requeued += 1,
                 Ok(Recovered::Failed) => report.failed += 1,
+                Ok(Recovered::Settled) => report.settled += 1,
+                Err(JobError::Store(JobStoreError::Conflict { .. })) => report.skipped += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        let page = limit.clamp(1, LIST_LIMIT_MAX);
+        for stored in self.ports.store.list_by_state(JobState::Unknown, None, page).await? {
+            match self.settle_from_ledger(&stored).await {
+                Ok(true) => report.settled += 1,
+                Ok(false) => {}
                 Err(JobError::Store(JobStoreError::Conflict { .. })) => report.skipped += 1,
                 Err(e) => return Err(e),
             }
         }
         Ok(report)
+    }
+
+    /// Ends a job whose hold the ledger already settled (a crash fell between the ledger and the job store, or
+    /// the reaper expired the hold of a job whose outcome stayed unknown): `Succeeded` after a capture,
+    /// `Failed` once the money went back. Returns `false`, moving nothing, while the hold is still active.
+    async fn settle_from_ledger(&self, stored: &Job) -> Result<bool, JobError> {
+        let settled = self.ports.billing.settlement(stored.hold).await;
+        match settled.map_err(|source| JobError::Billing { id: stored.id, source })? {
+            Some(settlement) => {
+                self.settle(stored, settlement, stored.provider.clone(), None).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Re-enqueues every `Queued` job the store has that the queue does not, walking the store in pages of
@@ -505,6 +527,9 @@ impl JobService {
 
     /// Applies the recovery rule of [`JobService::recover_expired_leases`] to one expired job.
     async fn recover_one(&self, stored: &Job, now: Timestamp) -> Result<Recovered, JobError> {
+        if self.settle_from_ledger(stored).await? {
+            return Ok(Recovered::Settled);
+        }
         if stored.provider.is_some() {
             let mut job = moved(stored, JobEvent::OutcomeUnknown, now)?;
             job.last_error = Some(ErrorText::new("lease expired after dispatch; outcome unknown"));
@@ -570,21 +595,66 @@ impl JobService {
         }
     }
 
-    /// Stores `stored` as `Failed`, then releases and notifies. The state moves first so that a concurrent
-    /// success cannot capture a hold this call is about to release.
+    /// Releases the hold, then stores what the ledger says: `Failed` with the money back, or `Succeeded` when
+    /// a slow attempt captured the hold first. The ledger moves first so that the job store always follows
+    /// it: a crash in between leaves the job unsettled, and recovery ends it as the ledger says.
     async fn give_up(&self, stored: &Job, error: ErrorText, notice: JobNotice) -> Result<Job, JobError> {
-        let mut job = moved(stored, JobEvent::Fail, self.now())?;
-        job.last_error = Some(error);
-        job.clear_lease();
-        self.ports.store.update(&job, stored.state).await?;
-        self.finish_failure(job, notice).await
+        match self.release(stored).await? {
+            Settlement::GaveBack => {
+                let mut job = moved(stored, JobEvent::Fail, self.now())?;
+                job.last_error = Some(error);
+                job.clear_lease();
+                self.ports.store.update(&job, stored.state).await?;
+                self.notify(&job, notice).await?;
+                Ok(job)
+            }
+            Settlement::Captured => self.settle(stored, Settlement::Captured, stored.provider.clone(), None).await,
+        }
     }
 
     /// The money and notice after `Failed` is stored; safe to repeat.
     async fn finish_failure(&self, job: Job, notice: JobNotice) -> Result<Job, JobError> {
-        self.release(&job).await?;
+        if self.release(&job).await? == Settlement::Captured {
+            // Every path moves the ledger before the store, so a stored failure with a captured hold is damage.
+            let source =
+                JobBillingError::Rejected { reason: "the hold was captured, yet the job is stored failed".into() };
+            return Err(JobError::Billing { id: job.id, source });
+        }
         self.notify(&job, notice).await?;
         Ok(job)
+    }
+
+    /// Stores the final state the ledger's settlement calls for, acks the ticket and tells the user: after a
+    /// capture `Succeeded`, once the money went back `Failed` (nothing was charged). Safe to repeat.
+    async fn settle(
+        &self,
+        stored: &Job,
+        settlement: Settlement,
+        provider: Option<ProviderId>,
+        lease: Option<&Lease>,
+    ) -> Result<Job, JobError> {
+        let now = self.now();
+        match settlement {
+            Settlement::Captured => {
+                let mut done = moved(stored, JobEvent::Succeed, now)?;
+                done.provider = provider.or_else(|| stored.provider.clone());
+                done.clear_lease();
+                self.ports.store.update(&done, stored.state).await?;
+                self.finish_success(done, lease).await
+            }
+            Settlement::GaveBack => {
+                let reason = ErrorText::new("the hold ended before the result was charged; nothing was charged");
+                let mut failed = moved(stored, JobEvent::Fail, now)?;
+                failed.last_error = Some(reason.clone());
+                failed.clear_lease();
+                self.ports.store.update(&failed, stored.state).await?;
+                if let Some(lease) = lease {
+                    tolerate_lost(self.ports.queue.ack(lease).await)?;
+                }
+                self.notify(&failed, JobNotice::Failed { job: failed.id, reason }).await?;
+                Ok(failed)
+            }
+        }
     }
 
     /// The queue and notice after `Succeeded` is stored; safe to repeat.
@@ -596,13 +666,13 @@ impl JobService {
         Ok(job)
     }
 
-    async fn capture(&self, job: &Job) -> Result<(), JobError> {
+    async fn capture(&self, job: &Job) -> Result<Settlement, JobError> {
         let key = IdempotencyKey::derived("capture", job.id);
         let result = self.ports.billing.capture(job.hold, job.price, &key).await;
         result.map_err(|source| JobError::Billing { id: job.id, source })
     }
 
-    async fn release(&self, job: &Job) -> Result<(), JobError> {
+    async fn release(&self, job: &Job) -> Result<Settlement, JobError> {
         let key = IdempotencyKey::derived("release", job.id);
         let result = self.ports.billing.release(job.hold, &key).await;
         result.map_err(|source| JobError::Billing { id: job.id, source })
@@ -619,6 +689,7 @@ enum Recovered {
     Unknown,
     Requeued,
     Failed,
+    Settled,
 }
 
 /// The queue ticket of a `Queued` job. `enqueued_at` is when it became `Queued`, so a ticket rebuilt by

@@ -18,7 +18,7 @@ use crate::ids::{HoldId, IdempotencyKey, JobId, ProductId, UserId};
 use crate::jobs::{
     AckedAndTaken, DeadLetter, Enqueued, ErrorText, Job, JobBilling, JobBillingError, JobNotice, JobNotifier,
     JobNotifyError, JobQueue, JobQueueError, JobState, JobStore, JobStoreError, JobTicket, LIST_LIMIT_MAX, Lease,
-    NewJob, Priority, QueueLengths, WorkerId,
+    NewJob, Priority, QueueLengths, Settlement, WorkerId,
 };
 use crate::money::Money;
 use crate::time::Timestamp;
@@ -33,6 +33,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Default)]
 pub struct MemoryJobStore {
     jobs: Mutex<BTreeMap<JobId, Job>>,
+    fail_next_update_to: Mutex<Option<JobState>>,
 }
 
 impl MemoryJobStore {
@@ -40,6 +41,12 @@ impl MemoryJobStore {
     #[must_use]
     pub fn new() -> MemoryJobStore {
         MemoryJobStore::default()
+    }
+
+    /// Makes the next update that would store a job in `state` fail as unavailable, storing nothing: a crash
+    /// between the ledger and the job store.
+    pub fn fail_next_update_to(&self, state: JobState) {
+        *lock(&self.fail_next_update_to) = Some(state);
     }
 }
 
@@ -54,6 +61,15 @@ impl JobStore for MemoryJobStore {
     }
 
     async fn update(&self, job: &Job, expected: JobState) -> Result<(), JobStoreError> {
+        {
+            let mut failing = lock(&self.fail_next_update_to);
+            if *failing == Some(job.state) {
+                *failing = None;
+                return Err(JobStoreError::Unavailable {
+                    reason: format!("injected crash before storing {}", job.state),
+                });
+            }
+        }
         let mut jobs = lock(&self.jobs);
         let stored = jobs.get_mut(&job.id).ok_or(JobStoreError::NotFound { id: job.id })?;
         let fenced = matches!(expected, JobState::Running | JobState::Unknown);
@@ -269,12 +285,33 @@ pub enum BillingMove {
         /// The hold.
         hold: HoldId,
     },
+    /// The reaper expired `hold` ([`RecordingBilling::expire`]).
+    Expire {
+        /// The hold.
+        hold: HoldId,
+    },
+}
+
+impl BillingMove {
+    fn hold(&self) -> HoldId {
+        match self {
+            BillingMove::Capture { hold, .. } | BillingMove::Release { hold } | BillingMove::Expire { hold } => *hold,
+        }
+    }
+
+    fn settlement(&self) -> Settlement {
+        match self {
+            BillingMove::Capture { .. } => Settlement::Captured,
+            BillingMove::Release { .. } | BillingMove::Expire { .. } => Settlement::GaveBack,
+        }
+    }
 }
 
 #[derive(Default)]
 struct BillingState {
     by_key: BTreeMap<IdempotencyKey, BillingMove>,
     moves: Vec<BillingMove>,
+    ended: BTreeMap<HoldId, Settlement>,
     calls: usize,
     failure: Option<JobBillingError>,
 }
@@ -309,43 +346,55 @@ impl RecordingBilling {
         lock(&self.state).calls
     }
 
-    fn record(&self, key: &IdempotencyKey, wanted: BillingMove) -> Result<(), JobBillingError> {
+    /// Expires `hold` as the reaper would, if it has not ended.
+    pub fn expire(&self, hold: HoldId) {
+        let mut s = lock(&self.state);
+        if let std::collections::btree_map::Entry::Vacant(e) = s.ended.entry(hold) {
+            e.insert(Settlement::GaveBack);
+            s.moves.push(BillingMove::Expire { hold });
+        }
+    }
+
+    fn record(&self, key: &IdempotencyKey, wanted: BillingMove) -> Result<Settlement, JobBillingError> {
         let mut s = lock(&self.state);
         s.calls += 1;
         if let Some(error) = &s.failure {
             return Err(error.clone());
         }
+        let hold = wanted.hold();
         if let Some(first) = s.by_key.get(key) {
             // A replay returns the first outcome; a different move under the same key is a caller bug.
-            return if *first == wanted {
-                Ok(())
-            } else {
-                Err(JobBillingError::Rejected { reason: format!("key {key} was used for {first:?}") })
-            };
+            if *first != wanted {
+                return Err(JobBillingError::Rejected { reason: format!("key {key} was used for {first:?}") });
+            }
         }
-        let hold = match wanted {
-            BillingMove::Capture { hold, .. } | BillingMove::Release { hold } => hold,
-        };
-        let ended = s.moves.iter().any(
-            |m| matches!(m, BillingMove::Capture { hold: h, .. } | BillingMove::Release { hold: h } if *h == hold),
-        );
-        if ended {
-            return Err(JobBillingError::Rejected { reason: format!("hold {hold} already ended") });
+        // A hold that ended answers how it ended, and nothing moves again.
+        if let Some(ended) = s.ended.get(&hold) {
+            return Ok(*ended);
         }
         s.by_key.insert(key.clone(), wanted.clone());
-        s.moves.push(wanted);
-        Ok(())
+        s.ended.insert(hold, wanted.settlement());
+        s.moves.push(wanted.clone());
+        Ok(wanted.settlement())
     }
 }
 
 #[async_trait]
 impl JobBilling for RecordingBilling {
-    async fn capture(&self, hold: HoldId, amount: Money, key: &IdempotencyKey) -> Result<(), JobBillingError> {
+    async fn capture(&self, hold: HoldId, amount: Money, key: &IdempotencyKey) -> Result<Settlement, JobBillingError> {
         self.record(key, BillingMove::Capture { hold, amount })
     }
 
-    async fn release(&self, hold: HoldId, key: &IdempotencyKey) -> Result<(), JobBillingError> {
+    async fn release(&self, hold: HoldId, key: &IdempotencyKey) -> Result<Settlement, JobBillingError> {
         self.record(key, BillingMove::Release { hold })
+    }
+
+    async fn settlement(&self, hold: HoldId) -> Result<Option<Settlement>, JobBillingError> {
+        let s = lock(&self.state);
+        if let Some(error) = &s.failure {
+            return Err(error.clone());
+        }
+        Ok(s.ended.get(&hold).copied())
     }
 }
 
@@ -907,18 +956,24 @@ mod tests {
 
     #[tokio::test]
     async fn recording_billing_moves_money_once_per_key_and_hold() {
-        // Proves the billing fake is idempotent by key and refuses to end a hold twice.
+        // Proves the billing fake is idempotent by key, ends a hold once, and answers how a hold ended.
         let billing = RecordingBilling::new();
         let key = IdempotencyKey::derived("capture", 1);
         let hold = HoldId::from(1);
-        billing.capture(hold, Money::from_kopecks(5), &key).await.expect("first capture");
-        billing.capture(hold, Money::from_kopecks(5), &key).await.expect("replay");
+        assert_eq!(billing.capture(hold, Money::from_kopecks(5), &key).await, Ok(Settlement::Captured));
+        assert_eq!(billing.capture(hold, Money::from_kopecks(5), &key).await, Ok(Settlement::Captured), "replay");
         assert_eq!(billing.moves().len(), 1);
         let release = billing.release(hold, &IdempotencyKey::derived("release", 1)).await;
-        assert!(matches!(release, Err(JobBillingError::Rejected { .. })));
+        assert_eq!(release, Ok(Settlement::Captured), "a captured hold stays captured");
+        assert_eq!(billing.moves().len(), 1, "nothing moved");
+        billing.expire(HoldId::from(3));
+        let late = billing.capture(HoldId::from(3), Money::ZERO, &IdempotencyKey::derived("capture", 3)).await;
+        assert_eq!(late, Ok(Settlement::GaveBack), "an expired hold cannot be captured");
+        assert_eq!(billing.settlement(HoldId::from(3)).await, Ok(Some(Settlement::GaveBack)));
+        assert_eq!(billing.settlement(HoldId::from(4)).await, Ok(None));
         billing.fail_with(Some(JobBillingError::Unavailable { reason: "down".into() }));
         assert!(billing.capture(HoldId::from(2), Money::ZERO, &IdempotencyKey::derived("capture", 2)).await.is_err());
-        assert_eq!(billing.calls(), 4);
+        assert_eq!(billing.calls(), 5);
     }
 
     #[derive(Clone, Debug)]

@@ -331,3 +331,73 @@ async fn service_refuses_unbounded_leases() {
     assert!(JobService::new(ports.clone(), retry, Duration::ZERO).is_err());
     assert!(JobService::new(ports, retry, LEASE_MAX * 2).is_err());
 }
+
+#[tokio::test]
+async fn a_crash_after_the_capture_ends_the_job_succeeded() {
+    // Proves that when the job store fails right after the capture committed, recovery reads the ledger and
+    // ends the job Succeeded, charging once and telling the user once.
+    let h = harness();
+    let leased = h.submitted_and_leased(1).await;
+    let leased = h.service.record_dispatch(&leased, provider()).await.expect("dispatch");
+    h.store.fail_next_update_to(JobState::Succeeded);
+    let crashed = h.service.complete(&leased, provider()).await;
+    assert!(matches!(crashed, Err(JobError::Store(JobStoreError::Unavailable { .. }))), "{crashed:?}");
+    assert_eq!(h.stored(1).await.state, JobState::Running, "the store missed the success");
+    h.clock.advance(LEASE + BASE);
+    let report = h.service.recover_expired_leases(10).await.expect("recover");
+    assert_eq!((report.settled, report.unknown), (1, 0), "{report:?}");
+    let job = h.stored(1).await;
+    assert_eq!((job.state, job.provider.clone()), (JobState::Succeeded, Some(provider())));
+    assert_eq!(h.billing.moves(), vec![h.capture(1)], "charged once, nothing released");
+    assert_eq!(h.notices(), vec![JobNotice::Succeeded { job: JobId::from(1) }]);
+}
+
+#[tokio::test]
+async fn a_crash_after_the_release_ends_the_job_failed() {
+    // Proves that when the job store fails right after a final failure released the hold, recovery ends the
+    // job Failed with the money back, and a slow success afterwards cannot charge it.
+    let h = harness();
+    let leased = h.submitted_and_leased(1).await;
+    h.store.fail_next_update_to(JobState::Failed);
+    let crashed = h.service.fail(&leased, ErrorText::new("bad prompt"), false).await;
+    assert!(matches!(crashed, Err(JobError::Store(JobStoreError::Unavailable { .. }))), "{crashed:?}");
+    assert_eq!(h.stored(1).await.state, JobState::Running);
+    let late = h.service.complete(&leased, provider()).await.expect("a late complete settles");
+    assert_eq!(late.state, JobState::Failed, "the money went back first, so the job failed");
+    assert_eq!(h.billing.moves(), vec![h.release(1)], "the late success charged nothing");
+    h.clock.advance(LEASE + BASE);
+    let report = h.service.recover_expired_leases(10).await.expect("recover");
+    assert_eq!(report.settled, 0, "nothing is left to settle: {report:?}");
+    assert_eq!(h.stored(1).await.state, JobState::Failed);
+}
+
+#[tokio::test]
+async fn a_job_whose_outcome_stays_unknown_fails_once_its_hold_expires() {
+    // Proves an Unknown job does not stay Unknown forever: once the reaper expired its hold, recovery ends
+    // it Failed with the money back, and a late resolution cannot charge it.
+    let h = harness();
+    let leased = h.submitted_and_leased(1).await;
+    h.service.mark_unknown(&leased, ErrorText::new("timeout")).await.expect("unknown");
+    let report = h.service.recover_expired_leases(10).await.expect("recover");
+    assert_eq!(report.settled, 0, "the hold is still active: wait for the provider's answer");
+    assert_eq!(h.stored(1).await.state, JobState::Unknown);
+    h.billing.expire(HoldId::from(101));
+    let report = h.service.recover_expired_leases(10).await.expect("recover");
+    assert_eq!(report.settled, 1);
+    assert_eq!(h.stored(1).await.state, JobState::Failed);
+    let late = h.service.resolve_unknown(JobId::from(1), Resolution::Succeeded { provider: provider() }).await;
+    assert!(matches!(late, Err(JobError::Transition { .. })), "{late:?}");
+    assert_eq!(h.billing.moves(), vec![BillingMove::Expire { hold: HoldId::from(101) }], "never charged");
+}
+
+#[tokio::test]
+async fn a_capture_after_the_hold_lapsed_fails_the_job_without_charging() {
+    // Proves a success reported after the hold expired ends the job Failed and charges nothing.
+    let h = harness();
+    let leased = h.submitted_and_leased(1).await;
+    h.billing.expire(HoldId::from(101));
+    let job = h.service.complete(&leased, provider()).await.expect("complete settles");
+    assert_eq!(job.state, JobState::Failed);
+    assert!(matches!(h.notices().as_slice(), [JobNotice::Failed { .. }]), "{:?}", h.notices());
+    assert!(!h.queue.contains(JobId::from(1)).await.expect("contains"), "the ticket is acked");
+}
