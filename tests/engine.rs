@@ -331,3 +331,18 @@ async fn a_job_follows_the_ledger_after_a_crash_on_either_side() {
     assert_eq!(after.available, before.available.checked_add(second.price).expect("fits"), "the money is back");
     assert!(e.billing.verify().await.expect("verify").is_clean());
 }
+
+#[tokio::test]
+async fn a_retried_hold_replays_after_the_clock_moved() {
+    // Proves a hold retried with the same key a moment later replays: its expiry comes from the clock, and a
+    // fingerprint never covers what the clock derives.
+    let e = engine();
+    e.billing.top_up(ALICE, Money::from_kopecks(1_000), PaymentId::parse("pay-h").expect("id")).await.expect("top-up");
+    let key = IdempotencyKey::derived("hold", "retry-1");
+    let first = e.billing.hold(ALICE, HoldId::from(900), Money::from_kopecks(1_000), None, key.clone()).await;
+    let first = first.expect("first hold");
+    e.clock.advance(Duration::from_secs(5));
+    let again = e.billing.hold(ALICE, HoldId::from(900), Money::from_kopecks(1_000), None, key).await;
+    assert_eq!(again.expect("a retry replays"), first);
+    assert_eq!(e.billing.balance(ALICE).await.expect("balance").held, Money::from_kopecks(1_000), "held once");
+}

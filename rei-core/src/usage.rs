@@ -193,16 +193,41 @@ pub struct SessionSpec {
 /// The outcome of metering a running session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Metered {
-    /// Still running; the hold covers the session's `covered_units`.
+    /// Still running; the hold covers the session's `covered_units`, at least one chunk past what was used.
     Running(UsageSession),
-    /// The next chunk could not be held; the session closed itself, capturing what was metered (capped at
-    /// what the hold covered).
+    /// The hold could not grow to cover what was used (funds, caps, or the hold lapsed); the session closed
+    /// itself, charging what the hold covered.
     Stopped {
         /// The closed session.
         session: UsageSession,
-        /// Why the next chunk was refused.
+        /// Why the hold could not grow.
         reason: LedgerError,
+        /// Units used beyond what the hold covered: not charged.
+        unbilled_units: u64,
     },
+}
+
+/// The outcome of [`UsageService::close`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// The closed session; `captured` is what was charged.
+    pub session: UsageSession,
+    /// Metered units that were not charged: beyond what the hold could grow to cover, or every unit when the
+    /// hold lapsed before the close. Zero when everything metered was charged.
+    pub unbilled_units: u64,
+    /// Why some units went unbilled: the refusal of the raise that would have covered them, or
+    /// [`LedgerError::HoldExpired`] when the hold's TTL passed before the close (then nothing was charged and
+    /// the hold was expired at once, so the money is back).
+    pub shortfall: Option<LedgerError>,
+}
+
+/// What one [`UsageService::reap`] pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionReapReport {
+    /// Sessions ended because their hold lapsed (money back) or was never placed.
+    pub lapsed: Vec<SessionId>,
+    /// Sessions ended as the ledger had already ended their hold (a close that captured, then crashed).
+    pub settled: Vec<SessionId>,
 }
 
 /// Opens, meters and closes usage sessions, using only ports.
@@ -212,6 +237,16 @@ pub struct UsageService {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGen>,
     caps: SpendCaps,
+}
+
+/// Chunks needed to cover `units`, at most [`CHUNKS_MAX`].
+fn chunks_for(units: u64, chunk_units: u64) -> u64 {
+    units.div_ceil(chunk_units.max(1)).clamp(1, CHUNKS_MAX)
+}
+
+/// A ledger refusal that ends a session's growth (rather than a failure to retry).
+fn is_refusal(e: &LedgerError) -> bool {
+    matches!(e, LedgerError::InsufficientFunds { .. } | LedgerError::SpendCap(_) | LedgerError::HoldExpired { .. })
 }
 
 impl UsageService {
@@ -237,17 +272,17 @@ impl UsageService {
         self.ledger.apply(cmd).await.map(|_| ())
     }
 
-    /// Opens a session holding its first chunk. Opening the same `id` again returns the stored session and
-    /// holds nothing more.
+    /// Opens a session holding its first chunk. The session is recorded before any money is held, so a crash
+    /// after the hold leaves a session that [`UsageService::close`] and [`UsageService::reap`] can end; opening
+    /// the same `id` again places (or replays) the same hold and returns the stored session.
     ///
     /// # Errors
-    /// [`UsageError::Invalid`] for a zero chunk; [`UsageError::Ledger`] when the first chunk cannot be held.
+    /// [`UsageError::Invalid`] for a zero chunk; [`UsageError::Ledger`] when the first chunk cannot be held
+    /// (the session is then stored `Stopped` with nothing held, and opening it again says
+    /// [`UsageError::NotOpen`]: open a new one).
     pub async fn open(&self, id: SessionId, spec: SessionSpec) -> Result<UsageSession, UsageError> {
         if spec.chunk_units == 0 {
             return Err(UsageError::Invalid { reason: "chunk of zero units" });
-        }
-        if let Some(existing) = self.sessions.get(id).await? {
-            return Ok(existing);
         }
         let now = self.clock.now();
         let held = metered_amount(spec.rate, spec.chunk_units)?;
@@ -255,11 +290,7 @@ impl UsageService {
             return Err(UsageError::Invalid { reason: "a chunk must cost at least one kopeck" });
         }
         let hold = HoldId::from(id.as_u128());
-        let expires_at = now.plus(spec.hold_ttl);
-        let caps = self.caps;
-        let op = LedgerOp::Hold { user: spec.user, hold, amount: held, provider: spec.provider, expires_at, caps };
-        self.ledger(Self::key("session-open", id, 0), now, op).await?;
-        let session = UsageSession {
+        let fresh = UsageSession {
             id,
             user: spec.user,
             hold,
@@ -271,10 +302,35 @@ impl UsageService {
             captured: Money::ZERO,
             state: SessionState::Open,
             opened_at: now,
-            expires_at,
+            expires_at: now.plus(spec.hold_ttl),
             hold_ttl: spec.hold_ttl,
         };
-        self.sessions.insert(session).await
+        let stored = self.sessions.insert(fresh).await?;
+        if stored.state != SessionState::Open {
+            if stored.held.is_zero() {
+                return Err(UsageError::NotOpen { session: id, state: stored.state });
+            }
+            return Ok(stored);
+        }
+        let op = LedgerOp::Hold {
+            user: stored.user,
+            hold,
+            amount: stored.held,
+            provider: spec.provider,
+            expires_at: stored.expires_at,
+            caps: self.caps,
+        };
+        match self.ledger(Self::key("session-open", id, 0), now, op).await {
+            Ok(()) => Ok(stored),
+            Err(LedgerError::Store(e)) => Err(e.into()),
+            Err(refusal) => {
+                let mut refused = stored.clone();
+                refused.state = SessionState::Stopped;
+                refused.held = Money::ZERO;
+                self.sessions.update(&stored, refused).await?;
+                Err(refusal.into())
+            }
+        }
     }
 
     async fn load_open(&self, id: SessionId) -> Result<UsageSession, UsageError> {
@@ -285,85 +341,148 @@ impl UsageService {
         Ok(s)
     }
 
-    /// Records `used_units` metered so far and, if the hold no longer covers the next chunk, raises it by one
-    /// chunk (pushing its expiry the session's `hold_ttl` past now). If the raise is refused, the session closes itself.
+    /// Raises a session's hold to cover `chunks` chunks, pushing its expiry the session's `hold_ttl` past now.
+    /// The key names the chunk count, so a raise that landed before a crash replays.
+    async fn grow(&self, s: &UsageSession, chunks: u64) -> Result<UsageSession, LedgerError> {
+        let now = self.clock.now();
+        let target = metered_amount(s.rate, chunks.saturating_mul(s.chunk_units)).map_err(|_| LedgerError::Overflow)?;
+        let more = target.checked_sub(s.held).ok_or(LedgerError::Overflow)?;
+        let expires_at = now.plus(s.hold_ttl).max(s.expires_at);
+        let op = LedgerOp::Raise { hold: s.hold, amount: more, expires_at, caps: self.caps };
+        self.ledger(Self::key("session-raise", s.id, chunks), now, op).await?;
+        let mut next = s.clone();
+        next.chunks = chunks;
+        next.held = target;
+        next.expires_at = expires_at;
+        Ok(next)
+    }
+
+    /// Records `used_units` metered so far and keeps the hold a whole chunk ahead of them: when it is not, the
+    /// hold is raised (by as many chunks as it takes, pushing its expiry the session's `hold_ttl` past now).
+    /// If the raise is refused, the session closes itself, charging what the hold covered, and says how many
+    /// units went unbilled.
     ///
     /// # Errors
-    /// [`UsageError`] for an unknown or closed session, units going backwards, a concurrent change, or a
-    /// store failure.
+    /// [`UsageError`] for an unknown or closed session, units going backwards, a session past
+    /// [`CHUNKS_MAX`], a concurrent change, or a store failure.
     pub async fn meter(&self, id: SessionId, used_units: u64) -> Result<Metered, UsageError> {
         let s = self.load_open(id).await?;
         if used_units < s.used_units {
             return Err(UsageError::UnitsBackwards { before: s.used_units, after: used_units });
         }
-        let now = self.clock.now();
         let mut next = s.clone();
-        next.used_units = used_units.min(s.covered_units());
-        // Keep one whole chunk ahead of what was used: raise when the rest covered is less than a chunk.
-        let needs_chunk = s.covered_units().saturating_sub(used_units) < s.chunk_units;
-        if needs_chunk {
-            if s.chunks >= CHUNKS_MAX {
-                return Err(UsageError::Invalid { reason: "session reached the most chunks a session may hold" });
-            }
-            let target = metered_amount(s.rate, (s.chunks + 1).saturating_mul(s.chunk_units))?;
-            let more = target.checked_sub(s.held).ok_or(MoneyError::Overflow)?;
-            let expires_at = now.plus(s.hold_ttl).max(s.expires_at);
-            let op = LedgerOp::Raise { hold: s.hold, amount: more, expires_at, caps: self.caps };
-            match self.ledger(Self::key("session-raise", id, s.chunks + 1), now, op).await {
-                Ok(()) => {
-                    next.chunks += 1;
-                    next.held = target;
-                    next.expires_at = expires_at;
-                }
-                Err(
-                    reason @ (LedgerError::InsufficientFunds { .. }
-                    | LedgerError::SpendCap(_)
-                    | LedgerError::HoldExpired { .. }),
-                ) => {
+        let wanted = chunks_for(used_units.saturating_add(s.chunk_units), s.chunk_units);
+        if wanted > s.chunks {
+            match self.grow(&s, wanted).await {
+                Ok(grown) => next = grown,
+                Err(reason) if is_refusal(&reason) => {
+                    next.used_units = used_units.min(s.covered_units());
+                    let unbilled_units = used_units - next.used_units;
                     self.sessions.update(&s, next.clone()).await?;
-                    let session = self.finish(next, SessionState::Stopped).await?;
-                    return Ok(Metered::Stopped { session, reason });
+                    let (session, _) = self.finish(next, SessionState::Stopped).await?;
+                    return Ok(Metered::Stopped { session, reason, unbilled_units });
                 }
                 Err(e) => return Err(e.into()),
             }
         }
+        if used_units > next.covered_units() {
+            return Err(UsageError::Invalid { reason: "session reached the most chunks a session may hold" });
+        }
+        next.used_units = used_units;
         self.sessions.update(&s, next.clone()).await?;
         Ok(Metered::Running(next))
     }
 
-    /// Closes a session: captures `round_to_kopeck(rate × used)` (used capped at what the hold covers) and
-    /// releases the rest in one ledger transaction.
+    /// Closes a session: raises the hold first if `used_units` passed what it covers, then captures
+    /// `round_to_kopeck(rate × used)` and releases the rest in one ledger transaction. What could not be
+    /// covered, and a hold that lapsed before the close, are told in [`Closed`], never dropped silently.
     ///
     /// # Errors
     /// [`UsageError`] for an unknown or closed session, units going backwards, or a ledger/store failure.
-    pub async fn close(&self, id: SessionId, used_units: u64) -> Result<UsageSession, UsageError> {
+    pub async fn close(&self, id: SessionId, used_units: u64) -> Result<Closed, UsageError> {
         let s = self.load_open(id).await?;
         if used_units < s.used_units {
             return Err(UsageError::UnitsBackwards { before: s.used_units, after: used_units });
         }
         let mut next = s.clone();
-        next.used_units = used_units.min(s.covered_units());
+        let mut shortfall = None;
+        let wanted = chunks_for(used_units, s.chunk_units);
+        if wanted > s.chunks {
+            match self.grow(&s, wanted).await {
+                Ok(grown) => next = grown,
+                Err(reason) if is_refusal(&reason) => shortfall = Some(reason),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        next.used_units = used_units.min(next.covered_units());
         self.sessions.update(&s, next.clone()).await?;
-        self.finish(next, SessionState::Closed).await
+        let (session, lapsed) = self.finish(next, SessionState::Closed).await?;
+        let charged_units = if lapsed.is_some() { 0 } else { session.used_units };
+        Ok(Closed { unbilled_units: used_units - charged_units, shortfall: lapsed.or(shortfall), session })
+    }
+
+    /// Ends open sessions that nobody will close, up to `limit`: those whose hold lapsed (it is expired now, so
+    /// the money goes back), whose hold was never placed (a crash between the session row and the hold, past
+    /// the session's expiry), or whose hold the ledger already ended (a close that captured, then crashed).
+    ///
+    /// # Errors
+    /// [`UsageError`] when a store failed; sessions handled before stay handled.
+    pub async fn reap(&self, limit: usize) -> Result<SessionReapReport, UsageError> {
+        let now = self.clock.now();
+        let mut report = SessionReapReport::default();
+        for s in self.sessions.open_sessions(limit).await? {
+            match self.ledger.hold(s.hold).await? {
+                None if now >= s.expires_at => {
+                    let mut ended = s.clone();
+                    ended.state = SessionState::Stopped;
+                    ended.held = Money::ZERO;
+                    self.sessions.update(&s, ended).await?;
+                    report.lapsed.push(s.id);
+                }
+                Some(h) if h.state == HoldState::Active && now >= h.expires_at => {
+                    self.finish(s.clone(), SessionState::Stopped).await?;
+                    report.lapsed.push(s.id);
+                }
+                Some(h) if h.state != HoldState::Active => {
+                    self.finish(s.clone(), SessionState::Closed).await?;
+                    report.settled.push(s.id);
+                }
+                _ => {}
+            }
+        }
+        Ok(report)
     }
 
     /// Captures the metered amount of an open session (already saved with its final units) and marks it.
-    async fn finish(&self, s: UsageSession, state: SessionState) -> Result<UsageSession, UsageError> {
+    /// Returns the marked session and, when the hold had lapsed, the refusal that says so (the hold is then
+    /// expired at once, with the reaper's key, and nothing is charged).
+    async fn finish(
+        &self,
+        s: UsageSession,
+        state: SessionState,
+    ) -> Result<(UsageSession, Option<LedgerError>), UsageError> {
         let captured = metered_amount(s.rate, s.used_units)?.min(s.held);
         let op = LedgerOp::Capture { hold: s.hold, amount: captured };
         let key = IdempotencyKey::derived("session-close", s.id);
         let cmd = LedgerCommand { key, tx: new_id::<TxId>(&*self.ids), at: self.clock.now(), op };
         match self.ledger.apply(cmd).await {
-            Ok(_) => self.mark(s, state, captured).await,
-            // The hold lapsed before the close: the reaper gives it back; the session ends with nothing taken.
-            Err(LedgerError::HoldExpired { .. }) => self.mark(s, state, Money::ZERO).await,
+            Ok(_) => Ok((self.mark(s, state, captured).await?, None)),
+            Err(lapsed @ LedgerError::HoldExpired { .. }) => {
+                let expire = LedgerOp::Expire { hold: s.hold };
+                match self.ledger(IdempotencyKey::derived("expire", s.hold), self.clock.now(), expire).await {
+                    Ok(()) | Err(LedgerError::HoldNotActive { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                Ok((self.mark(s, state, Money::ZERO).await?, Some(lapsed)))
+            }
             // An earlier close captured (its process died before marking the session) or the reaper expired the
             // hold: the ledger is the truth, so the session ends with what the hold says was taken.
             Err(e @ (LedgerError::KeyConflict { .. } | LedgerError::HoldNotActive { .. })) => {
                 match self.ledger.hold(s.hold).await? {
-                    Some(h) if h.state == HoldState::Captured => self.mark(s, state, h.captured).await,
+                    Some(h) if h.state == HoldState::Captured => Ok((self.mark(s, state, h.captured).await?, None)),
                     Some(h) if matches!(h.state, HoldState::Released | HoldState::Expired) => {
-                        self.mark(s, state, Money::ZERO).await
+                        let lapsed = LedgerError::HoldExpired { hold: s.hold, expires_at: h.expires_at };
+                        Ok((self.mark(s, state, Money::ZERO).await?, Some(lapsed)))
                     }
                     _ => Err(e.into()),
                 }

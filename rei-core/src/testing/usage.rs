@@ -193,7 +193,9 @@ mod tests {
         w.clock.advance(Duration::from_secs(5));
         let Metered::Running(s) = w.svc.meter(id, 5).await.expect("meter") else { panic!("must run") };
         assert_eq!((s.chunks, s.held), (2, Money::from_kopecks(30_00)), "a chunk ahead of use");
-        let done = w.svc.close(id, 13).await.expect("close");
+        let closed = w.svc.close(id, 13).await.expect("close");
+        assert_eq!((closed.unbilled_units, &closed.shortfall), (0, &None), "everything metered was charged");
+        let done = closed.session;
         assert_eq!(done.captured, Money::from_kopecks(19_50), "13 s at 1.50");
         let b = w.ledger.balance(ALICE).await.expect("b");
         assert_eq!((b.available, b.held), (Money::from_kopecks(80_50), Money::ZERO));
@@ -210,10 +212,13 @@ mod tests {
         w.svc.open(id, spec()).await.expect("open");
         assert!(matches!(w.svc.meter(id, 3).await.expect("meter"), Metered::Running(_)));
         let stopped = w.svc.meter(id, 25).await.expect("meter");
-        let Metered::Stopped { session, reason } = stopped else { panic!("must stop, got {stopped:?}") };
+        let Metered::Stopped { session, reason, unbilled_units } = stopped else {
+            panic!("must stop, got {stopped:?}")
+        };
         assert!(matches!(reason, LedgerError::InsufficientFunds { .. }), "{reason:?}");
         assert_eq!(session.state, SessionState::Stopped);
         assert_eq!(session.used_units, 20, "metering is capped at what the hold covered");
+        assert_eq!(unbilled_units, 5, "the five seconds past the hold are told, not dropped");
         assert_eq!(session.captured, Money::from_kopecks(30_00));
         let b = w.ledger.balance(ALICE).await.expect("b");
         assert_eq!((b.available, b.held), (Money::ZERO, Money::ZERO));
@@ -260,7 +265,7 @@ mod tests {
             .apply(LedgerCommand { key, tx: TxId::from(78), at: crate::time::Clock::now(&*w.clock), op: capture })
             .await
             .expect("cap");
-        let done = w.svc.close(id, 9).await.expect("close after the crash");
+        let done = w.svc.close(id, 9).await.expect("close after the crash").session;
         assert_eq!((done.state, done.captured), (SessionState::Closed, Money::from_kopecks(900)));
         let b = w.ledger.balance(ALICE).await.expect("b");
         assert_eq!((b.available, b.held), (Money::from_kopecks(9_100), Money::ZERO), "charged once");
@@ -274,5 +279,94 @@ mod tests {
         w.svc.open(id, spec()).await.expect("open");
         w.svc.meter(id, 4).await.expect("meter");
         assert!(matches!(w.svc.meter(id, 3).await, Err(crate::usage::UsageError::UnitsBackwards { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_retried_open_replays_even_after_the_clock_moved() {
+        // Proves opening the same session again a moment later holds once: the hold's fingerprint does not
+        // cover its expiry, which comes from the clock.
+        let w = world(10_000, SpendCaps::NONE).await;
+        let id = SessionId::from(21);
+        let first = w.svc.open(id, spec()).await.expect("open");
+        w.clock.advance(Duration::from_secs(2));
+        let again = w.svc.open(id, spec()).await.expect("retried open");
+        assert_eq!(first, again);
+        assert_eq!(w.ledger.balance(ALICE).await.expect("b").held, Money::from_kopecks(15_00), "held once");
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_the_session_row_and_its_hold_is_recovered() {
+        // Proves the session row comes before the money: a session whose open died before the hold gets its
+        // hold (once) when opened again, and one that is never opened again is ended by the reaper with
+        // nothing held.
+        let w = world(10_000, SpendCaps::NONE).await;
+        let sessions = Arc::new(MemoryUsageSessions::new());
+        let svc = UsageService::new(
+            w.ledger.clone(),
+            sessions.clone(),
+            w.clock.clone(),
+            Arc::new(SeqIds::new(50)),
+            SpendCaps::NONE,
+        );
+        let row = |id: u128| UsageSession {
+            id: SessionId::from(id),
+            user: ALICE,
+            hold: HoldId::from(id),
+            rate: spec().rate,
+            chunk_units: 10,
+            chunks: 1,
+            used_units: 0,
+            held: Money::from_kopecks(15_00),
+            captured: Money::ZERO,
+            state: SessionState::Open,
+            opened_at: crate::time::Clock::now(&*w.clock),
+            expires_at: crate::time::Clock::now(&*w.clock).plus(Duration::from_secs(60)),
+            hold_ttl: Duration::from_secs(60),
+        };
+        sessions.insert(row(31)).await.expect("row of a crashed open");
+        sessions.insert(row(32)).await.expect("row of another crashed open");
+        svc.open(SessionId::from(31), spec()).await.expect("open again");
+        svc.open(SessionId::from(31), spec()).await.expect("and again");
+        assert_eq!(w.ledger.balance(ALICE).await.expect("b").held, Money::from_kopecks(15_00), "one hold");
+        w.clock.advance(Duration::from_secs(61));
+        let report = svc.reap(10).await.expect("reap");
+        assert!(report.lapsed.contains(&SessionId::from(32)), "{report:?}");
+        assert!(report.lapsed.contains(&SessionId::from(31)), "its hold lapsed too: {report:?}");
+        let b = w.ledger.balance(ALICE).await.expect("b");
+        assert_eq!((b.available, b.held), (Money::from_kopecks(10_000), Money::ZERO), "nothing stays locked");
+        let s32 = sessions.get(SessionId::from(32)).await.expect("get").expect("row");
+        assert_eq!((s32.state, s32.held), (SessionState::Stopped, Money::ZERO));
+        assert!(w.ledger.verify().await.expect("verify").is_clean());
+    }
+
+    #[tokio::test]
+    async fn metering_past_the_hold_raises_enough_or_says_what_went_unbilled() {
+        // Proves a meter reading far past the hold raises it by every chunk needed at once, and a close past
+        // what the funds can cover charges what they cover and reports the rest.
+        let w = world(60_00, SpendCaps::NONE).await;
+        let id = SessionId::from(41);
+        w.svc.open(id, spec()).await.expect("open");
+        let Metered::Running(s) = w.svc.meter(id, 25).await.expect("meter") else { panic!("must run") };
+        assert_eq!((s.chunks, s.used_units, s.held), (4, 25, Money::from_kopecks(60_00)), "a chunk past 25 s");
+        let closed = w.svc.close(id, 55).await.expect("close");
+        assert_eq!(closed.session.captured, Money::from_kopecks(60_00), "the 40 s the funds covered");
+        assert_eq!(closed.unbilled_units, 15);
+        assert!(matches!(closed.shortfall, Some(LedgerError::InsufficientFunds { .. })), "{:?}", closed.shortfall);
+        assert!(w.ledger.verify().await.expect("verify").is_clean());
+    }
+
+    #[tokio::test]
+    async fn closing_after_the_hold_lapsed_charges_nothing_and_gives_the_money_back() {
+        // Proves a close after the hold's TTL is an explicit outcome: nothing charged, every unit reported
+        // unbilled, and the hold expired at once so the money is back without waiting for the reaper.
+        let w = world(10_000, SpendCaps::NONE).await;
+        let id = SessionId::from(51);
+        w.svc.open(id, spec()).await.expect("open");
+        w.clock.advance(Duration::from_secs(61));
+        let closed = w.svc.close(id, 7).await.expect("close");
+        assert_eq!((closed.session.captured, closed.unbilled_units), (Money::ZERO, 7));
+        assert!(matches!(closed.shortfall, Some(LedgerError::HoldExpired { .. })), "{:?}", closed.shortfall);
+        let b = w.ledger.balance(ALICE).await.expect("b");
+        assert_eq!((b.available, b.held), (Money::from_kopecks(10_000), Money::ZERO));
     }
 }
