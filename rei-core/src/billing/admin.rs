@@ -46,8 +46,11 @@ pub enum AdminError {
 
 /// Admin actions on money, each authorized by [`authorize`] and written to the [`AuditLog`] with its outcome.
 ///
-/// The audit record is appended after the ledger transaction, keyed by the request key; a crash in between is
-/// repaired by retrying the request. Stores that hold both in one database write them in one transaction.
+/// The record under the request key is the action's outcome as the ledger decided it: it is written only once
+/// the ledger applied (or replayed) the move, from its receipt, so a request refused first and retried
+/// successfully with the same key is recorded as done. Each refused or forbidden attempt gets a record of its
+/// own, under a key derived from the request key and the attempt's record id. A crash between the ledger and
+/// the log is repaired by retrying the request: the ledger replays and the record is written.
 pub struct AdminService {
     billing: Arc<BillingService>,
     audit: Arc<dyn AuditLog>,
@@ -111,15 +114,23 @@ impl AdminService {
                 Err(e) => (Err(AdminError::Billing(e)), AuditOutcome::Failed),
             },
         };
+        let id = new_id::<AuditId>(&*self.ids);
+        // The request key stands for what the ledger did; an attempt that did nothing is recorded on its own.
+        let request_key = match outcome {
+            AuditOutcome::Done => req.key.clone(),
+            AuditOutcome::Forbidden | AuditOutcome::Failed => {
+                IdempotencyKey::derived("attempt", format!("{id}.{}", req.key.as_str()))
+            }
+        };
         let record = AuditRecord {
-            id: new_id::<AuditId>(&*self.ids),
+            id,
             at: self.clock.now(),
             actor: req.actor,
             actor_role: req.role,
             action,
             target,
             reason: req.reason.clone(),
-            request_key: req.key.clone(),
+            request_key,
             outcome,
         };
         self.audit.append(record).await?;

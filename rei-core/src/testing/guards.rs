@@ -210,16 +210,28 @@ mod tests {
         assert!(matches!(e, Err(AdminError::Billing(_))), "{e:?}");
 
         let records = audit.list(&AuditFilter::latest(10)).await.expect("list");
-        let outcomes: Vec<(String, AuditOutcome)> =
-            records.iter().rev().map(|r| (r.request_key.to_string(), r.outcome)).collect();
+        let outcomes: Vec<(bool, bool, AuditOutcome)> = records
+            .iter()
+            .rev()
+            .map(|r| {
+                let key = r.request_key.as_str();
+                (
+                    key.starts_with("attempt:"),
+                    key.ends_with("req-1") || key.ends_with("req-2") || key.ends_with("req-3"),
+                    r.outcome,
+                )
+            })
+            .collect();
         assert_eq!(
             outcomes,
             vec![
-                ("req-1".to_owned(), AuditOutcome::Forbidden),
-                ("req-2".to_owned(), AuditOutcome::Done),
-                ("req-3".to_owned(), AuditOutcome::Failed),
-            ]
+                (true, true, AuditOutcome::Forbidden),
+                (false, true, AuditOutcome::Done),
+                (true, true, AuditOutcome::Failed),
+            ],
+            "attempts that did nothing are recorded under keys of their own"
         );
+        assert_eq!(records[1].request_key.as_str(), "req-2", "the request key stands for what the ledger did");
         assert!(records.iter().all(|r| r.actor == UserId(900) && r.action == AuditAction::Adjust));
     }
 
@@ -237,5 +249,56 @@ mod tests {
         assert!(matches!(e, Err(AdminError::Billing(_))), "{e:?}");
         assert_eq!(billing.balance(user).await.expect("b").available, Money::from_kopecks(1_000));
         assert_eq!(audit.list(&AuditFilter::latest(10)).await.expect("list").len(), 2);
+    }
+
+    /// An audit log that fails every append while told to.
+    struct FlakyAudit {
+        inner: MemoryAuditLog,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl AuditLog for FlakyAudit {
+        async fn append(&self, record: AuditRecord) -> Result<Appended, AuditLogError> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(AuditLogError::Unavailable { reason: "down".into() });
+            }
+            self.inner.append(record).await
+        }
+
+        async fn list(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, AuditLogError> {
+            self.inner.list(filter).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_record_under_a_request_key_is_what_the_ledger_did() {
+        // Proves a debit refused for want of funds and retried successfully with the same key is recorded as
+        // done, and an audit log down after the ledger moved gets the done record when the request is retried,
+        // with the money moved once.
+        let (_, billing, _) = admin();
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_800_000_000_000)));
+        let audit = Arc::new(FlakyAudit { inner: MemoryAuditLog::new(), down: false.into() });
+        let admin = AdminService::new(billing.clone(), audit.clone(), clock, Arc::new(SeqIds::new(70)));
+        let user = UserId(43);
+        let debit = request(Role::Admin, "debit-1");
+        let e = admin.adjust(&debit, user, Money::from_kopecks(-300)).await;
+        assert!(matches!(e, Err(AdminError::Billing(_))), "no funds yet: {e:?}");
+        billing.top_up(user, Money::from_kopecks(300), PaymentId::parse("p43").expect("id")).await.expect("top-up");
+        admin.adjust(&debit, user, Money::from_kopecks(-300)).await.expect("the retry applies");
+        let done = audit.list(&AuditFilter::latest(10)).await.expect("list");
+        let under_key: Vec<AuditOutcome> =
+            done.iter().filter(|r| r.request_key.as_str() == "debit-1").map(|r| r.outcome).collect();
+        assert_eq!(under_key, vec![AuditOutcome::Done], "recorded as the success");
+
+        let credit = request(Role::Admin, "credit-1");
+        audit.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        let e = admin.adjust(&credit, user, Money::from_kopecks(200)).await;
+        assert!(matches!(e, Err(AdminError::Audit(_))), "{e:?}");
+        audit.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        admin.adjust(&credit, user, Money::from_kopecks(200)).await.expect("retry writes the record");
+        assert_eq!(billing.balance(user).await.expect("b").available, Money::from_kopecks(200), "moved once");
+        let records = audit.list(&AuditFilter::latest(10)).await.expect("list");
+        assert!(records.iter().any(|r| r.request_key.as_str() == "credit-1" && r.outcome == AuditOutcome::Done));
     }
 }
