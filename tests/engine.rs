@@ -1,5 +1,12 @@
 //! End-to-end tests of the engine on the in-memory adapters: the money flow of a generation through billing
-//! and jobs, and the ledger under concurrency.
+//! and jobs, and the ledger under concurrency; and of `rei::Engine` on SQLite and PostgreSQL (`embedding`).
+
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+#[path = "engine/embedding.rs"]
+mod embedding;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+#[path = "../examples/embed/walkthrough.rs"]
+mod walkthrough;
 
 use std::sync::Arc;
 use std::time::Duration;
