@@ -202,7 +202,7 @@ pub struct EngineBuilder {
 }
 
 impl EngineBuilder {
-    /// The database: `sqlite://path` (`sqlite://rei.db`), `sqlite::memory:` or `postgres://…`. Required.
+    /// The database: `sqlite://path` (`sqlite://rei.db`) or `postgres://…`. Required.
     pub fn database_url(mut self, url: impl Into<String>) -> EngineBuilder {
         self.url = Some(url.into());
         self

@@ -20,12 +20,7 @@ pub(crate) fn config() -> EngineConfig {
 
 /// Opens the engine on `url` with `config`. The engine's errors name the URL (password hidden) where it matters.
 pub(crate) async fn open(url: &str, config: EngineConfig) -> Result<Engine> {
-    Engine::builder()
-        .database_url(url)
-        .config(config)
-        .open()
-        .await
-        .context("failed to open the database")
+    Engine::builder().database_url(url).config(config).open().await.context("failed to open the database")
 }
 
 /// A Redis job queue under `namespace`, sized for `jobs` tickets.
