@@ -1,10 +1,10 @@
 //! End-to-end tests of the engine on the in-memory adapters: the money flow of a generation through billing
 //! and jobs, and the ledger under concurrency; and of `rei::Engine` on SQLite and PostgreSQL (`embedding`).
 
-#[cfg(all(feature = "sqlite", feature = "postgres"))]
+#[cfg(all(feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[path = "engine/embedding.rs"]
 mod embedding;
-#[cfg(all(feature = "sqlite", feature = "postgres"))]
+#[cfg(all(feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[path = "../examples/embed/walkthrough.rs"]
 mod walkthrough;
 

@@ -189,16 +189,13 @@ async fn billing_and_usage_share_one_caps_configuration() {
     engine.close().await;
 }
 
-#[tokio::test]
-async fn a_job_run_by_the_engine_captures_under_billings_key() {
-    // Proves the engine's job service runs on the engine's queue and billing: a completed job captures its
-    // hold, and `capture_hold` on that hold afterwards is a replay that charges nothing more.
-    let (_dir, engine, clock) = manual_engine(EngineConfig::default()).await;
-    let user = UserId(6);
+/// Tops `user` up, quotes and confirms one image, and submits its job; returns the job and its hold.
+async fn submitted_job(engine: &Engine, clock: &ManualClock, user: UserId) -> (Job, HoldId) {
     let billing = engine.billing();
-    billing.top_up(user, Money::from_kopecks(100_000), PaymentId::parse("p-6").expect("id")).await.expect("top-up");
-    let quote =
-        billing.quote(user, &ProductId::parse("image.nano-banana").expect("id"), 1, Tier::Basic).await.expect("quote");
+    let payment = PaymentId::parse(&format!("p-{}", user.0)).expect("id");
+    billing.top_up(user, Money::from_kopecks(100_000), payment).await.expect("top-up");
+    let product = ProductId::parse("image.nano-banana").expect("id");
+    let quote = billing.quote(user, &product, 1, Tier::Basic).await.expect("quote");
     let held = billing.confirm(user, quote.id, None).await.expect("confirm");
     let spec = NewJob {
         id: JobId::from(quote.id.as_u128()),
@@ -211,18 +208,59 @@ async fn a_job_run_by_the_engine_captures_under_billings_key() {
     };
     let mut job = Job::new(spec, clock.now()).expect("job");
     job.apply(JobEvent::Confirm, clock.now()).expect("confirmed");
-    engine.jobs().submit(job).await.expect("submit");
+    (engine.jobs().submit(job).await.expect("submit"), held.hold)
+}
+
+#[tokio::test]
+async fn a_job_run_by_the_engine_captures_under_billings_key() {
+    // Proves the engine's job service runs on the engine's queue and billing: a completed job captures its
+    // hold, and `capture_hold` on that hold afterwards is a replay that charges nothing more.
+    let (_dir, engine, clock) = manual_engine(EngineConfig::default()).await;
+    let user = UserId(6);
+    let (job, hold) = submitted_job(&engine, &clock, user).await;
     let worker = WorkerId::parse("w1").expect("worker");
     let leased = engine.jobs().lease(&worker).await.expect("lease").expect("the job");
     let gemini = ProviderId::parse("gemini").expect("id");
     let leased = engine.jobs().record_dispatch(&leased, gemini.clone()).await.expect("dispatch");
     let done = engine.jobs().complete(&leased, gemini).await.expect("complete");
     assert_eq!(done.state, JobState::Succeeded);
-    let again = billing.capture_hold(held.hold, quote.price).await.expect("capture_hold");
+    let billing = engine.billing();
+    let again = billing.capture_hold(hold, job.price).await.expect("capture_hold");
     assert!(again.replayed, "the job already captured under the same key");
     let balance = billing.balance(user).await.expect("balance");
-    assert_eq!(balance.available, Money::from_kopecks(100_000).checked_sub(quote.price).expect("fits"));
+    assert_eq!(balance.available, Money::from_kopecks(100_000).checked_sub(job.price).expect("fits"));
     assert!(billing.verify().await.expect("verify").is_clean());
+    engine.close().await;
+}
+
+#[tokio::test]
+async fn the_job_queue_lives_in_redis_when_given_a_redis_url() {
+    // Proves `redis_url` puts the engine's job queue in Redis under the configured namespace: a submitted job's
+    // ticket is in Redis, not in the database's own queue, and a worker leases it from there.
+    let (_dir, url) = sqlite_url();
+    let namespace = format!("rei-engine-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let config = EngineConfig { redis_namespace: namespace.clone(), ..EngineConfig::default() };
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = Engine::builder()
+        .database_url(&url)
+        .config(config.clone())
+        .clock(clock.clone())
+        .ids(Arc::new(SeqIds::new(9)))
+        .redis_url(redis_url())
+        .open()
+        .await
+        .expect("engine");
+    let (job, _) = submitted_job(&engine, &clock, UserId(11)).await;
+    let redis =
+        rei::adapters::redis::RedisJobQueue::connect(&redis_url(), &namespace, config.queue, Duration::from_secs(5))
+            .await
+            .expect("redis");
+    assert!(rei::core::jobs::JobQueue::contains(&redis, job.id).await.expect("contains"), "the ticket is in Redis");
+    let on_sql = Engine::open(&url).await.expect("the same database, its own queue");
+    assert!(!on_sql.job_queue().contains(job.id).await.expect("contains"), "not in the database's queue");
+    on_sql.close().await;
+    let leased = engine.jobs().lease(&WorkerId::parse("w1").expect("worker")).await.expect("lease");
+    assert_eq!(leased.map(|l| l.job.id), Some(job.id));
     engine.close().await;
 }
 
@@ -275,6 +313,13 @@ async fn maintenance_expires_lapsed_holds_and_purges_old_quotes() {
     assert!(totals.passes >= 1 && totals.holds_expired >= 1 && totals.failures == 0, "{totals:?}");
     assert_eq!(billing.balance(user).await.expect("balance").available, Money::from_kopecks(10_000));
     engine.close().await;
+}
+
+/// The URL of the test Redis server, started by `scripts/test`.
+fn redis_url() -> String {
+    std::env::var("REI_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("REI_TEST_REDIS_URL is not set: run the suite with scripts/test, which starts Redis")
+    })
 }
 
 /// The admin URL of the test PostgreSQL server; the suite is run by `scripts/test`, which starts it.
