@@ -45,8 +45,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The job succeeded: capture exactly once (the key makes a retry harmless).
     let key = IdempotencyKey::derived("capture", confirmation.hold);
-    billing.capture(confirmation.hold, quote.price, key.clone()).await?;
-    billing.capture(confirmation.hold, quote.price, key).await?;
+    let first = billing.capture(confirmation.hold, quote.price, key.clone()).await?;
+    let again = billing.capture(confirmation.hold, quote.price, key).await?;
+    println!(
+        "captured {} (replayed: {}), then again (replayed: {})",
+        first.receipt.amount, first.replayed, again.replayed
+    );
 
     let balance = billing.balance(user).await?;
     let report = billing.verify().await?;

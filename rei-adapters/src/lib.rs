@@ -20,9 +20,11 @@ pub mod sqlite;
 #[cfg(feature = "redis")]
 pub mod redis;
 
-/// The driver's pool types, so that binaries can hold a pool without depending on the driver.
+/// The driver's pool and error types, so that the facade and binaries can hold a pool without depending on the
+/// driver.
 #[cfg(feature = "sql")]
 pub mod sqlx_pools {
+    pub use sqlx::Error;
     #[cfg(feature = "postgres")]
     pub use sqlx::postgres::PgPool;
     #[cfg(feature = "sqlite")]

@@ -10,6 +10,7 @@ pub mod usage;
 
 use std::time::Duration;
 
+use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::sql::{MigrateError, POSTGRES_MIGRATIONS, pending};
@@ -20,7 +21,7 @@ const CONNECTION_LIFETIME_MAX: Duration = Duration::from_secs(10 * 60);
 /// Connects a pool of at most `connections_max` connections, waiting at most `connect_timeout` for each.
 ///
 /// # Errors
-/// The driver's error when the URL is malformed or the server cannot be reached.
+/// The driver's error when the URL is malformed or the server cannot be reached; see [`connect_with`].
 pub async fn connect(url: &str, connections_max: u32, connect_timeout: Duration) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     connect_with(options, connections_max, connect_timeout).await
@@ -28,13 +29,26 @@ pub async fn connect(url: &str, connections_max: u32, connect_timeout: Duration)
 
 /// Connects a pool with explicit options (for a search path, say).
 ///
+/// One connection is tried first, on its own, so that a server that is not there is reported at once: the
+/// pool retries a refused connection until its acquire timeout and then says only that it timed out.
+///
 /// # Errors
-/// The driver's error when the server cannot be reached.
+/// The driver's error when the server cannot be reached: [`sqlx::Error::Io`] of kind
+/// [`ConnectionRefused`](std::io::ErrorKind::ConnectionRefused) when nothing listens, of kind
+/// [`TimedOut`](std::io::ErrorKind::TimedOut) when no connection was made within `connect_timeout`.
 pub async fn connect_with(
     options: PgConnectOptions,
     connections_max: u32,
     connect_timeout: Duration,
 ) -> Result<PgPool, sqlx::Error> {
+    match tokio::time::timeout(connect_timeout, sqlx::PgConnection::connect_with(&options)).await {
+        Ok(Ok(probe)) => probe.close().await?,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            let message = format!("no connection within {} ms", connect_timeout.as_millis());
+            return Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, message)));
+        }
+    }
     // Connections are recycled so that cached statement plans are remade as tables grow and gain statistics.
     PgPoolOptions::new()
         .max_connections(connections_max.max(1))
@@ -42,6 +56,59 @@ pub async fn connect_with(
         .acquire_timeout(connect_timeout)
         .connect_with(options)
         .await
+}
+
+/// Connects as [`connect`], with `schema` (a plain identifier, see [`is_plain_identifier`]) alone on the search
+/// path when given: REI's tables then live in that schema, beside an embedder's own.
+///
+/// # Errors
+/// As [`connect_with`]; a protocol error for a schema name that is not plain.
+pub async fn connect_in_schema(
+    url: &str,
+    schema: Option<&str>,
+    connections_max: u32,
+    connect_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
+    let mut options: PgConnectOptions = url.parse()?;
+    if let Some(schema) = schema {
+        plain(schema)?;
+        options = options.options([("search_path", schema)]);
+    }
+    connect_with(options, connections_max, connect_timeout).await
+}
+
+/// `true` for a name PostgreSQL takes unquoted and unchanged: `[a-z_][a-z0-9_]*`, at most 63 bytes.
+#[must_use]
+pub fn is_plain_identifier(name: &str) -> bool {
+    name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn plain(name: &str) -> Result<(), sqlx::Error> {
+    if is_plain_identifier(name) {
+        Ok(())
+    } else {
+        Err(sqlx::Error::Protocol(format!("{name:?} is not a plain identifier ([a-z_][a-z0-9_]*)")))
+    }
+}
+
+/// Creates schema `name` (a plain identifier) unless it exists.
+///
+/// # Errors
+/// The driver's error, or a protocol error for a name that is not plain.
+pub async fn create_schema(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
+    plain(name)?;
+    sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS {name}")).execute(pool).await.map(|_| ())
+}
+
+/// Drops schema `name` (a plain identifier) and everything in it, if it exists.
+///
+/// # Errors
+/// The driver's error, or a protocol error for a name that is not plain.
+pub async fn drop_schema(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
+    plain(name)?;
+    sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(pool).await.map(|_| ())
 }
 
 /// Applies every embedded migration not yet applied, each in its own transaction, under an advisory lock so
@@ -107,15 +174,18 @@ pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<i64>, MigrateError>
 /// # Errors
 /// The driver's error, or a protocol error for a name that is not `[a-z_][a-z0-9_]*`.
 pub async fn recreate_database(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
-    let plain = name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if !plain {
-        return Err(sqlx::Error::Protocol(format!("{name:?} is not a plain database name")));
-    }
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(pool).await?;
+    drop_database(pool, name).await?;
     sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(pool).await?;
     Ok(())
+}
+
+/// Drops database `name` (a plain identifier) if it exists, closing its sessions.
+///
+/// # Errors
+/// The driver's error, or a protocol error for a name that is not `[a-z_][a-z0-9_]*`.
+pub async fn drop_database(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
+    plain(name)?;
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(pool).await.map(|_| ())
 }
 
 /// Refreshes the planner's statistics of the ledger tables (what autovacuum does on its own schedule), so that

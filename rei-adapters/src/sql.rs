@@ -66,6 +66,30 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// What kind of failure met an attempt to connect, so that callers can say what to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    /// Nothing listens at the address.
+    Refused,
+    /// No connection was made in time.
+    TimedOut,
+    /// Anything else (authentication, a file that cannot be opened, TLS, a malformed URL).
+    Other,
+}
+
+impl ConnectFailure {
+    /// Classifies a driver error from [`crate::postgres::connect`] or [`crate::sqlite::connect`].
+    #[must_use]
+    pub fn of(e: &sqlx::Error) -> ConnectFailure {
+        match e {
+            sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => ConnectFailure::Refused,
+            sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => ConnectFailure::TimedOut,
+            sqlx::Error::PoolTimedOut => ConnectFailure::TimedOut,
+            _ => ConnectFailure::Other,
+        }
+    }
+}
+
 /// A u128 id as 16 big-endian bytes (so byte order is numeric order).
 #[must_use]
 pub fn id_bytes(id: u128) -> Vec<u8> {

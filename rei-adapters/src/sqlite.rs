@@ -9,6 +9,7 @@ pub mod queue;
 pub mod quotes;
 pub mod usage;
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -32,8 +33,29 @@ const ACQUIRE_TIMEOUT_MIN: Duration = Duration::from_secs(10);
 /// # Errors
 /// The driver's error when the URL is malformed or the file cannot be opened.
 pub async fn connect(url: &str, busy_timeout: Duration) -> Result<SqlitePool, sqlx::Error> {
+    open(url, busy_timeout, true).await
+}
+
+/// The file a SQLite URL names; `None` for an in-memory database.
+///
+/// # Errors
+/// The driver's error when the URL is malformed.
+pub fn database_path(url: &str) -> Result<Option<PathBuf>, sqlx::Error> {
+    let options = SqliteConnectOptions::from_str(url)?;
+    let path = options.get_filename();
+    let memory = url.contains(":memory:") || url.contains("mode=memory") || path.as_os_str().is_empty();
+    Ok((!memory).then(|| path.to_path_buf()))
+}
+
+/// As [`connect`], but with `create_if_missing` false a missing file is an error and nothing is created: for
+/// commands that only read a database that must already exist (`rei verify`).
+///
+/// # Errors
+/// The driver's error when the URL is malformed or the file cannot be opened (or is missing and may not be
+/// created).
+pub async fn open(url: &str, busy_timeout: Duration, create_if_missing: bool) -> Result<SqlitePool, sqlx::Error> {
     let options = SqliteConnectOptions::from_str(url)?
-        .create_if_missing(true)
+        .create_if_missing(create_if_missing)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .foreign_keys(true)

@@ -1,6 +1,12 @@
 //! `rei bench ledger`: hold -> capture cycles from N concurrent clients against a real database, and, on
 //! PostgreSQL, pgbench's TPC-B-like workload on the same server with the same clients and duration, for the
 //! ratio. A benchmark, not a test: it reports, it asserts nothing but a clean ledger.
+//!
+//! It never writes money into a real ledger: it runs in a scratch ledger it makes and removes itself. On
+//! PostgreSQL that is a schema `rei_bench_<pid>_<ms>` in the database the URL names (so it measures that
+//! server), and pgbench gets a database `rei_bench_pgbench_<pid>` beside it; on SQLite it is a file in a new
+//! directory beside the named file (so it measures that disk). The named ledger is never opened for writing,
+//! whatever it holds. A run killed before its end leaves the scratch behind, under those names.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -13,7 +19,7 @@ use rei_core::ledger::{LedgerCommand, LedgerOp, LedgerStore};
 use rei_core::money::Money;
 use rei_core::time::Clock;
 
-use crate::wiring::Database;
+use rei::{Engine, EngineConfig, MigrateMode};
 
 /// What to run.
 pub(crate) struct LedgerBench {
@@ -25,7 +31,6 @@ pub(crate) struct LedgerBench {
     pub(crate) writers: usize,
     pub(crate) pgbench_scale: u32,
     pub(crate) json: bool,
-    pub(crate) migrate_on_start: crate::wiring::MigrateOnStart,
 }
 
 /// What one run measured.
@@ -64,12 +69,113 @@ pub(crate) async fn run(b: LedgerBench) -> Result<()> {
     if b.seconds == 0 || b.seconds > 3600 {
         bail!("--seconds must be 1 to 3600");
     }
-    let connections = b.clients.clamp(4, 32);
-    let db = Database::open(&b.database_url, connections).await?;
-    db.ready_schema(b.migrate_on_start).await?;
-    let ledger = db.ledger(b.batch_max, b.writers)?;
-    let run_id = rei_adapters::system::SystemClock::new().now().as_millis();
+    let run_id = now().as_millis();
+    let config = EngineConfig {
+        migrate: MigrateMode::Apply,
+        connections_max: b.clients.clamp(4, 32),
+        ledger_batch_max: b.batch_max,
+        ledger_writers: b.writers,
+        ..crate::wiring::config()
+    };
+    match rei::adapters::sql::DatabaseUrl::parse(&b.database_url).context("failed to read --database-url")? {
+        rei::adapters::sql::DatabaseUrl::Postgres(url) => {
+            let schema = format!("rei_bench_{}_{run_id}", std::process::id());
+            let config = EngineConfig { postgres_schema: Some(schema.clone()), ..config };
+            let engine = crate::wiring::open(&url, config).await?;
+            eprintln!("rei bench ledger: running in schema {schema}, dropped afterwards");
+            let result = measure(&engine, &b, run_id).await;
+            let dropped = match engine.database().postgres() {
+                Some(pool) => rei::adapters::postgres::drop_schema(pool, &schema).await,
+                None => Ok(()),
+            };
+            engine.close().await;
+            let report = result?;
+            dropped.with_context(|| format!("failed to drop the scratch schema {schema}"))?;
+            report.print(&b);
+            report.check()
+        }
+        rei::adapters::sql::DatabaseUrl::Sqlite(url) => {
+            let named = rei::adapters::sqlite::database_path(&url).context("failed to read --database-url")?;
+            let beside = match named.as_deref().and_then(std::path::Path::parent) {
+                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+                Some(_) => std::path::PathBuf::from("."),
+                None => std::env::temp_dir(),
+            };
+            let scratch = tempfile::Builder::new()
+                .prefix(".rei-bench-")
+                .tempdir_in(&beside)
+                .with_context(|| format!("failed to make a scratch directory in {}", beside.display()))?;
+            let file = scratch.path().join("bench.db");
+            eprintln!("rei bench ledger: running in {}, removed afterwards", file.display());
+            let engine = crate::wiring::open(&format!("sqlite://{}", file.display()), config).await?;
+            let result = measure(&engine, &b, run_id).await;
+            engine.close().await;
+            // The ledger's writer thread closes its connection once the engine's stores are gone.
+            drop(engine);
+            let removed = scratch.close();
+            let report = result?;
+            removed.context("failed to remove the scratch directory")?;
+            report.print(&b);
+            report.check()
+        }
+    }
+}
 
+/// What a run measured and found.
+struct Report {
+    engine: &'static str,
+    clients: u32,
+    figures: Figures,
+    pgbench_tps: Option<u64>,
+    verify: rei::core::ledger::VerifyReport,
+}
+
+impl Report {
+    fn print(&self, b: &LedgerBench) {
+        let figures = &self.figures;
+        println!("engine       {}", self.engine);
+        println!("clients      {}", self.clients);
+        println!("ops          {} in {:?}", figures.ops, figures.elapsed);
+        println!("ops/s        {}", figures.ops_per_sec());
+        println!("p50          {} ms", ms(figures.quantile_us(500)));
+        println!("p99          {} ms", ms(figures.quantile_us(990)));
+        if let Some(tps) = self.pgbench_tps {
+            println!("pgbench tps  {tps} (TPC-B-like, same clients and duration)");
+            println!("ratio        {}x", ratio(figures.ops_per_sec(), tps));
+        }
+        println!(
+            "verify       {} ({} transactions)",
+            if self.verify.is_clean() { "clean" } else { "DRIFT" },
+            self.verify.transactions
+        );
+        if b.json {
+            println!(
+                "{{\"engine\":\"{}\",\"clients\":{},\"seconds\":{},\"ops\":{},\"ops_per_sec\":{},\"p50_ms\":{},\"p99_ms\":{},\"pgbench_tps\":{},\"ratio\":{},\"verify_clean\":{}}}",
+                self.engine,
+                self.clients,
+                b.seconds,
+                figures.ops,
+                figures.ops_per_sec(),
+                ms(figures.quantile_us(500)),
+                ms(figures.quantile_us(990)),
+                self.pgbench_tps.map_or_else(|| "null".to_owned(), |t| t.to_string()),
+                self.pgbench_tps.map_or_else(|| "null".to_owned(), |t| ratio(figures.ops_per_sec(), t)),
+                self.verify.is_clean()
+            );
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if !self.verify.is_clean() {
+            bail!("the ledger does not verify after the run: {:?}", self.verify);
+        }
+        Ok(())
+    }
+}
+
+/// Funds the clients, warms up, measures, verifies, and on PostgreSQL runs pgbench.
+async fn measure(engine: &Engine, b: &LedgerBench, run_id: i64) -> Result<Report> {
+    let ledger = engine.ledger().clone();
     // Each client has its own user, funded far beyond what the run can capture.
     for c in 0..b.clients {
         let user = UserId(1_000_000_000 + i64::from(c));
@@ -85,54 +191,20 @@ pub(crate) async fn run(b: LedgerBench) -> Result<()> {
 
     // Warm up (caches, WAL files, tables past their first pages), then refresh the planner's statistics as
     // autovacuum would, so the measured run sees a database in its steady state.
+    let name = engine.database().engine();
     eprintln!("rei bench ledger: warming up for {} s", b.warmup_seconds);
     drive(ledger.clone(), b.clients, Duration::from_secs(b.warmup_seconds), run_id, 0).await?;
-    if let Some(pool) = db.postgres() {
-        rei_adapters::postgres::analyze_ledger(pool).await.context("failed to analyze the ledger tables")?;
+    if let Some(pool) = engine.database().postgres() {
+        rei::adapters::postgres::analyze_ledger(pool).await.context("failed to analyze the ledger tables")?;
     }
-    eprintln!("rei bench ledger: {} clients, {} s, {}, hold -> capture", b.clients, b.seconds, db.engine());
+    eprintln!("rei bench ledger: {} clients, {} s, {name}, hold -> capture", b.clients, b.seconds);
     let figures = drive(ledger.clone(), b.clients, Duration::from_secs(b.seconds), run_id, 1).await?;
-    let report = ledger.verify().await.context("failed to verify after the run")?;
-
-    let pgbench_tps = match db.postgres() {
-        Some(pool) => Some(pgbench(pool, &b).await?),
+    let verify = ledger.verify().await.context("failed to verify after the run")?;
+    let pgbench_tps = match engine.database().postgres() {
+        Some(pool) => Some(pgbench(pool, b).await?),
         None => None,
     };
-
-    println!("engine       {}", db.engine());
-    println!("clients      {}", b.clients);
-    println!("ops          {} in {:?}", figures.ops, figures.elapsed);
-    println!("ops/s        {}", figures.ops_per_sec());
-    println!("p50          {} ms", ms(figures.quantile_us(500)));
-    println!("p99          {} ms", ms(figures.quantile_us(990)));
-    if let Some(tps) = pgbench_tps {
-        println!("pgbench tps  {tps} (TPC-B-like, same clients and duration)");
-        println!("ratio        {}x", ratio(figures.ops_per_sec(), tps));
-    }
-    println!(
-        "verify       {} ({} transactions)",
-        if report.is_clean() { "clean" } else { "DRIFT" },
-        report.transactions
-    );
-    if b.json {
-        println!(
-            "{{\"engine\":\"{}\",\"clients\":{},\"seconds\":{},\"ops\":{},\"ops_per_sec\":{},\"p50_ms\":{},\"p99_ms\":{},\"pgbench_tps\":{},\"ratio\":{},\"verify_clean\":{}}}",
-            db.engine(),
-            b.clients,
-            b.seconds,
-            figures.ops,
-            figures.ops_per_sec(),
-            ms(figures.quantile_us(500)),
-            ms(figures.quantile_us(990)),
-            pgbench_tps.map_or_else(|| "null".to_owned(), |t| t.to_string()),
-            pgbench_tps.map_or_else(|| "null".to_owned(), |t| ratio(figures.ops_per_sec(), t)),
-            report.is_clean()
-        );
-    }
-    if !report.is_clean() {
-        bail!("the ledger does not verify after the run: {report:?}");
-    }
-    Ok(())
+    Ok(Report { engine: name, clients: b.clients, figures, pgbench_tps, verify })
 }
 
 /// `a / b` with two decimals, integer arithmetic.
@@ -214,14 +286,22 @@ async fn drive(
     Ok(Figures { ops: latencies_us.len() as u64, elapsed, latencies_us })
 }
 
-/// Runs pgbench's TPC-B-like workload in its own database on the same server and returns its tps.
-async fn pgbench(pool: &rei_adapters::sqlx_pools::PgPool, b: &LedgerBench) -> Result<u64> {
-    let db = "rei_bench_pgbench";
-    rei_adapters::postgres::recreate_database(pool, db).await.context("failed to create the pgbench database")?;
-    let url = with_database(&b.database_url, db);
+/// Runs pgbench's TPC-B-like workload in a database of its own on the same server, drops that database, and
+/// returns its tps.
+async fn pgbench(pool: &rei::adapters::sqlx_pools::PgPool, b: &LedgerBench) -> Result<u64> {
+    let db = format!("rei_bench_pgbench_{}", std::process::id());
+    rei::adapters::postgres::recreate_database(pool, &db).await.context("failed to create the pgbench database")?;
+    let tps = run_pgbench(&with_database(&b.database_url, &db), b);
+    let dropped = rei::adapters::postgres::drop_database(pool, &db).await;
+    let tps = tps?;
+    dropped.with_context(|| format!("failed to drop the pgbench database {db}"))?;
+    Ok(tps)
+}
+
+fn run_pgbench(url: &str, b: &LedgerBench) -> Result<u64> {
     eprintln!("pgbench: initialising scale {} ...", b.pgbench_scale);
     let init = Command::new("pgbench")
-        .args(["-i", "-q", "-s", &b.pgbench_scale.to_string(), &url])
+        .args(["-i", "-q", "-s", &b.pgbench_scale.to_string(), url])
         .output()
         .context("failed to run pgbench (is it installed? Debian: postgresql-client)")?;
     if !init.status.success() {
@@ -229,7 +309,7 @@ async fn pgbench(pool: &rei_adapters::sqlx_pools::PgPool, b: &LedgerBench) -> Re
     }
     eprintln!("pgbench: {} clients for {} s ...", b.clients, b.seconds);
     let out = Command::new("pgbench")
-        .args(["-c", &b.clients.to_string(), "-j", "2", "-T", &b.seconds.to_string(), "-M", "prepared", "-n", &url])
+        .args(["-c", &b.clients.to_string(), "-j", "2", "-T", &b.seconds.to_string(), "-M", "prepared", "-n", url])
         .output()
         .context("failed to run pgbench")?;
     if !out.status.success() {

@@ -11,11 +11,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use rei::MigrateMode;
 use rei_core::ids::{ProductId, QuoteId};
 use rei_core::pricing::{Pricer, PricingConfig, Tier};
 use rei_core::time::{Clock, Timestamp};
-
-use crate::wiring::MigrateOnStart;
 
 /// The binary's allocator. The engine allocates on every request (sqlx and redis encode and decode into buffers,
 /// tokio boxes tasks and wakers); glibc's malloc was 8-17 % of the process's CPU in the benchmarks.
@@ -25,10 +24,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "rei", version, about = "Billing and routing engine for AI-generation chat bots")]
 struct Cli {
-    /// What a command that opens a database does when the schema lacks migrations: apply them, or refuse to
-    /// start (`rei migrate` then runs as a step of its own). `rei verify` never migrates.
-    #[arg(long, global = true, value_enum, env = "REI_MIGRATE_ON_START", default_value_t = MigrateOnStart::Apply)]
-    migrate_on_start: MigrateOnStart,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,7 +36,8 @@ enum Command {
         #[arg(long, env = "REI_DATABASE_URL")]
         database_url: String,
     },
-    /// Recomputes every balance from the postings; exits 2 on any drift.
+    /// Recomputes every balance from the postings; exits 2 on any drift. Never migrates and never creates a
+    /// database: a missing SQLite file or missing migrations are errors.
     Verify {
         /// postgres://… or sqlite://path.
         #[arg(long, env = "REI_DATABASE_URL")]
@@ -89,8 +85,12 @@ enum BenchCommand {
         json: bool,
     },
     /// Hold -> capture cycles from concurrent clients; on PostgreSQL also pgbench TPC-B-like for the ratio.
+    ///
+    /// Runs in a scratch ledger of its own and never writes into the one the URL names: on PostgreSQL a schema
+    /// it creates in that database (and a pgbench database beside it), on SQLite a file in a new directory
+    /// beside the named file; both are removed afterwards.
     Ledger {
-        /// postgres://… or sqlite://path.
+        /// postgres://… (the server and database to run in) or sqlite://path (the directory to run in).
         #[arg(long, env = "REI_DATABASE_URL")]
         database_url: String,
         /// Concurrent clients.
@@ -164,7 +164,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 writers,
                 pgbench_scale,
                 json,
-                migrate_on_start: cli.migrate_on_start,
             };
             runtime()?.block_on(bench::run(b)).map(|()| ExitCode::SUCCESS)
         }
@@ -176,20 +175,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn migrate(url: &str) -> Result<()> {
-    let db = wiring::Database::open(url, 2).await?;
-    let applied = db.migrate().await?;
+    let engine = wiring::open(url, rei::EngineConfig { migrate: MigrateMode::Apply, ..wiring::config() }).await?;
+    let applied = engine.migrations_applied();
     if applied.is_empty() {
-        println!("{}: up to date", db.engine());
+        println!("{}: up to date", engine.database().engine());
     } else {
-        println!("{}: applied migrations {applied:?}", db.engine());
+        println!("{}: applied migrations {applied:?}", engine.database().engine());
     }
+    engine.close().await;
     Ok(())
 }
 
 async fn verify(url: &str) -> Result<ExitCode> {
-    let db = wiring::Database::open(url, 2).await?;
-    db.ready_schema(MigrateOnStart::Check).await?;
-    let report = db.ledger(1, 1)?.verify().await.context("failed to verify")?;
+    let config = rei::EngineConfig { migrate: MigrateMode::Check, create_if_missing: false, ..wiring::config() };
+    let engine = wiring::open(url, config).await?;
+    let report = engine.ledger().verify().await.context("failed to verify");
+    engine.close().await;
+    let report = report?;
     println!("transactions {}", report.transactions);
     println!("total        {} (must be 0.00)", report.total);
     for d in &report.drifts {

@@ -55,7 +55,7 @@ fn migrate_then_verify_and_a_drift_exits_2() {
     let (ok, out, err) = rei(&["verify", "--database-url", &url]);
     assert!(ok && out.contains("clean"), "{out}{err}");
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let pool = sqlx::SqlitePool::connect(&url).await.expect("open");
         sqlx::query("INSERT INTO ledger_accounts (user_id, available) VALUES (9, 100)")
@@ -74,28 +74,158 @@ fn migrate_then_verify_and_a_drift_exits_2() {
 }
 
 #[test]
-fn migrations_at_start_are_applied_or_refused_as_configured() {
-    // Proves `--migrate-on-start check` refuses to run on a database that lacks migrations (naming them),
-    // that `rei verify` never migrates, and that the default applies them at start.
-    let path = std::env::temp_dir().join(format!("rei-cli-start-{}.db", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let url = format!("sqlite://{}", path.display());
-    let bench =
-        ["bench", "ledger", "--database-url", &url, "--clients", "1", "--seconds", "1", "--warmup-seconds", "0"];
-
+fn verify_never_migrates_and_names_what_to_run() {
+    // Proves `rei verify` refuses a database that lacks migrations, naming them and `rei migrate`, and leaves
+    // it unmigrated; after `rei migrate` it verifies.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("rei.db").display());
+    let rt = runtime();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc")).await.expect("create an empty file");
+        pool.close().await;
+    });
     let (ok, _, err) = rei(&["verify", "--database-url", &url]);
-    assert!(!ok && err.contains("lacks migrations [1, 2, 3"), "{err}");
-    let mut checked = vec!["--migrate-on-start", "check"];
-    checked.extend(bench);
-    let (ok, _, err) = rei(&checked);
-    assert!(!ok && err.contains("lacks migrations"), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-
-    let (ok, out, err) = rei(&bench);
+    assert!(!ok && err.contains("the database lacks migrations 1, 2, 3"), "{err}");
+    assert!(err.contains("run `rei migrate`"), "{err}");
+    let (ok, _, err) = rei(&["verify", "--database-url", &url]);
+    assert!(!ok && err.contains("lacks migrations 1, 2, 3"), "verify migrated nothing: {err}");
+    let (ok, _, err) = rei(&["migrate", "--database-url", &url]);
     assert!(ok, "{err}");
-    assert!(err.contains("applied migrations"), "{err}");
+    let (ok, out, err) = rei(&["verify", "--database-url", &url]);
+    assert!(ok && out.contains("clean"), "{out}{err}");
+}
+
+#[test]
+fn verify_of_a_missing_file_says_so_and_creates_nothing() {
+    // Proves `rei verify` on a SQLite path that does not exist exits 1 saying the file does not exist, and
+    // creates neither the file nor anything beside it.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("missing.db");
+    let url = format!("sqlite://{}", path.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_rei")).args(["verify", "--database-url", &url]).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("error: ") && err.contains("does not exist"), "{err}");
+    assert!(err.contains(&path.display().to_string()), "names the file: {err}");
+    assert!(!path.exists(), "verify created the file");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0, "nothing was created beside it");
+}
+
+#[test]
+fn bench_ledger_on_sqlite_leaves_the_named_ledger_untouched() {
+    // Proves `rei bench ledger` on a SQLite URL whose file holds a real top-up writes nothing into it (one
+    // transaction before and after, the balance unchanged) and removes its scratch directory.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("rei.db").display());
+    let rt = runtime();
+    rt.block_on(foreign_top_up(&url, None));
+    let (ok, out, err) =
+        rei(&["bench", "ledger", "--database-url", &url, "--clients", "1", "--seconds", "1", "--warmup-seconds", "0"]);
+    assert!(ok, "{err}");
     assert!(out.contains("verify       clean"), "{out}");
-    let (ok, _, err) = rei(&checked);
-    assert!(ok, "a migrated database starts under check: {err}");
-    let _ = std::fs::remove_file(&path);
+    assert!(err.contains("removed afterwards"), "{err}");
+    rt.block_on(assert_untouched(&url, None));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".rei-bench-"))
+        .collect();
+    assert!(left.is_empty(), "the scratch directory was left behind: {left:?}");
+}
+
+#[test]
+fn bench_ledger_on_postgresql_runs_in_a_schema_it_drops() {
+    // Proves `rei bench ledger` on a PostgreSQL database whose ledger holds a real top-up (in the default
+    // schema, where the bench's own tables would go if it used the database as it is) writes nothing into it,
+    // and drops its scratch schema and pgbench database.
+    let admin = pg_url();
+    let name = format!("rei_cli_{}", std::process::id());
+    let url = with_database(&admin, &name);
+    let rt = runtime();
+    rt.block_on(async {
+        let pool = sqlx::PgPool::connect(&admin).await.expect("admin");
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&pool).await.expect("drop");
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&pool).await.expect("create");
+        pool.close().await;
+        foreign_top_up(&url, None).await;
+    });
+    let (ok, out, err) = rei(&[
+        "bench",
+        "ledger",
+        "--database-url",
+        &url,
+        "--clients",
+        "1",
+        "--seconds",
+        "1",
+        "--warmup-seconds",
+        "0",
+        "--pgbench-scale",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("verify       clean") && out.contains("pgbench tps"), "{out}");
+    rt.block_on(async {
+        assert_untouched(&url, None).await;
+        let pool = sqlx::PgPool::connect(&url).await.expect("the database");
+        let schemas: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'rei_bench%'")
+                .fetch_one(&pool)
+                .await
+                .expect("schemas");
+        assert_eq!(schemas, 0, "the scratch schema was dropped");
+        let databases: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname LIKE 'rei_bench_pgbench%'")
+                .fetch_one(&pool)
+                .await
+                .expect("databases");
+        assert_eq!(databases, 0, "the pgbench database was dropped");
+        pool.close().await;
+        let pool = sqlx::PgPool::connect(&admin).await.expect("admin");
+        sqlx::raw_sql(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&pool).await.expect("clean up");
+        pool.close().await;
+    });
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+/// The admin URL of the test PostgreSQL server; the suite is run by `scripts/test`, which starts it.
+fn pg_url() -> String {
+    std::env::var("REI_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("REI_TEST_POSTGRES_URL is not set: run the suite with scripts/test, which starts PostgreSQL")
+    })
+}
+
+/// The admin URL with another database name (the admin URL has no query string).
+fn with_database(admin: &str, name: &str) -> String {
+    let base = admin.rsplit_once('/').map_or(admin, |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// An engine on `url` (in `schema` on PostgreSQL).
+async fn engine(url: &str, schema: Option<&str>) -> rei::Engine {
+    let config = rei::EngineConfig { postgres_schema: schema.map(str::to_owned), ..rei::EngineConfig::default() };
+    rei::Engine::builder().database_url(url).config(config).open().await.expect("engine")
+}
+
+/// Writes one real top-up of 123.45 for user 7 into the ledger at `url`.
+async fn foreign_top_up(url: &str, schema: Option<&str>) {
+    let engine = engine(url, schema).await;
+    let payment = rei::core::ids::PaymentId::parse("real-payment-1").expect("id");
+    let amount = rei::core::money::Money::from_kopecks(12_345);
+    engine.billing().top_up(rei::core::ids::UserId(7), amount, payment).await.expect("top-up");
+    engine.close().await;
+}
+
+/// Checks the ledger at `url` still holds only the top-up of [`foreign_top_up`].
+async fn assert_untouched(url: &str, schema: Option<&str>) {
+    let engine = engine(url, schema).await;
+    let report = engine.billing().verify().await.expect("verify");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.transactions, 1, "the bench wrote into the named ledger");
+    let balance = engine.billing().balance(rei::core::ids::UserId(7)).await.expect("balance");
+    assert_eq!(balance.available, rei::core::money::Money::from_kopecks(12_345));
+    engine.close().await;
 }

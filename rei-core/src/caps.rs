@@ -3,8 +3,10 @@
 //! The caps travel with a hold ([`crate::ledger::LedgerOp::Hold`]) so that the store checks them in the same
 //! atomic step that places the hold: two concurrent holds cannot both slip under a cap.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::ids::ProviderId;
 use crate::ledger::{Hold, HoldState};
 use crate::money::Money;
 
@@ -52,6 +54,24 @@ impl SpendCaps {
             }
         }
         Ok(())
+    }
+}
+
+/// The caps of an engine: the users' hourly and daily caps, and a daily budget per provider. One value of it
+/// configures every service that holds money, so a usage session is bound by the same caps as a generation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CapsConfig {
+    /// Per-user caps (hourly, daily); their `provider_daily` is ignored: budgets are per provider.
+    pub user: SpendCaps,
+    /// Daily budgets by provider.
+    pub provider_budgets: BTreeMap<ProviderId, Money>,
+}
+
+impl CapsConfig {
+    /// The caps of a hold paying `provider`: the users' caps and that provider's budget.
+    #[must_use]
+    pub fn for_provider(&self, provider: Option<&ProviderId>) -> SpendCaps {
+        SpendCaps { provider_daily: provider.and_then(|p| self.provider_budgets.get(p).copied()), ..self.user }
     }
 }
 

@@ -53,6 +53,9 @@ macro_rules! u128_id {
             }
         }
 
+        #[cfg(feature = "serde")]
+        crate::serde_text::via_text!($name, $name::parse);
+
         impl From<u128> for $name {
             fn from(v: u128) -> Self {
                 Self(v)
@@ -114,6 +117,7 @@ fn parse_u128(text: &str) -> Result<u128, IdError> {
 
 /// The embedder's user id (a Telegram user id, a row id in the embedder's own database).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(transparent))]
 pub struct UserId(pub i64);
 
 impl fmt::Display for UserId {
@@ -155,6 +159,9 @@ macro_rules! text_id {
                 f.write_str(&self.0)
             }
         }
+
+        #[cfg(feature = "serde")]
+        crate::serde_text::via_text!($name, $name::parse);
     };
 }
 

@@ -19,5 +19,8 @@ pub mod slo;
 pub mod time;
 pub mod usage;
 
+#[cfg(feature = "serde")]
+mod serde_text;
+
 #[cfg(feature = "testing")]
 pub mod testing;

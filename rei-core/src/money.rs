@@ -173,6 +173,15 @@ impl fmt::Debug for Money {
     }
 }
 
+#[cfg(feature = "serde")]
+crate::serde_text::via_text!(Money, Money::parse);
+#[cfg(feature = "serde")]
+crate::serde_text::via_text!(UnitPrice, |text: &str| crate::serde_text::exact_decimal(text)
+    .and_then(|rubles| rubles.checked_mul(Decimal::from(MINOR_PER_MAJOR)).ok_or(MoneyError::Overflow))
+    .and_then(|kopecks| UnitPrice::from_kopecks(kopecks).ok_or_else(|| MoneyError::Syntax(text.to_owned()))));
+#[cfg(feature = "serde")]
+crate::serde_text::via_text!(Ratio, |text: &str| crate::serde_text::exact_decimal(text).map(Ratio));
+
 impl FromStr for Money {
     type Err = MoneyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::caps::SpendCaps;
+use crate::caps::CapsConfig;
 use crate::ids::IdGen;
 use crate::ids::{HoldId, IdempotencyKey, ProviderId, SessionId, TxId, UserId, new_id};
 use crate::ledger::{HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore, StoreError};
@@ -236,7 +236,7 @@ pub struct UsageService {
     sessions: Arc<dyn UsageSessionStore>,
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGen>,
-    caps: SpendCaps,
+    caps: CapsConfig,
 }
 
 /// Chunks needed to cover `units`, at most [`CHUNKS_MAX`].
@@ -250,15 +250,15 @@ fn is_refusal(e: &LedgerError) -> bool {
 }
 
 impl UsageService {
-    /// A service over these ports; `caps` are checked with every chunk (a provider budget applies to the
-    /// session's provider).
+    /// A service over these ports; `caps` are checked with every chunk (the budget of the session's provider
+    /// with the users' caps).
     #[must_use]
     pub fn new(
         ledger: Arc<dyn LedgerStore>,
         sessions: Arc<dyn UsageSessionStore>,
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGen>,
-        caps: SpendCaps,
+        caps: CapsConfig,
     ) -> UsageService {
         UsageService { ledger, sessions, clock, ids, caps }
     }
@@ -316,9 +316,9 @@ impl UsageService {
             user: stored.user,
             hold,
             amount: stored.held,
+            caps: self.caps.for_provider(spec.provider.as_ref()),
             provider: spec.provider,
             expires_at: stored.expires_at,
-            caps: self.caps,
         };
         match self.ledger(Self::key("session-open", id, 0), now, op).await {
             Ok(()) => Ok(stored),
@@ -348,7 +348,14 @@ impl UsageService {
         let target = metered_amount(s.rate, chunks.saturating_mul(s.chunk_units)).map_err(|_| LedgerError::Overflow)?;
         let more = target.checked_sub(s.held).ok_or(LedgerError::Overflow)?;
         let expires_at = now.plus(s.hold_ttl).max(s.expires_at);
-        let op = LedgerOp::Raise { hold: s.hold, amount: more, expires_at, caps: self.caps };
+        // The session's provider is its hold's; look it up only when a provider has a budget.
+        let provider = if self.caps.provider_budgets.is_empty() {
+            None
+        } else {
+            self.ledger.hold(s.hold).await?.and_then(|h| h.provider)
+        };
+        let caps = self.caps.for_provider(provider.as_ref());
+        let op = LedgerOp::Raise { hold: s.hold, amount: more, expires_at, caps };
         self.ledger(Self::key("session-raise", s.id, chunks), now, op).await?;
         let mut next = s.clone();
         next.chunks = chunks;

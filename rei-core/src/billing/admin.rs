@@ -79,7 +79,7 @@ impl AdminService {
         let target = format!("user:{user}");
         self.audited(req, AuditAction::Adjust, Permission::AdjustBalance, &target, async {
             let key = IdempotencyKey::derived("adjust", req.key.as_str());
-            self.billing.adjust(user, amount, req.actor, req.reason.clone(), key).await
+            self.billing.adjust(user, amount, req.actor, req.reason.clone(), key).await.map(|applied| applied.receipt)
         })
         .await
     }
@@ -93,7 +93,7 @@ impl AdminService {
         let target = format!("hold:{hold}");
         self.audited(req, AuditAction::Refund, Permission::Refund, &target, async {
             let key = IdempotencyKey::derived("refund", req.key.as_str());
-            self.billing.refund(hold, amount, key).await
+            self.billing.refund(hold, amount, key).await.map(|applied| applied.receipt)
         })
         .await
     }

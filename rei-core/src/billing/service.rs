@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::billing::quotes::{QuoteRecord, QuoteStore};
-use crate::caps::SpendCaps;
+use crate::caps::{CapsConfig, SpendCaps};
 use crate::guards::Reason;
 use crate::ids::{HoldId, IdGen, IdempotencyKey, PaymentId, ProductId, ProviderId, QuoteId, TxId, UserId, new_id};
 use crate::jobs::{JobBillingError, Settlement};
 use crate::ledger::{
-    Balance, HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore, Receipt, StoreError, VerifyReport,
+    Applied, Balance, HoldState, LedgerCommand, LedgerError, LedgerOp, LedgerStore, StoreError, VerifyReport,
 };
 use crate::money::Money;
 use crate::pricing::{Pricer, Quote, QuoteError, Tier};
@@ -45,7 +45,13 @@ impl BillingConfig {
     /// The caps for a hold paying `provider`.
     #[must_use]
     pub fn caps_for(&self, provider: Option<&ProviderId>) -> SpendCaps {
-        SpendCaps { provider_daily: provider.and_then(|p| self.provider_budgets.get(p).copied()), ..self.user_caps }
+        self.caps().for_provider(provider)
+    }
+
+    /// The caps as one value, for the other services that hold money ([`crate::usage::UsageService`]).
+    #[must_use]
+    pub fn caps(&self) -> CapsConfig {
+        CapsConfig { user: self.user_caps, provider_budgets: self.provider_budgets.clone() }
     }
 }
 
@@ -144,20 +150,20 @@ impl BillingService {
         &self.config
     }
 
-    async fn apply(&self, key: IdempotencyKey, op: LedgerOp) -> Result<(Receipt, bool), BillingError> {
+    async fn apply(&self, key: IdempotencyKey, op: LedgerOp) -> Result<Applied, BillingError> {
         let cmd = LedgerCommand { key, tx: new_id::<TxId>(&*self.ids), at: self.clock.now(), op };
-        let applied = self.ledger.apply(cmd).await?;
-        Ok((applied.receipt, applied.replayed))
+        Ok(self.ledger.apply(cmd).await?)
     }
 
-    /// Credits a gateway payment. The key is the payment id, so the same notification twice credits once.
-    /// Call it only after the gateway confirmed the payment server-side.
+    /// Credits a gateway payment. The key is the payment id, so the same notification twice credits once (the
+    /// second call returns the first receipt with `replayed` set). Call it only after the gateway confirmed the
+    /// payment server-side.
     ///
     /// # Errors
     /// [`BillingError::Ledger`] for a non-positive amount or a store failure.
-    pub async fn top_up(&self, user: UserId, amount: Money, payment: PaymentId) -> Result<Receipt, BillingError> {
+    pub async fn top_up(&self, user: UserId, amount: Money, payment: PaymentId) -> Result<Applied, BillingError> {
         let key = IdempotencyKey::derived("topup", payment.as_str());
-        Ok(self.apply(key, LedgerOp::TopUp { user, amount, payment }).await?.0)
+        self.apply(key, LedgerOp::TopUp { user, amount, payment }).await
     }
 
     /// Prices `units` of `product` for a user of `tier` and keeps the quote for confirmation.
@@ -214,8 +220,8 @@ impl BillingService {
         if !already_held && self.clock.now() >= record.expires_at {
             return Err(BillingError::QuoteExpired { quote, expired_at: record.expires_at });
         }
-        let (receipt, replayed) = self.apply(key, op).await?;
-        Ok(Confirmation { quote, hold, amount: receipt.amount, expires_at, replayed })
+        let applied = self.apply(key, op).await?;
+        Ok(Confirmation { quote, hold, amount: applied.receipt.amount, expires_at, replayed: applied.replayed })
     }
 
     fn hold_op(&self, record: &QuoteRecord, provider: Option<&ProviderId>, expires_at: Timestamp) -> LedgerOp {
@@ -240,46 +246,58 @@ impl BillingService {
         amount: Money,
         provider: Option<&ProviderId>,
         key: IdempotencyKey,
-    ) -> Result<Receipt, BillingError> {
+    ) -> Result<Applied, BillingError> {
         let expires_at = self.clock.now().plus(self.config.hold_ttl);
         let caps = self.config.caps_for(provider);
         let op = LedgerOp::Hold { user, hold, amount, provider: provider.cloned(), expires_at, caps };
-        Ok(self.apply(key, op).await?.0)
+        self.apply(key, op).await
     }
 
     /// Raises a live hold by `amount` (a dearer failover) and pushes its expiry one hold TTL past now.
     ///
     /// # Errors
     /// The ledger's refusal (insufficient funds, a spend cap, a hold no longer live).
-    pub async fn raise(&self, hold: HoldId, amount: Money, key: IdempotencyKey) -> Result<Receipt, BillingError> {
+    pub async fn raise(&self, hold: HoldId, amount: Money, key: IdempotencyKey) -> Result<Applied, BillingError> {
         let current = self.ledger.hold(hold).await?.ok_or(LedgerError::HoldNotFound { hold })?;
         let expires_at = self.clock.now().plus(self.config.hold_ttl).max(current.expires_at);
         let caps = self.config.caps_for(current.provider.as_ref());
-        Ok(self.apply(key, LedgerOp::Raise { hold, amount, expires_at, caps }).await?.0)
+        self.apply(key, LedgerOp::Raise { hold, amount, expires_at, caps }).await
     }
 
-    /// Charges `amount` of a hold and releases the rest, in one transaction.
+    /// Charges `amount` of a hold and releases the rest, in one transaction. The result says whether this call
+    /// was a replay of an earlier one with the same key.
     ///
     /// # Errors
     /// The ledger's refusal (more than held, a hold no longer live).
-    pub async fn capture(&self, hold: HoldId, amount: Money, key: IdempotencyKey) -> Result<Receipt, BillingError> {
-        Ok(self.apply(key, LedgerOp::Capture { hold, amount }).await?.0)
+    pub async fn capture(&self, hold: HoldId, amount: Money, key: IdempotencyKey) -> Result<Applied, BillingError> {
+        self.apply(key, LedgerOp::Capture { hold, amount }).await
+    }
+
+    /// Charges `amount` of a hold under the key derived from the hold, `capture:<hold>`, as [`Self::confirm`]
+    /// derives its key from the quote: capturing the same hold twice charges once, and the second call comes
+    /// back with `replayed` set. It is the key [`crate::jobs::JobService`] captures a job's hold with
+    /// (`capture:<job>`, and a job's id has its hold's number), so a job and a direct call cannot both charge.
+    ///
+    /// # Errors
+    /// The ledger's refusal (more than held, a hold no longer live, the key already used for another amount).
+    pub async fn capture_hold(&self, hold: HoldId, amount: Money) -> Result<Applied, BillingError> {
+        self.capture(hold, amount, IdempotencyKey::derived("capture", hold)).await
     }
 
     /// Gives a hold back.
     ///
     /// # Errors
     /// The ledger's refusal (a hold that already ended).
-    pub async fn release(&self, hold: HoldId, key: IdempotencyKey) -> Result<Receipt, BillingError> {
-        Ok(self.apply(key, LedgerOp::Release { hold }).await?.0)
+    pub async fn release(&self, hold: HoldId, key: IdempotencyKey) -> Result<Applied, BillingError> {
+        self.apply(key, LedgerOp::Release { hold }).await
     }
 
     /// Gives captured money back to the wallet, up to what was captured.
     ///
     /// # Errors
     /// The ledger's refusal (more than refundable, a hold not captured).
-    pub async fn refund(&self, hold: HoldId, amount: Money, key: IdempotencyKey) -> Result<Receipt, BillingError> {
-        Ok(self.apply(key, LedgerOp::Refund { hold, amount }).await?.0)
+    pub async fn refund(&self, hold: HoldId, amount: Money, key: IdempotencyKey) -> Result<Applied, BillingError> {
+        self.apply(key, LedgerOp::Refund { hold, amount }).await
     }
 
     /// Takes wallet money out for a card refund of `payment` (the gateway's refund call comes after, with the
@@ -293,8 +311,8 @@ impl BillingService {
         payment: PaymentId,
         amount: Money,
         key: IdempotencyKey,
-    ) -> Result<Receipt, BillingError> {
-        Ok(self.apply(key, LedgerOp::RefundToCard { user, payment, amount }).await?.0)
+    ) -> Result<Applied, BillingError> {
+        self.apply(key, LedgerOp::RefundToCard { user, payment, amount }).await
     }
 
     /// Adjusts a balance by a signed amount on behalf of `actor`, with a reason. Authorization and the audit
@@ -309,8 +327,8 @@ impl BillingService {
         actor: UserId,
         reason: Reason,
         key: IdempotencyKey,
-    ) -> Result<Receipt, BillingError> {
-        Ok(self.apply(key, LedgerOp::Adjust { user, amount, actor, reason }).await?.0)
+    ) -> Result<Applied, BillingError> {
+        self.apply(key, LedgerOp::Adjust { user, amount, actor, reason }).await
     }
 
     /// A user's balances.

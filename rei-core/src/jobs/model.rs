@@ -11,6 +11,7 @@ pub const ATTEMPTS_MAX: u32 = 16;
 
 /// How urgent a job is. Ordered with `Critical` first: `Priority::Critical < Priority::Low`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "snake_case"))]
 pub enum Priority {
     /// Served before everything else (operator and paid-express work).
     Critical,
@@ -58,6 +59,7 @@ impl fmt::Display for Priority {
 
 /// Where a job is in its life. `Succeeded`, `Failed` and `Cancelled` are terminal.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "snake_case"))]
 pub enum JobState {
     /// A price was shown; nothing is held yet.
     Quoted,
@@ -115,6 +117,7 @@ impl fmt::Display for JobState {
 
 /// Something that happens to a job.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "snake_case"))]
 pub enum JobEvent {
     /// The user accepted the quote and the hold was placed.
     Confirm,
@@ -213,6 +216,9 @@ impl ErrorText {
     }
 }
 
+#[cfg(feature = "serde")]
+crate::serde_text::via_text!(ErrorText, |text: &str| Ok::<_, std::convert::Infallible>(ErrorText::new(text)));
+
 impl fmt::Display for ErrorText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -245,6 +251,9 @@ impl WorkerId {
     }
 }
 
+#[cfg(feature = "serde")]
+crate::serde_text::via_text!(WorkerId, WorkerId::parse);
+
 impl fmt::Display for WorkerId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -253,6 +262,7 @@ impl fmt::Display for WorkerId {
 
 /// What a caller knows when it creates a job.
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct NewJob {
     /// The job's id; also the provider-side idempotency key.
     pub id: JobId,
@@ -292,6 +302,7 @@ pub enum JobSpecError {
 /// Fields are public because stores rebuild records from rows; [`Job::new`] is the checked way in, and every
 /// text field is a bounded type.
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Job {
     /// The job's id.
     pub id: JobId,

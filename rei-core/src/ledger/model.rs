@@ -64,6 +64,7 @@ pub struct Posting {
 
 /// The kind of a ledger operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "snake_case"))]
 pub enum OpKind {
     /// Money in from a gateway.
     TopUp,
@@ -473,6 +474,7 @@ pub struct LedgerCommand {
 
 /// What an applied operation did: stored with its key and returned again on every replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Receipt {
     /// The transaction.
     pub tx: TxId,
@@ -492,6 +494,7 @@ pub struct Receipt {
 
 /// The outcome of [`crate::ledger::LedgerStore::apply`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Applied {
     /// What the first application did.
     pub receipt: Receipt,

@@ -22,6 +22,7 @@ pub const QUOTE_TTL_MAX: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// A customer tier; higher tiers get larger discounts.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(rename_all = "snake_case"))]
 pub enum Tier {
     /// The default tier.
     Basic,
@@ -72,8 +73,24 @@ impl TierDiscounts {
 }
 
 /// A set of weekdays.
+///
+/// With the `serde` feature it travels as its bits (Monday is bit 0, Sunday bit 6); other bits are refused.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize), serde(try_from = "u8", into = "u8"))]
 pub struct Weekdays(u8);
+
+impl From<Weekdays> for u8 {
+    fn from(days: Weekdays) -> u8 {
+        days.0
+    }
+}
+
+impl TryFrom<u8> for Weekdays {
+    type Error = &'static str;
+    fn try_from(bits: u8) -> Result<Weekdays, &'static str> {
+        if bits & !Weekdays::EVERY_DAY.0 == 0 { Ok(Weekdays(bits)) } else { Err("weekday bits above Sunday's") }
+    }
+}
 
 impl Weekdays {
     /// Monday to Sunday.
@@ -120,6 +137,7 @@ impl fmt::Debug for Weekdays {
 /// next day when `start > end` (a window crossing midnight belongs to the day it starts on, so Friday
 /// 22:00–02:00 covers early Saturday), and exactly 24 hours later when `start == end`. `end` is exclusive.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PeakWindow {
     /// The days on which the window starts.
     pub days: Weekdays,

@@ -17,6 +17,7 @@ pub struct Pricer {
 ///
 /// Invariant when made by [`Pricer::quote`]: `breakdown.total() == Some(price)` in kopecks, exactly.
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Quote {
     /// The quote's id.
     pub id: QuoteId,
@@ -40,28 +41,34 @@ pub struct Quote {
 ///
 /// `cost_total + margin_added + time_adjustment − tier_discount_amount + rounding_adjustment = price`.
 #[derive(Clone, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Breakdown {
     /// Provider cost of one unit.
     pub unit_cost: UnitPrice,
     /// The unit's name (`image`, `video`).
     pub unit: String,
     /// `unit_cost × units`.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_text::decimal"))]
     pub cost_total: Decimal,
     /// The product's target margin.
     pub target_margin: Ratio,
     /// `cost_total × target_margin`.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_text::decimal"))]
     pub margin_added: Decimal,
     /// The time multiplier applied.
     pub time_multiplier: Ratio,
     /// The peak window the multiplier comes from; `None` off-peak.
     pub peak_window: Option<PeakWindow>,
     /// `list × (time_multiplier − 1)`: positive in a peak, negative in a cheap window, zero off-peak.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_text::decimal"))]
     pub time_adjustment: Decimal,
     /// The tier's discount.
     pub tier_discount: Ratio,
     /// The amount the discount takes off, never negative.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_text::decimal"))]
     pub tier_discount_amount: Decimal,
     /// What the one rounding to whole kopecks added (negative when it rounded down), at most half a kopeck.
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_text::decimal"))]
     pub rounding_adjustment: Decimal,
 }
 
@@ -79,6 +86,7 @@ impl Breakdown {
 
 /// The effective margin of a quote is below the configured floor.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct MarginAlert {
     /// `(price − cost) / cost`, rounded to 28 digits for display.
     pub effective_margin: Ratio,

@@ -130,8 +130,12 @@ mod tests {
         // Proves the money flow of one generation: a confirmed quote holds its price, a retried confirm holds
         // nothing more, a retried capture charges nothing more.
         let (svc, _) = service(BillingConfig::default());
-        svc.top_up(ALICE, Money::from_kopecks(100_000), PaymentId::parse("pay-1").expect("id")).await.expect("top-up");
-        svc.top_up(ALICE, Money::from_kopecks(100_000), PaymentId::parse("pay-1").expect("id")).await.expect("replay");
+        let first = svc.top_up(ALICE, Money::from_kopecks(100_000), PaymentId::parse("pay-1").expect("id"));
+        assert!(!first.await.expect("top-up").replayed);
+        let again = svc.top_up(ALICE, Money::from_kopecks(100_000), PaymentId::parse("pay-1").expect("id"));
+        let again = again.await.expect("replay");
+        assert!(again.replayed, "the same payment twice is a replay");
+        assert_eq!(again.receipt.amount, Money::from_kopecks(100_000));
         let quote = svc.quote(ALICE, &product(), 2, crate::pricing::Tier::Basic).await.expect("quote");
         assert!(quote.price.is_positive());
         let c = svc.confirm(ALICE, quote.id, None).await.expect("confirm");
@@ -141,14 +145,33 @@ mod tests {
         let b = svc.balance(ALICE).await.expect("balance");
         assert_eq!(b.held, quote.price, "held once");
         let key = IdempotencyKey::derived("capture", c.hold);
-        svc.capture(c.hold, quote.price, key.clone()).await.expect("capture");
-        svc.capture(c.hold, quote.price, key).await.expect("capture replay");
+        assert!(!svc.capture(c.hold, quote.price, key.clone()).await.expect("capture").replayed);
+        assert!(svc.capture(c.hold, quote.price, key).await.expect("capture replay").replayed);
         let b = svc.balance(ALICE).await.expect("balance");
         let expected = Money::from_kopecks(100_000).checked_sub(quote.price).expect("fits");
         assert_eq!((b.available, b.held), (expected, Money::ZERO));
         let revenue = svc.ledger().system_balance(SystemAccount::Revenue).await.expect("revenue");
         assert_eq!(revenue, quote.price, "charged exactly once");
         assert!(svc.verify().await.expect("verify").is_clean());
+    }
+
+    #[tokio::test]
+    async fn capture_hold_derives_the_key_the_job_service_captures_with() {
+        // Proves `capture_hold` charges once however often it is called, and that a job's capture of the same
+        // hold (key `capture:<job>`, the job numbered as its hold) is a replay of it, not a second charge.
+        let (svc, _) = service(BillingConfig::default());
+        svc.top_up(ALICE, Money::from_kopecks(100_000), PaymentId::parse("pay-1").expect("id")).await.expect("top-up");
+        let quote = svc.quote(ALICE, &product(), 1, crate::pricing::Tier::Basic).await.expect("quote");
+        let c = svc.confirm(ALICE, quote.id, None).await.expect("confirm");
+        let first = svc.capture_hold(c.hold, quote.price).await.expect("capture");
+        assert!(!first.replayed);
+        assert_eq!(first.receipt.amount, quote.price);
+        assert!(svc.capture_hold(c.hold, quote.price).await.expect("again").replayed);
+        let job = crate::ids::JobId::from(c.hold.as_u128());
+        let by_job = svc.capture(c.hold, quote.price, IdempotencyKey::derived("capture", job)).await;
+        assert!(by_job.expect("the job's capture").replayed, "the job service's key is the same key");
+        let revenue = svc.ledger().system_balance(SystemAccount::Revenue).await.expect("revenue");
+        assert_eq!(revenue, quote.price, "charged exactly once");
     }
 
     #[tokio::test]

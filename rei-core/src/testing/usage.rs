@@ -125,7 +125,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::caps::SpendCaps;
+    use crate::caps::{CapsConfig, SpendCaps};
     use crate::ids::{IdempotencyKey, PaymentId, TxId};
     use crate::ledger::{LedgerCommand, LedgerError, LedgerOp, LedgerStore};
     use crate::testing::clock::{ManualClock, SeqIds};
@@ -159,7 +159,7 @@ mod tests {
             Arc::new(MemoryUsageSessions::new()),
             clock.clone(),
             Arc::new(SeqIds::new(9)),
-            caps,
+            CapsConfig { user: caps, provider_budgets: std::collections::BTreeMap::new() },
         );
         World { ledger, clock, svc }
     }
@@ -306,7 +306,7 @@ mod tests {
             sessions.clone(),
             w.clock.clone(),
             Arc::new(SeqIds::new(50)),
-            SpendCaps::NONE,
+            CapsConfig::default(),
         );
         let row = |id: u128| UsageSession {
             id: SessionId::from(id),

@@ -76,6 +76,7 @@ fn ticket<R: SqlRow>(f: &Fields<'_, R>) -> Result<JobTicket, RowError> {
 }
 
 /// Rebuilds a ticket from a `job_queue` row.
+#[cfg(feature = "sqlite")]
 pub(crate) fn ticket_from_row<R: SqlRow>(row: &R) -> Result<JobTicket, RowError> {
     ticket(&Fields::new(QUEUE_TABLE, row))
 }
@@ -104,11 +105,13 @@ fn dead_letter_from_row<R: SqlRow>(row: &R) -> Result<DeadLetter, RowError> {
 
 /// The `priority` column of a `job_dead_letters` row, as stored: it goes back into `job_queue` unchanged, since
 /// the CHECK constraints of both tables name the same words.
+#[cfg(feature = "sqlite")]
 pub(crate) fn dead_priority<R: SqlRow>(row: &R) -> Result<String, JobQueueError> {
     Fields::new(DEAD_TABLE, row).text("priority").map_err(corrupt)
 }
 
 /// The named integers (`count(*)` columns) of a one-row `job_queue` result.
+#[cfg(feature = "postgres")]
 pub(crate) fn counts<R: SqlRow, const N: usize>(row: &R, names: [&'static str; N]) -> Result<[i64; N], JobQueueError> {
     let f = Fields::new(QUEUE_TABLE, row);
     let mut out = [0; N];

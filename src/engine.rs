@@ -1,0 +1,353 @@
+//! [`Engine`]: the embedding entry point. It opens the stores from a database URL, migrates as configured, and
+//! hands out the billing, usage, job and admin services, all sharing one clock, one id source and one caps
+//! configuration. The `rei` binary builds its commands on it too.
+
+mod config;
+mod database;
+mod error;
+mod maintenance;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rei_adapters::system::{SystemClock, TimeOrderedIds};
+use rei_core::billing::{AdminService, BillingService, QuoteStore};
+use rei_core::ids::{IdGen, UserId};
+use rei_core::jobs::{JobNotice, JobNotifier, JobNotifyError, JobPorts, JobQueue, JobService, RetryPolicy};
+use rei_core::ledger::LedgerStore;
+use rei_core::pricing::{Pricer, PricingConfig};
+use rei_core::time::Clock;
+use rei_core::usage::UsageService;
+
+pub use config::{EngineConfig, MigrateMode};
+pub use database::Database;
+pub use error::EngineError;
+pub use maintenance::{MAINTENANCE_INTERVAL_MIN, MaintenanceHandle, MaintenanceReport, MaintenanceTotals};
+
+/// The engine: one database, the services over it, and the maintenance that keeps it tidy.
+///
+/// Open it from a URL with the defaults, or build it with [`Engine::builder`]:
+///
+/// ```no_run
+/// # async fn run() -> Result<(), rei::EngineError> {
+/// use rei::{Engine, EngineConfig, MigrateMode};
+///
+/// let engine = Engine::open("sqlite://rei.db").await?; // or postgres://user@host/db
+/// let checked = Engine::builder()
+///     .database_url("postgres://rei@db.internal/rei")
+///     .config(EngineConfig { migrate: MigrateMode::Check, ..EngineConfig::default() })
+///     .open()
+///     .await?;
+/// # Ok(()) }
+/// ```
+///
+/// Every service is an `Arc` that may outlive the engine value; [`Engine::close`] closes the pool, after which
+/// the services' store calls fail.
+pub struct Engine {
+    database: Database,
+    migrations_applied: Vec<i64>,
+    config: EngineConfig,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGen>,
+    ledger: Arc<dyn LedgerStore>,
+    quotes: Arc<dyn QuoteStore>,
+    queue: Arc<dyn JobQueue>,
+    billing: Arc<BillingService>,
+    usage: Arc<UsageService>,
+    jobs: Arc<JobService>,
+    admin: Arc<AdminService>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("database", &self.database.engine()).field("config", &self.config).finish()
+    }
+}
+
+impl Engine {
+    /// Opens the database `url` names (`sqlite://path`, `postgres://…`) with [`EngineConfig::default`]:
+    /// missing migrations are applied, a missing SQLite file is created, prices come from
+    /// [`PricingConfig::example`].
+    ///
+    /// # Errors
+    /// See [`EngineBuilder::open`].
+    pub async fn open(url: &str) -> Result<Engine, EngineError> {
+        Engine::builder().database_url(url).open().await
+    }
+
+    /// A builder with every setting at its default.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// The money side: top-ups, quotes, confirms, holds, captures, releases, refunds, adjustments, balances,
+    /// `verify` and the reaper.
+    #[must_use]
+    pub fn billing(&self) -> &Arc<BillingService> {
+        &self.billing
+    }
+
+    /// Metered sessions (₽ per second), under the same caps as billing.
+    #[must_use]
+    pub fn usage(&self) -> &Arc<UsageService> {
+        &self.usage
+    }
+
+    /// Generation jobs: submit, lease, complete, fail, recover, reconcile.
+    #[must_use]
+    pub fn jobs(&self) -> &Arc<JobService> {
+        &self.jobs
+    }
+
+    /// Admin adjustments and refunds, authorized by role and audited.
+    #[must_use]
+    pub fn admin(&self) -> &Arc<AdminService> {
+        &self.admin
+    }
+
+    /// The ledger every service writes to.
+    #[must_use]
+    pub fn ledger(&self) -> &Arc<dyn LedgerStore> {
+        &self.ledger
+    }
+
+    /// The job queue (the database's, Redis's, or the one given to the builder).
+    #[must_use]
+    pub fn job_queue(&self) -> &Arc<dyn JobQueue> {
+        &self.queue
+    }
+
+    /// The clock every service reads.
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The id source every service draws from.
+    #[must_use]
+    pub fn ids(&self) -> &Arc<dyn IdGen> {
+        &self.ids
+    }
+
+    /// The open database.
+    #[must_use]
+    pub fn database(&self) -> &Database {
+        &self.database
+    }
+
+    /// The configuration the engine was opened with.
+    #[must_use]
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The migrations applied when the engine opened (empty when the schema was up to date or checked).
+    #[must_use]
+    pub fn migrations_applied(&self) -> &[i64] {
+        &self.migrations_applied
+    }
+
+    fn maintenance(&self) -> maintenance::Maintenance {
+        maintenance::Maintenance {
+            billing: self.billing.clone(),
+            quotes: self.quotes.clone(),
+            clock: self.clock.clone(),
+            quote_retention: self.config.quote_retention,
+            quote_purge_batch_max: self.config.quote_purge_batch_max,
+        }
+    }
+
+    /// One maintenance pass, now: expires up to [`BillingConfig::reap_batch_max`] lapsed holds (each with the
+    /// key `expire:<hold>`, so concurrent reapers expire a hold once), then purges up to
+    /// [`EngineConfig::quote_purge_batch_max`] quotes that expired more than [`EngineConfig::quote_retention`]
+    /// ago.
+    ///
+    /// [`BillingConfig::reap_batch_max`]: rei_core::billing::BillingConfig::reap_batch_max
+    ///
+    /// # Errors
+    /// [`EngineError::Maintenance`] or [`EngineError::QuotePurge`] when a store failed.
+    pub async fn run_maintenance(&self) -> Result<MaintenanceReport, EngineError> {
+        self.maintenance().run_once().await
+    }
+
+    /// Runs [`Engine::run_maintenance`] every `interval` (at least [`MAINTENANCE_INTERVAL_MIN`]) on the
+    /// current tokio runtime until the handle is stopped or dropped. It prints nothing; failures are counted in
+    /// [`MaintenanceHandle::totals`] and the next pass tries again. Run one per deployment, or several: the
+    /// reaper's keys make racing passes harmless.
+    #[must_use = "dropping the handle stops the task"]
+    pub fn spawn_maintenance(&self, interval: Duration) -> MaintenanceHandle {
+        self.maintenance().spawn(interval)
+    }
+
+    /// Closes the database pool (waiting for connections in use to come back).
+    pub async fn close(&self) {
+        self.database.close().await;
+    }
+}
+
+/// Builds an [`Engine`]: a database URL, an [`EngineConfig`], and the parts an embedder may swap.
+#[must_use]
+#[derive(Default)]
+pub struct EngineBuilder {
+    url: Option<String>,
+    config: EngineConfig,
+    pricer: Option<Pricer>,
+    clock: Option<Arc<dyn Clock>>,
+    ids: Option<Arc<dyn IdGen>>,
+    notifier: Option<Arc<dyn JobNotifier>>,
+    queue: Option<Arc<dyn JobQueue>>,
+    #[cfg(feature = "redis")]
+    redis_url: Option<String>,
+}
+
+impl EngineBuilder {
+    /// The database: `sqlite://path` (`sqlite://rei.db`) or `postgres://…`. Required.
+    pub fn database_url(mut self, url: impl Into<String>) -> EngineBuilder {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// Every setting at once. Default: [`EngineConfig::default`].
+    pub fn config(mut self, config: EngineConfig) -> EngineBuilder {
+        self.config = config;
+        self
+    }
+
+    /// The price list. Default: `Pricer::new(PricingConfig::example())`, the example list of the shared docs.
+    pub fn pricer(mut self, pricer: Pricer) -> EngineBuilder {
+        self.pricer = Some(pricer);
+        self
+    }
+
+    /// The clock every service reads (a manual clock in tests). Default: the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> EngineBuilder {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The id source every service draws from. Default: time-ordered random ids.
+    pub fn ids(mut self, ids: Arc<dyn IdGen>) -> EngineBuilder {
+        self.ids = Some(ids);
+        self
+    }
+
+    /// Who tells users what became of their jobs (the bot's messenger). Default: nobody — notices are
+    /// dropped, so set one before running jobs for real users.
+    pub fn notifier(mut self, notifier: Arc<dyn JobNotifier>) -> EngineBuilder {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// The job queue. Default: a queue in the same database, sized by [`EngineConfig::queue`].
+    pub fn job_queue(mut self, queue: Arc<dyn JobQueue>) -> EngineBuilder {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Puts the job queue in Redis at `url` (`redis://host:port/db`), under
+    /// [`EngineConfig::redis_namespace`], sized by [`EngineConfig::queue`]. A queue given to
+    /// [`EngineBuilder::job_queue`] wins over this.
+    #[cfg(feature = "redis")]
+    pub fn redis_url(mut self, url: impl Into<String>) -> EngineBuilder {
+        self.redis_url = Some(url.into());
+        self
+    }
+
+    /// Opens the database, readies its schema as [`EngineConfig::migrate`] says, and wires the services.
+    ///
+    /// # Errors
+    /// [`EngineError::NoDatabaseUrl`]; the database's refusal ([`EngineError::ConnectionRefused`],
+    /// [`EngineError::ConnectTimeout`], [`EngineError::DatabaseMissing`], [`EngineError::Connect`]);
+    /// [`EngineError::MigrationsPending`] under [`MigrateMode::Check`]; [`EngineError::Migrate`];
+    /// [`EngineError::Config`] for a retry policy or lease out of range.
+    pub async fn open(self) -> Result<Engine, EngineError> {
+        let url = self.url.clone().ok_or(EngineError::NoDatabaseUrl)?;
+        let config = self.config.clone();
+        let r = config.retry;
+        let retry = RetryPolicy::new(r.max_attempts, r.base, r.cap, r.jitter)
+            .map_err(|e| EngineError::Config { reason: format!("retry: {e}") })?;
+        let database = Database::open(&url, &config).await?;
+        let migrations_applied = database.ready_schema(config.migrate, &config).await?;
+        let stores = database.stores(&config);
+        let queue = match self.queue.clone() {
+            Some(queue) => queue,
+            None => self.redis_queue(&config).await?.unwrap_or_else(|| stores.queue.clone()),
+        };
+
+        let clock: Arc<dyn Clock> = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
+        let ids: Arc<dyn IdGen> = self.ids.unwrap_or_else(|| Arc::new(TimeOrderedIds::new()));
+        let pricer = self.pricer.unwrap_or_else(|| Pricer::new(PricingConfig::example()));
+        let notifier = self.notifier.unwrap_or_else(|| Arc::new(NoNotifier));
+
+        let billing = Arc::new(BillingService::new(
+            stores.ledger.clone(),
+            stores.quotes.clone(),
+            clock.clone(),
+            ids.clone(),
+            pricer,
+            config.billing.clone(),
+        ));
+        // One caps configuration for every service that holds money: users' caps and provider budgets.
+        let usage = Arc::new(UsageService::new(
+            stores.ledger.clone(),
+            stores.sessions.clone(),
+            clock.clone(),
+            ids.clone(),
+            config.billing.caps(),
+        ));
+        let ports = JobPorts {
+            store: stores.jobs.clone(),
+            queue: queue.clone(),
+            billing: billing.clone(),
+            notifier,
+            clock: clock.clone(),
+        };
+        let jobs = Arc::new(
+            JobService::new(ports, retry, config.lease).map_err(|e| EngineError::Config { reason: e.to_string() })?,
+        );
+        let admin = Arc::new(AdminService::new(billing.clone(), stores.audit.clone(), clock.clone(), ids.clone()));
+        Ok(Engine {
+            database,
+            migrations_applied,
+            config,
+            clock,
+            ids,
+            ledger: stores.ledger,
+            quotes: stores.quotes,
+            queue,
+            billing,
+            usage,
+            jobs,
+            admin,
+        })
+    }
+
+    #[cfg(feature = "redis")]
+    async fn redis_queue(&self, config: &EngineConfig) -> Result<Option<Arc<dyn JobQueue>>, EngineError> {
+        let Some(url) = &self.redis_url else { return Ok(None) };
+        let queue = rei_adapters::redis::RedisJobQueue::connect(
+            url,
+            &config.redis_namespace,
+            config.queue,
+            config.connect_timeout,
+        )
+        .await?;
+        Ok(Some(Arc::new(queue)))
+    }
+
+    #[cfg(not(feature = "redis"))]
+    async fn redis_queue(&self, _config: &EngineConfig) -> Result<Option<Arc<dyn JobQueue>>, EngineError> {
+        Ok(None)
+    }
+}
+
+/// The default notifier: drops every notice.
+struct NoNotifier;
+
+#[async_trait]
+impl JobNotifier for NoNotifier {
+    async fn notify(&self, _user: UserId, _notice: JobNotice) -> Result<(), JobNotifyError> {
+        Ok(())
+    }
+}

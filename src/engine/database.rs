@@ -1,0 +1,224 @@
+//! [`Database`]: an open database of either engine, and the stores on it. The one place in the library that
+//! names concrete adapter types.
+
+use std::sync::Arc;
+
+use rei_adapters::sql::{ConnectFailure, DatabaseUrl, redact};
+use rei_core::billing::QuoteStore;
+use rei_core::guards::AuditLog;
+use rei_core::jobs::{JobQueue, JobStore};
+use rei_core::ledger::LedgerStore;
+use rei_core::usage::UsageSessionStore;
+
+use super::{EngineConfig, EngineError, MigrateMode};
+
+/// An open database: a pool of the engine the URL named.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Database {
+    /// PostgreSQL.
+    #[cfg(feature = "postgres")]
+    Postgres(rei_adapters::sqlx_pools::PgPool),
+    /// SQLite.
+    #[cfg(feature = "sqlite")]
+    Sqlite(rei_adapters::sqlx_pools::SqlitePool),
+}
+
+/// The stores an engine runs on, all on one database.
+pub(super) struct Stores {
+    pub(super) ledger: Arc<dyn LedgerStore>,
+    pub(super) quotes: Arc<dyn QuoteStore>,
+    pub(super) sessions: Arc<dyn UsageSessionStore>,
+    pub(super) jobs: Arc<dyn JobStore>,
+    pub(super) queue: Arc<dyn JobQueue>,
+    pub(super) audit: Arc<dyn AuditLog>,
+}
+
+impl Database {
+    /// Opens the database `url` names, as `config` says (pool size, timeouts, schema, whether a missing SQLite
+    /// file may be created). Migrates nothing.
+    ///
+    /// # Errors
+    /// [`EngineError::Url`], [`EngineError::EngineNotBuilt`], [`EngineError::DatabaseMissing`],
+    /// [`EngineError::ConnectionRefused`], [`EngineError::ConnectTimeout`], [`EngineError::Connect`],
+    /// [`EngineError::Config`] for a schema name that is not a plain identifier.
+    pub async fn open(url: &str, config: &EngineConfig) -> Result<Database, EngineError> {
+        match DatabaseUrl::parse(url)? {
+            DatabaseUrl::Postgres(url) => open_postgres(&url, config).await,
+            DatabaseUrl::Sqlite(url) => open_sqlite(&url, config).await,
+        }
+    }
+
+    /// The engine's name: `"postgres"` or `"sqlite"`.
+    #[must_use]
+    pub fn engine(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "postgres")]
+            Database::Postgres(_) => "postgres",
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// The PostgreSQL pool, if this is PostgreSQL.
+    #[cfg(feature = "postgres")]
+    #[must_use]
+    pub fn postgres(&self) -> Option<&rei_adapters::sqlx_pools::PgPool> {
+        match self {
+            Database::Postgres(p) => Some(p),
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite(_) => None,
+        }
+    }
+
+    /// The versions of the embedded migrations this database has not applied yet.
+    ///
+    /// # Errors
+    /// [`EngineError::Migrate`] when the database fails or its migrations do not match this build's.
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, EngineError> {
+        Ok(match self {
+            #[cfg(feature = "postgres")]
+            Database::Postgres(p) => rei_adapters::postgres::pending_migrations(p).await?,
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite(p) => rei_adapters::sqlite::pending_migrations(p).await?,
+        })
+    }
+
+    /// Readies the schema as `mode` says: applies what is missing (creating the PostgreSQL schema first if
+    /// one is configured) and returns the versions applied now, or refuses when anything is missing.
+    ///
+    /// # Errors
+    /// [`EngineError::MigrationsPending`] under [`MigrateMode::Check`]; [`EngineError::Migrate`] when migrating
+    /// fails.
+    pub async fn ready_schema(&self, mode: MigrateMode, config: &EngineConfig) -> Result<Vec<i64>, EngineError> {
+        match mode {
+            MigrateMode::Check => {
+                let pending = self.pending_migrations().await?;
+                if pending.is_empty() { Ok(Vec::new()) } else { Err(EngineError::MigrationsPending { pending }) }
+            }
+            MigrateMode::Apply => Ok(match self {
+                #[cfg(feature = "postgres")]
+                Database::Postgres(p) => {
+                    if let Some(schema) = &config.postgres_schema {
+                        rei_adapters::postgres::create_schema(p, schema)
+                            .await
+                            .map_err(rei_adapters::sql::MigrateError::from)?;
+                    }
+                    rei_adapters::postgres::migrate(p).await?
+                }
+                #[cfg(feature = "sqlite")]
+                Database::Sqlite(p) => {
+                    let _ = config;
+                    rei_adapters::sqlite::migrate(p).await?
+                }
+            }),
+        }
+    }
+
+    /// Closes the pool: waits for connections in use to come back, then closes them all.
+    pub async fn close(&self) {
+        match self {
+            #[cfg(feature = "postgres")]
+            Database::Postgres(p) => p.close().await,
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite(p) => p.close().await,
+        }
+    }
+
+    /// Every store on this database. PostgreSQL's ledger starts its writer tasks here.
+    pub(super) fn stores(&self, config: &EngineConfig) -> Stores {
+        let q = config.queue;
+        match self {
+            #[cfg(feature = "postgres")]
+            Database::Postgres(p) => {
+                use rei_adapters::postgres::{audit, jobs, ledger, queue, quotes, usage};
+                let ledger_config = ledger::PgLedgerConfig {
+                    batch_max: config.ledger_batch_max,
+                    writers: config.ledger_writers,
+                    ..ledger::PgLedgerConfig::default()
+                };
+                Stores {
+                    ledger: Arc::new(ledger::PgLedger::new(p.clone(), ledger_config)),
+                    quotes: Arc::new(quotes::PgQuoteStore::new(p.clone())),
+                    sessions: Arc::new(usage::PgUsageSessionStore::new(p.clone())),
+                    jobs: Arc::new(jobs::PgJobStore::new(p.clone())),
+                    queue: Arc::new(queue::PgJobQueue::new(
+                        p.clone(),
+                        q.capacity,
+                        q.dead_letter_capacity,
+                        q.aging_step,
+                    )),
+                    audit: Arc::new(audit::PgAuditLog::new(p.clone())),
+                }
+            }
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite(p) => {
+                use rei_adapters::sqlite::{audit, jobs, ledger, queue, quotes, usage};
+                let ledger_config =
+                    ledger::SqliteLedgerConfig { batch_max: config.ledger_batch_max, ..Default::default() };
+                Stores {
+                    ledger: Arc::new(ledger::SqliteLedger::new(p.clone(), ledger_config)),
+                    quotes: Arc::new(quotes::SqliteQuoteStore::new(p.clone())),
+                    sessions: Arc::new(usage::SqliteUsageSessionStore::new(p.clone())),
+                    jobs: Arc::new(jobs::SqliteJobStore::new(p.clone())),
+                    queue: Arc::new(queue::SqliteJobQueue::new(
+                        p.clone(),
+                        q.capacity,
+                        q.dead_letter_capacity,
+                        q.aging_step,
+                    )),
+                    audit: Arc::new(audit::SqliteAuditLog::new(p.clone())),
+                }
+            }
+        }
+    }
+}
+
+/// The error for a failed connection to `url`, saying what happened in words a person can act on.
+fn connect_error(url: &str, config: &EngineConfig, e: rei_adapters::sqlx_pools::Error) -> EngineError {
+    let url = redact(url);
+    match ConnectFailure::of(&e) {
+        ConnectFailure::Refused => EngineError::ConnectionRefused { url },
+        ConnectFailure::TimedOut => EngineError::ConnectTimeout { url, timeout: config.connect_timeout },
+        ConnectFailure::Other => EngineError::Connect { url, source: Box::new(e) },
+    }
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str, config: &EngineConfig) -> Result<Database, EngineError> {
+    if let Some(schema) = config.postgres_schema.as_deref().filter(|s| !rei_adapters::postgres::is_plain_identifier(s))
+    {
+        return Err(EngineError::Config {
+            reason: format!("postgres_schema {schema:?} is not a plain identifier ([a-z_][a-z0-9_]*)"),
+        });
+    }
+    let schema = config.postgres_schema.as_deref();
+    rei_adapters::postgres::connect_in_schema(url, schema, config.connections_max, config.connect_timeout)
+        .await
+        .map(Database::Postgres)
+        .map_err(|e| connect_error(url, config, e))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(_url: &str, _config: &EngineConfig) -> Result<Database, EngineError> {
+    Err(EngineError::EngineNotBuilt { engine: "postgres" })
+}
+
+#[cfg(feature = "sqlite")]
+async fn open_sqlite(url: &str, config: &EngineConfig) -> Result<Database, EngineError> {
+    if !config.create_if_missing {
+        let path = rei_adapters::sqlite::database_path(url).map_err(|e| connect_error(url, config, e))?;
+        if let Some(path) = path.filter(|p| !p.exists()) {
+            return Err(EngineError::DatabaseMissing { path });
+        }
+    }
+    rei_adapters::sqlite::open(url, config.busy_timeout, config.create_if_missing)
+        .await
+        .map(Database::Sqlite)
+        .map_err(|e| connect_error(url, config, e))
+}
+
+#[cfg(not(feature = "sqlite"))]
+async fn open_sqlite(_url: &str, _config: &EngineConfig) -> Result<Database, EngineError> {
+    Err(EngineError::EngineNotBuilt { engine: "sqlite" })
+}

@@ -1,0 +1,134 @@
+//! The maintenance task: the hold reaper and the quote purge, one bounded pass at a time.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rei_core::billing::{BillingService, QuoteStore};
+use rei_core::time::Clock;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::EngineError;
+
+/// The shortest interval between maintenance passes; a shorter one is raised to it.
+pub const MAINTENANCE_INTERVAL_MIN: Duration = Duration::from_millis(100);
+
+/// What one maintenance pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Holds the reaper expired (their money is back in `available`).
+    pub holds_expired: usize,
+    /// Holds found due that a concurrent capture or release ended first.
+    pub holds_skipped: usize,
+    /// Quotes purged, long past their expiry.
+    pub quotes_purged: usize,
+}
+
+/// What a maintenance task did since it started.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceTotals {
+    /// Passes run, failed ones included.
+    pub passes: u64,
+    /// Holds expired.
+    pub holds_expired: u64,
+    /// Quotes purged.
+    pub quotes_purged: u64,
+    /// Passes that failed (the store was unavailable); each next pass tries again.
+    pub failures: u64,
+    /// The last failure's message.
+    pub last_error: Option<String>,
+}
+
+impl MaintenanceTotals {
+    fn add(&mut self, pass: &Result<MaintenanceReport, EngineError>) {
+        self.passes = self.passes.saturating_add(1);
+        match pass {
+            Ok(r) => {
+                self.holds_expired = self.holds_expired.saturating_add(r.holds_expired as u64);
+                self.quotes_purged = self.quotes_purged.saturating_add(r.quotes_purged as u64);
+            }
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                self.last_error = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// What a pass needs: the services and settings it shares with the engine.
+#[derive(Clone)]
+pub(super) struct Maintenance {
+    pub(super) billing: Arc<BillingService>,
+    pub(super) quotes: Arc<dyn QuoteStore>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) quote_retention: Duration,
+    pub(super) quote_purge_batch_max: usize,
+}
+
+impl Maintenance {
+    /// One pass: expires up to the reaper's batch of lapsed holds, then purges up to a batch of quotes that
+    /// expired more than the retention ago.
+    pub(super) async fn run_once(&self) -> Result<MaintenanceReport, EngineError> {
+        let reaped = self.billing.reap_expired().await?;
+        let before = self.clock.now().minus(self.quote_retention);
+        let quotes_purged = self.quotes.purge_expired(before, self.quote_purge_batch_max).await?;
+        Ok(MaintenanceReport {
+            holds_expired: reaped.expired.len(),
+            holds_skipped: reaped.skipped.len(),
+            quotes_purged,
+        })
+    }
+
+    pub(super) fn spawn(self, interval: Duration) -> MaintenanceHandle {
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let totals = Arc::new(Mutex::new(MaintenanceTotals::default()));
+        let shared = totals.clone();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval.max(MAINTENANCE_INTERVAL_MIN));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    // A stop request, or the handle dropped.
+                    _ = &mut stopped => break,
+                    _ = ticks.tick() => {
+                        let pass = self.run_once().await;
+                        shared.lock().unwrap_or_else(PoisonError::into_inner).add(&pass);
+                    }
+                }
+            }
+        });
+        MaintenanceHandle { stop: Some(stop), task: Some(task), totals }
+    }
+}
+
+/// A running maintenance task (see [`Engine::spawn_maintenance`](super::Engine::spawn_maintenance)). Dropping
+/// the handle stops the task after its current pass; [`MaintenanceHandle::stop`] also waits for it.
+#[derive(Debug)]
+pub struct MaintenanceHandle {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    totals: Arc<Mutex<MaintenanceTotals>>,
+}
+
+impl MaintenanceHandle {
+    /// What the task did so far.
+    #[must_use]
+    pub fn totals(&self) -> MaintenanceTotals {
+        self.totals.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Stops the task, waiting for a pass under way to finish, and returns what it did.
+    ///
+    /// # Errors
+    /// [`EngineError::MaintenancePanicked`] when the task panicked.
+    pub async fn stop(mut self) -> Result<MaintenanceTotals, EngineError> {
+        if let Some(stop) = self.stop.take() {
+            // The task may have ended already; then there is nobody to tell.
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.map_err(|e| EngineError::MaintenancePanicked { reason: e.to_string() })?;
+        }
+        Ok(self.totals())
+    }
+}
