@@ -175,6 +175,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "0005_ledger_verify_exact_sums.sql",
         sql: include_str!("../../migrations/postgres/0005_ledger_verify_exact_sums.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_spend_by_tranche.sql",
+        sql: include_str!("../../migrations/postgres/0006_spend_by_tranche.sql"),
+    },
 ];
 
 /// The SQLite migrations, in order.
@@ -195,6 +200,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "0004_ledger_postings_no_account_index.sql",
         sql: include_str!("../../migrations/sqlite/0004_ledger_postings_no_account_index.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "0006_spend_by_tranche.sql",
+        sql: include_str!("../../migrations/sqlite/0006_spend_by_tranche.sql"),
     },
 ];
 

@@ -2,13 +2,23 @@
 //!
 //! The caps travel with a hold ([`crate::ledger::LedgerOp::Hold`]) so that the store checks them in the same
 //! atomic step that places the hold: two concurrent holds cannot both slip under a cap.
+//!
+//! What counts is when each amount was held: a hold's first amount and every raise are [`Tranche`]s, each
+//! counted in the windows it falls in, so a usage session that lives for hours is bound by every hourly
+//! window it runs through. A captured hold counts what was captured, taken from its earliest tranches first
+//! (the part given back is the latest, the reserve held ahead); a released or expired hold counts nothing.
+//!
+//! A user's windows are exact, down to the millisecond, computed from the user's own tranches. A provider's
+//! budget, shared by every user, is kept per minute ([`BUCKET`]): its day is the current minute and the 1,439
+//! before it, so that checking it reads at most 1,440 counters, however many holds the provider had.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::ids::ProviderId;
+use crate::ids::{ProviderId, TxId};
 use crate::ledger::{Hold, HoldState};
 use crate::money::Money;
+use crate::time::Timestamp;
 
 /// The rolling window of the hourly cap.
 pub const HOUR: Duration = Duration::from_secs(60 * 60);
@@ -75,8 +85,8 @@ impl CapsConfig {
     }
 }
 
-/// What has been spent in each window, as the store computes it with [`hold_spend`] over the holds placed
-/// within the window.
+/// What has been spent in each window, as the working set computes it with [`spend_since`] over the
+/// user's tranches and from the provider's buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CapUsage {
     /// The user's spend in the last hour.
@@ -112,15 +122,72 @@ pub struct CapExceeded {
     pub requested: Money,
 }
 
-/// What a hold counts as spent: its whole amount while active (the money is committed), what was captured once
-/// captured, nothing once released or expired. Refunds do not lower spend: a cap limits what was consumed.
+/// One amount held: a hold's first amount, or a raise of it, with when it was held. Its transaction names it
+/// (a hold has one tranche per hold or raise transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tranche {
+    /// The hold or raise transaction.
+    pub tx: TxId,
+    /// When it was held.
+    pub at: Timestamp,
+    /// How much; positive.
+    pub amount: Money,
+}
+
+/// What a hold counts as spent since `since` (exclusive), given its tranches held after `since` (any older ones
+/// may be left out): while active, those tranches whole (the money is committed); once captured, what was
+/// captured, taken from the earliest tranches first, of which the part that falls after `since`; nothing once
+/// released or expired. Refunds do not lower spend: a cap limits what was consumed.
 #[must_use]
-pub fn hold_spend(hold: &Hold) -> Money {
-    match hold.state {
-        HoldState::Active => hold.amount,
-        HoldState::Captured => hold.captured,
-        HoldState::Released | HoldState::Expired => Money::ZERO,
+pub fn spend_since(hold: &Hold, tranches: &[Tranche], since: Timestamp) -> Money {
+    let after = tranches.iter().filter(|t| t.at > since).fold(0i128, |sum, t| sum + i128::from(t.amount.kopecks()));
+    let spent = match hold.state {
+        HoldState::Active => after,
+        HoldState::Captured => {
+            let before = i128::from(hold.amount.kopecks()) - after;
+            (i128::from(hold.captured.kopecks()) - before).max(0)
+        }
+        HoldState::Released | HoldState::Expired => 0,
+    };
+    Money::from_kopecks(i64::try_from(spent).unwrap_or(i64::MAX))
+}
+
+/// How long one counter of a provider's budget spans.
+pub const BUCKET: Duration = Duration::from_secs(60);
+
+/// The start, in milliseconds, of the [`BUCKET`] that `at` falls in.
+#[must_use]
+pub fn bucket_of(at: Timestamp) -> i64 {
+    let ms = at.as_millis();
+    let width = i64::try_from(BUCKET.as_millis()).unwrap_or(60_000);
+    ms - ms.rem_euclid(width)
+}
+
+/// The buckets a provider's day at `at` counts are those that start after this (the current one and the
+/// 1,439 before it). Tranches held after it are all a store needs to load for any cap at `at`.
+#[must_use]
+pub fn day_floor(at: Timestamp) -> Timestamp {
+    Timestamp::from_millis(bucket_of(at)).minus(DAY)
+}
+
+/// What a hold's end takes back from its provider's buckets: `released` (what went back to the user), taken
+/// from the latest tranches first, as `(bucket, amount to take off)` pairs. A part older than the tranches
+/// given falls in buckets no window counts any more, and is left out.
+#[must_use]
+pub fn released_by_bucket(tranches: &[Tranche], released: Money) -> Vec<(i64, Money)> {
+    let mut rest = released;
+    let mut sorted: Vec<&Tranche> = tranches.iter().collect();
+    sorted.sort_by_key(|t| (t.at, t.tx));
+    let mut out = Vec::new();
+    for t in sorted.into_iter().rev() {
+        if !rest.is_positive() {
+            break;
+        }
+        let take = rest.min(t.amount);
+        out.push((bucket_of(t.at), take));
+        rest = rest.checked_sub(take).unwrap_or(Money::ZERO);
     }
+    out
 }
 
 #[cfg(test)]
@@ -141,6 +208,51 @@ mod tests {
         assert_eq!(caps.check(&usage, m(50)), Ok(()));
         let usage = CapUsage { user_hour: m(950), ..usage };
         assert_eq!(caps.check(&usage, m(100)).map_err(|e| e.scope), Err(CapScope::UserHourly));
+    }
+
+    fn hold(state: HoldState, amount: i64, captured: i64) -> Hold {
+        Hold {
+            id: crate::ids::HoldId::from(1),
+            user: crate::ids::UserId(1),
+            provider: None,
+            amount: m(amount),
+            captured: m(captured),
+            refunded: m(0),
+            state,
+            created_at: Timestamp::from_millis(0),
+            expires_at: Timestamp::from_millis(1),
+            budgeted: false,
+        }
+    }
+
+    fn tranche(tx: u128, at_ms: i64, amount: i64) -> Tranche {
+        Tranche { tx: TxId::from(tx), at: Timestamp::from_millis(at_ms), amount: m(amount) }
+    }
+
+    #[test]
+    fn spend_counts_each_amount_when_it_was_held() {
+        // Proves an active hold counts only its tranches after the window's start, a captured one counts its
+        // capture from the earliest tranches on, and an ended one counts nothing.
+        let ts = [tranche(1, 100, 30), tranche(2, 200, 50), tranche(3, 300, 20)];
+        let at = |ms| Timestamp::from_millis(ms);
+        assert_eq!(spend_since(&hold(HoldState::Active, 100, 0), &ts, at(150)), m(70));
+        assert_eq!(spend_since(&hold(HoldState::Captured, 100, 60), &ts, at(150)), m(30), "60 = 30 old + 30 new");
+        assert_eq!(spend_since(&hold(HoldState::Captured, 100, 20), &ts, at(150)), m(0), "all from the old 30");
+        assert_eq!(spend_since(&hold(HoldState::Released, 100, 0), &ts, at(0)), m(0));
+        // Tranches older than the window may be left out: the hold's amount says how much was held before.
+        assert_eq!(spend_since(&hold(HoldState::Captured, 100, 60), &ts[1..], at(150)), m(30));
+    }
+
+    #[test]
+    fn an_end_gives_back_the_latest_tranches_first() {
+        // Proves what a hold's end releases is taken off its newest buckets first, and no more than released.
+        let minute = 60_000;
+        let ts = [tranche(1, 0, 30), tranche(2, minute, 50), tranche(3, 2 * minute + 5, 20)];
+        assert_eq!(released_by_bucket(&ts, m(60)), vec![(2 * minute, m(20)), (minute, m(40))]);
+        assert_eq!(released_by_bucket(&ts, m(0)), vec![]);
+        assert_eq!(released_by_bucket(&ts, m(500)).iter().map(|(_, x)| x.kopecks()).sum::<i64>(), 100);
+        assert_eq!(bucket_of(Timestamp::from_millis(2 * minute + 5)), 2 * minute);
+        assert_eq!(bucket_of(Timestamp::from_millis(-1)), -minute, "before the epoch too");
     }
 
     proptest! {

@@ -29,4 +29,4 @@ pub use model::{
 pub use plan::{LedgerError, LedgerView, Plan, plan};
 pub use store::{AccountDrift, BATCH_LEN_MAX, LedgerStore, StoreError, VerifyReport};
 pub use verify::VerifyTally;
-pub use working::{Changes, KeyRecord, NewTransaction, WorkingSet};
+pub use working::{CapLoads, Changes, KeyRecord, NewTransaction, WorkingSet};

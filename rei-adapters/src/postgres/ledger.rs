@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rei_core::caps::DAY;
+use rei_core::caps::Tranche;
 use rei_core::guards::Reason;
 use rei_core::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use rei_core::ledger::{
@@ -272,10 +272,11 @@ fn hold_from_row(row: &PgRow) -> Result<Hold, sqlx::Error> {
         state: HoldState::from_str_opt(&state).ok_or_else(|| corrupt(&state))?,
         created_at: Timestamp::from_millis(row.try_get("created_ms")?),
         expires_at: Timestamp::from_millis(row.try_get("expires_ms")?),
+        budgeted: row.try_get("budgeted")?,
     })
 }
 
-const HOLD_COLUMNS: &str = "id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms";
+const HOLD_COLUMNS: &str = "id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms, budgeted";
 
 fn balance_from_row(row: &PgRow) -> Result<Balance, sqlx::Error> {
     Ok(Balance {
@@ -410,30 +411,21 @@ async fn lock_users(tx: &mut PgConnection, users: &BTreeSet<i64>, ws: &mut Worki
     Ok(())
 }
 
-/// For capped commands: locks their providers' rows (sorted) and loads every hold of their users and providers
-/// placed within the widest cap window, so that the working set counts real usage.
+/// Loads what the batch's caps need ([`WorkingSet::cap_loads`]): locks the providers whose budget a command
+/// checks or raises (sorted) and reads their per-minute counters, then the tranches of capped users and of
+/// budgeted holds the batch ends, and the holds those tranches belong to. Every read is bounded by one day and
+/// goes through an index.
 async fn load_cap_windows(
     tx: &mut PgConnection,
     cmds: &[LedgerCommand],
     ws: &mut WorkingSet,
 ) -> Result<(), sqlx::Error> {
-    let mut users = BTreeSet::new();
-    let mut providers = BTreeSet::new();
-    let mut since = i64::MAX;
-    for cmd in cmds.iter().filter(|c| c.op.caps().is_some()) {
-        let hold = cmd.op.hold().and_then(|h| ws.hold(h));
-        if let Some(u) = cmd.op.user().or(hold.map(|h| h.user)) {
-            users.insert(u.0);
-        }
-        if let Some(p) = cmd.op.provider().or(hold.and_then(|h| h.provider.as_ref())) {
-            providers.insert(p.as_str().to_owned());
-        }
-        since = since.min(cmd.at.minus(DAY).as_millis());
-    }
-    if users.is_empty() && providers.is_empty() {
+    let loads = ws.cap_loads(cmds);
+    if loads.is_empty() {
         return Ok(());
     }
-    let providers: Vec<String> = providers.into_iter().collect();
+    let floor = loads.floor.as_millis();
+    let providers: Vec<&str> = loads.providers.iter().map(ProviderId::as_str).collect();
     if !providers.is_empty() {
         sqlx::query(
             "INSERT INTO ledger_provider_locks (provider) SELECT * FROM UNNEST($1::TEXT[]) ON CONFLICT DO NOTHING",
@@ -445,17 +437,51 @@ async fn load_cap_windows(
             .bind(&providers)
             .fetch_all(&mut *tx)
             .await?;
+        let rows = sqlx::query(
+            "SELECT provider, bucket_ms, amount FROM ledger_provider_spend WHERE provider = ANY($1) AND bucket_ms > $2",
+        )
+        .bind(&providers)
+        .bind(floor)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in rows {
+            let provider: String = row.try_get("provider")?;
+            let provider = ProviderId::parse(&provider).map_err(corrupt)?;
+            ws.load_provider_bucket(provider, row.try_get("bucket_ms")?, Money::from_kopecks(row.try_get("amount")?));
+        }
     }
-    let users: Vec<i64> = users.into_iter().collect();
-    let sql = format!(
-        "SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE user_id = ANY($1) AND created_ms > $3 \
-         UNION SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE provider = ANY($2) AND created_ms > $3"
-    );
-    for row in sqlx::query(&sql).bind(&users).bind(&providers).bind(since).fetch_all(&mut *tx).await? {
-        let hold = hold_from_row(&row)?;
-        // A hold this batch locked is already loaded, and may be newer in the working set than in the table.
-        if ws.hold(hold.id).is_none() {
-            ws.load_hold(hold);
+    let users: Vec<i64> = loads.users.iter().map(|u| u.0).collect();
+    let ending: Vec<Vec<u8>> = loads.ending.iter().map(|h| id_bytes(h.as_u128())).collect();
+    let rows = sqlx::query(
+        "SELECT hold_id, id, at_ms, amount FROM ledger_transactions \
+         WHERE user_id = ANY($1) AND kind IN ('hold', 'raise') AND amount > 0 AND at_ms > $3 \
+         UNION SELECT hold_id, id, at_ms, amount FROM ledger_transactions \
+         WHERE hold_id = ANY($2) AND kind IN ('hold', 'raise') AND amount > 0 AND at_ms > $3",
+    )
+    .bind(&users)
+    .bind(&ending)
+    .bind(floor)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut missing = BTreeSet::new();
+    for row in rows {
+        let hold = HoldId::from(id_from_bytes(row.try_get::<&[u8], _>("hold_id")?).map_err(corrupt)?);
+        let tranche = Tranche {
+            tx: TxId::from(id_from_bytes(row.try_get::<&[u8], _>("id")?).map_err(corrupt)?),
+            at: Timestamp::from_millis(row.try_get("at_ms")?),
+            amount: Money::from_kopecks(row.try_get("amount")?),
+        };
+        ws.load_tranche(hold, tranche);
+        if ws.hold(hold).is_none() {
+            missing.insert(hold.as_u128());
+        }
+    }
+    if !missing.is_empty() {
+        // Not locked: every change of these holds also locks their user, whose row this batch holds.
+        let ids: Vec<Vec<u8>> = missing.iter().map(|id| id_bytes(*id)).collect();
+        let sql = format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE id = ANY($1)");
+        for row in sqlx::query(&sql).bind(&ids).fetch_all(&mut *tx).await? {
+            ws.load_hold(hold_from_row(&row)?);
         }
     }
     Ok(())
@@ -487,11 +513,13 @@ WITH t AS (
         overdraft_limit = EXCLUDED.overdraft_limit
     RETURNING 1
 ), hn AS (
-    INSERT INTO ledger_holds (id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms)
-    SELECT v.id, v.user_id, v.provider, v.amount, v.captured, v.refunded, v.state, v.created_ms, v.expires_ms
+    INSERT INTO ledger_holds
+        (id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms, budgeted)
+    SELECT v.id, v.user_id, v.provider, v.amount, v.captured, v.refunded, v.state, v.created_ms, v.expires_ms,
+           v.budgeted
     FROM UNNEST($22::BYTEA[], $23::BIGINT[], $24::TEXT[], $25::BIGINT[], $26::BIGINT[], $27::BIGINT[], $28::TEXT[],
-                $29::BIGINT[], $30::BIGINT[], $31::BOOLEAN[])
-         AS v(id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms, is_new)
+                $29::BIGINT[], $30::BIGINT[], $31::BOOLEAN[], $41::BOOLEAN[])
+         AS v(id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms, is_new, budgeted)
     WHERE v.is_new
     RETURNING 1
 ), hu AS (
@@ -525,10 +553,21 @@ WITH t AS (
     WHERE sa.account = v.account AND sa.shard = $39
       AND sa.balance::NUMERIC + v.delta BETWEEN -$40::BIGINT AND $40::BIGINT
     RETURNING 1
+), psi AS (
+    INSERT INTO ledger_provider_spend (provider, bucket_ms, amount)
+    SELECT * FROM UNNEST($42::TEXT[], $43::BIGINT[], $44::BIGINT[]) AS v(provider, bucket_ms, delta)
+    WHERE v.delta > 0
+    ON CONFLICT (provider, bucket_ms) DO UPDATE SET amount = ledger_provider_spend.amount + EXCLUDED.amount
+    RETURNING 1
+), psu AS (
+    UPDATE ledger_provider_spend ps SET amount = ps.amount + v.delta
+    FROM UNNEST($42::TEXT[], $43::BIGINT[], $44::BIGINT[]) AS v(provider, bucket_ms, delta)
+    WHERE v.delta < 0 AND ps.provider = v.provider AND ps.bucket_ms = v.bucket_ms
+    RETURNING 1
 )
 SELECT (SELECT COUNT(*) FROM t), (SELECT COUNT(*) FROM p), (SELECT COUNT(*) FROM a),
        (SELECT COUNT(*) FROM hn) + (SELECT COUNT(*) FROM hu), (SELECT COUNT(*) FROM pn) + (SELECT COUNT(*) FROM pu),
-       (SELECT COUNT(*) FROM s)";
+       (SELECT COUNT(*) FROM s), (SELECT COUNT(*) FROM psi) + (SELECT COUNT(*) FROM psu)";
 
 async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> Result<(), BatchError> {
     let txs = &changes.transactions;
@@ -574,6 +613,7 @@ async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> 
     let h_created: Vec<i64> = h.iter().map(|(x, _)| x.created_at.as_millis()).collect();
     let h_expires: Vec<i64> = h.iter().map(|(x, _)| x.expires_at.as_millis()).collect();
     let h_new: Vec<bool> = h.iter().map(|(_, n)| *n).collect();
+    let h_budgeted: Vec<bool> = h.iter().map(|(x, _)| x.budgeted).collect();
 
     let pay = &changes.payments;
     let pay_ids: Vec<&str> = pay.iter().map(|(x, _)| x.id.as_str()).collect();
@@ -584,8 +624,17 @@ async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> 
 
     let (s_accounts, s_deltas): (Vec<&str>, Vec<i64>) =
         changes.system_deltas.iter().filter(|(_, d)| !d.is_zero()).map(|(a, d)| (a.as_str(), d.kopecks())).unzip();
+    let spend: Vec<(&str, i64, i64)> = changes
+        .provider_spend
+        .iter()
+        .filter(|(_, d)| !d.is_zero())
+        .map(|((p, bucket), d)| (p.as_str(), *bucket, d.kopecks()))
+        .collect();
+    let ps_providers: Vec<&str> = spend.iter().map(|x| x.0).collect();
+    let ps_buckets: Vec<i64> = spend.iter().map(|x| x.1).collect();
+    let ps_deltas: Vec<i64> = spend.iter().map(|x| x.2).collect();
 
-    let counts: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(WRITE_CHANGES)
+    let counts: (i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(WRITE_CHANGES)
         .bind(&tx_ids)
         .bind(&keys)
         .bind(&fingerprints)
@@ -626,6 +675,10 @@ async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> 
         .bind(&s_deltas)
         .bind(shard)
         .bind(SHARD_BALANCE_MAX)
+        .bind(&h_budgeted)
+        .bind(&ps_providers)
+        .bind(&ps_buckets)
+        .bind(&ps_deltas)
         .fetch_one(&mut *tx)
         .await?;
     let expected = (
@@ -635,6 +688,7 @@ async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> 
         count(h.len()),
         count(pay.len()),
         count(s_accounts.len()),
+        count(spend.len()),
     );
     if counts.5 != expected.5 && counts.0 == expected.0 {
         return Err(BatchError::ShardBound);

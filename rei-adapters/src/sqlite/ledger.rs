@@ -415,7 +415,7 @@ fn tally_transactions(tally: &mut VerifyTally, rows: &[SqliteRow]) -> Result<(),
 }
 
 /// The hold columns, in the order [`hold_from_row`] reads them by name.
-const HOLD_COLUMNS: &str = "id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms";
+const HOLD_COLUMNS: &str = "id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms, budgeted";
 
 /// The transaction columns a key record needs.
 const KEY_COLUMNS: &str = "idem_key, fingerprint, id, kind, user_id, hold_id, amount, released, at_ms";
@@ -521,5 +521,6 @@ fn hold_from_row(row: &SqliteRow) -> Result<Hold, SqlError> {
         state: HoldState::from_str_opt(&state).ok_or_else(|| corrupt(format!("unknown hold state {state:?}")))?,
         created_at: Timestamp::from_millis(row.try_get("created_ms")?),
         expires_at: Timestamp::from_millis(row.try_get("expires_ms")?),
+        budgeted: row.try_get::<i64, _>("budgeted")? != 0,
     })
 }

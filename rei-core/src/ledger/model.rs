@@ -227,10 +227,13 @@ pub struct Hold {
     pub refunded: Money,
     /// Where it is.
     pub state: HoldState,
-    /// When it was placed (spend caps count it from here).
+    /// When it was placed.
     pub created_at: Timestamp,
     /// After this the hold can no longer be captured and the reaper may expire it.
     pub expires_at: Timestamp,
+    /// `true` when it was placed under its provider's daily budget: then it, and every raise of it, counts
+    /// against that budget.
+    pub budgeted: bool,
 }
 
 /// A top-up's gateway payment, kept so a card refund cannot pay back more than came in.

@@ -260,6 +260,7 @@ pub fn plan(cmd: &LedgerCommand, view: &LedgerView) -> Result<Plan, LedgerError>
                 state: HoldState::Active,
                 created_at: cmd.at,
                 expires_at: *expires_at,
+                budgeted: provider.is_some() && caps.provider_daily.is_some(),
             });
             receipt_hold = Some(*hold);
             main_amount = amount;

@@ -7,10 +7,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::caps::{CapUsage, DAY, HOUR, hold_spend};
+use crate::caps::{CapUsage, DAY, HOUR, Tranche, bucket_of, day_floor, released_by_bucket, spend_since};
 use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use crate::ledger::model::{
-    Account, Applied, Balance, Hold, LedgerCommand, PaymentRecord, Receipt, SystemAccount, Transaction,
+    Account, Applied, Balance, Hold, LedgerCommand, LedgerOp, PaymentRecord, Receipt, SystemAccount, Transaction,
 };
 use crate::ledger::plan::{LedgerError, LedgerView, plan};
 use crate::ledger::store::StoreError;
@@ -49,6 +49,8 @@ pub struct Changes {
     pub payments: Vec<(PaymentRecord, bool)>,
     /// The change of each system account's balance.
     pub system_deltas: BTreeMap<SystemAccount, Money>,
+    /// The change of each provider budget counter, by provider and bucket start (ms); see [`crate::caps`].
+    pub provider_spend: BTreeMap<(ProviderId, i64), Money>,
 }
 
 impl Changes {
@@ -59,13 +61,45 @@ impl Changes {
     }
 }
 
+/// What a store must load for a batch's caps, after it loaded the holds the batch names (see
+/// [`WorkingSet::load_hold`]); the same for every store, so that they all count the same spend.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CapLoads {
+    /// Users whose tranches held after `floor` are to be loaded, each with its hold.
+    pub users: BTreeSet<UserId>,
+    /// Providers whose budget a command checks or raises: lock them (in this order) and load their buckets
+    /// after `floor`.
+    pub providers: BTreeSet<ProviderId>,
+    /// Budgeted holds the batch ends: load their tranches held after `floor`.
+    pub ending: BTreeSet<HoldId>,
+    /// The earliest [`crate::caps::day_floor`] of the batch's commands.
+    pub floor: Timestamp,
+}
+
+impl CapLoads {
+    /// `true` when the batch needs none of it.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.providers.is_empty() && self.ending.is_empty()
+    }
+}
+
+/// A command's effect on spend, decided by [`WorkingSet::spend_of`].
+#[derive(Debug)]
+struct Spend {
+    hold: HoldId,
+    tranche: Option<Tranche>,
+    counters: Vec<(ProviderId, i64, Money)>,
+}
+
 /// The rows a batch works on, and what changed.
 #[derive(Debug, Default)]
 pub struct WorkingSet {
     balances: HashMap<UserId, Balance>,
     holds: HashMap<HoldId, Hold>,
     user_holds: HashMap<UserId, Vec<HoldId>>,
-    provider_holds: HashMap<ProviderId, Vec<HoldId>>,
+    tranches: HashMap<HoldId, Vec<Tranche>>,
+    buckets: HashMap<ProviderId, BTreeMap<i64, Money>>,
     payments: HashMap<PaymentId, PaymentRecord>,
     keys: HashMap<IdempotencyKey, KeyRecord>,
     txs: HashSet<TxId>,
@@ -88,16 +122,79 @@ impl WorkingSet {
         self.balances.insert(balance.user, balance);
     }
 
-    /// Loads a hold row. For caps to be right, every hold of the command's user and provider created within
-    /// the cap windows must be loaded.
+    /// Loads a hold row.
+    ///
+    /// For caps to be right, a store loads, for every command that carries caps at time `at`: each tranche of
+    /// the command's user held after [`crate::caps::day_floor`]`(at)` ([`WorkingSet::load_tranche`]) with its
+    /// hold, and the buckets of the command's provider after it ([`WorkingSet::load_provider_bucket`]); and
+    /// for every command that ends a budgeted hold (capture, release, expire), that hold's tranches after
+    /// the same floor.
     pub fn load_hold(&mut self, hold: Hold) {
         if !self.holds.contains_key(&hold.id) {
             self.user_holds.entry(hold.user).or_default().push(hold.id);
-            if let Some(p) = &hold.provider {
-                self.provider_holds.entry(p.clone()).or_default().push(hold.id);
-            }
         }
         self.holds.insert(hold.id, hold);
+    }
+
+    /// Loads one tranche of a hold (its first amount or a raise). Loading the same transaction twice is
+    /// harmless.
+    pub fn load_tranche(&mut self, hold: HoldId, tranche: Tranche) {
+        let list = self.tranches.entry(hold).or_default();
+        if !list.iter().any(|t| t.tx == tranche.tx) {
+            list.push(tranche);
+        }
+    }
+
+    /// Loads one counter of a provider's budget: what budgeted holds of the provider spend in the bucket that
+    /// starts at `bucket` (ms).
+    pub fn load_provider_bucket(&mut self, provider: ProviderId, bucket: i64, spent: Money) {
+        self.buckets.entry(provider).or_default().insert(bucket, spent);
+    }
+
+    /// What the batch `cmds` needs loaded for its caps, given the holds loaded so far. A hold placed by an
+    /// earlier command of the same batch is known from that command.
+    #[must_use]
+    pub fn cap_loads<'a>(&self, cmds: impl IntoIterator<Item = &'a LedgerCommand>) -> CapLoads {
+        let mut loads = CapLoads { floor: Timestamp::from_millis(i64::MAX), ..CapLoads::default() };
+        // (user, provider, budgeted) of each hold placed in this batch.
+        let mut placed: HashMap<HoldId, (UserId, Option<ProviderId>, bool)> = HashMap::new();
+        for cmd in cmds {
+            let known = cmd.op.hold().and_then(|id| {
+                self.holds
+                    .get(&id)
+                    .map(|h| (h.user, h.provider.clone(), h.budgeted))
+                    .or_else(|| placed.get(&id).cloned())
+            });
+            let touches = match &cmd.op {
+                LedgerOp::Hold { user, hold, provider, caps, .. } => {
+                    let budgeted = provider.is_some() && caps.provider_daily.is_some();
+                    placed.insert(*hold, (*user, provider.clone(), budgeted));
+                    Some((*user, provider.clone(), budgeted, caps.provider_daily.is_some()))
+                }
+                LedgerOp::Raise { caps, .. } => {
+                    known.map(|(u, p, budgeted)| (u, p, budgeted, budgeted || caps.provider_daily.is_some()))
+                }
+                LedgerOp::Capture { .. } | LedgerOp::Release { .. } | LedgerOp::Expire { .. } => {
+                    if let (Some(id), Some((_, Some(_), true))) = (cmd.op.hold(), &known) {
+                        loads.ending.insert(id);
+                        loads.floor = loads.floor.min(day_floor(cmd.at));
+                    }
+                    None
+                }
+                _ => None,
+            };
+            let Some((user, provider, _, budget)) = touches else { continue };
+            if cmd.op.caps().is_some() {
+                loads.users.insert(user);
+            }
+            if let Some(p) = provider.filter(|_| budget) {
+                loads.providers.insert(p);
+            }
+            if cmd.op.caps().is_some() || budget {
+                loads.floor = loads.floor.min(day_floor(cmd.at));
+            }
+        }
+        loads
     }
 
     /// Loads a payment row.
@@ -166,19 +263,57 @@ impl WorkingSet {
     }
 
     fn usage(&self, user: UserId, provider: Option<&ProviderId>, at: Timestamp) -> CapUsage {
-        let sum_since = |ids: Option<&Vec<HoldId>>, since: Timestamp| {
-            let spends = ids
-                .into_iter()
-                .flatten()
-                .filter_map(|id| self.holds.get(id))
-                .filter(|h| h.created_at > since)
-                .map(hold_spend);
+        let user_since = |since: Timestamp| {
+            let spends = self.user_holds.get(&user).into_iter().flatten().filter_map(|id| {
+                let hold = self.holds.get(id)?;
+                Some(spend_since(hold, self.tranches.get(id).map_or(&[][..], Vec::as_slice), since))
+            });
             Money::checked_sum(spends).unwrap_or(Money::from_kopecks(i64::MAX))
         };
-        CapUsage {
-            user_hour: sum_since(self.user_holds.get(&user), at.minus(HOUR)),
-            user_day: sum_since(self.user_holds.get(&user), at.minus(DAY)),
-            provider_day: provider.map_or(Money::ZERO, |p| sum_since(self.provider_holds.get(p), at.minus(DAY))),
+        let provider_day = provider.and_then(|p| self.buckets.get(p)).map_or(Money::ZERO, |buckets| {
+            let floor = day_floor(at).as_millis();
+            let spent = buckets.range(floor.saturating_add(1)..).map(|(_, m)| *m);
+            Money::checked_sum(spent).unwrap_or(Money::from_kopecks(i64::MAX))
+        });
+        CapUsage { user_hour: user_since(at.minus(HOUR)), user_day: user_since(at.minus(DAY)), provider_day }
+    }
+
+    /// What a planned command holds or gives back, decided before anything changes: a new tranche for a hold
+    /// or a positive raise, and the changes of a budgeted hold's provider counters (up for a tranche, down for
+    /// what its end gave back). Every sum is checked here, so applying it cannot fail.
+    fn spend_of(&self, cmd: &LedgerCommand, hold: &Hold, receipt: &Receipt) -> Result<Spend, LedgerError> {
+        let grew = matches!(cmd.op, LedgerOp::Hold { .. } | LedgerOp::Raise { .. }) && receipt.amount.is_positive();
+        let tranche = grew.then_some(Tranche { tx: cmd.tx, at: cmd.at, amount: receipt.amount });
+        let mut counters = Vec::new();
+        if let Some(provider) = hold.provider.as_ref().filter(|_| hold.budgeted) {
+            if grew {
+                counters.push((provider.clone(), bucket_of(cmd.at), receipt.amount));
+            } else if receipt.released.is_positive() {
+                let tranches = self.tranches.get(&hold.id).map_or(&[][..], Vec::as_slice);
+                for (bucket, back) in released_by_bucket(tranches, receipt.released) {
+                    counters.push((provider.clone(), bucket, back.checked_neg().ok_or(LedgerError::Overflow)?));
+                }
+            }
+        }
+        for (provider, bucket, delta) in &counters {
+            let now = self.buckets.get(provider).and_then(|b| b.get(bucket)).copied().unwrap_or(Money::ZERO);
+            now.checked_add(*delta).ok_or(LedgerError::Overflow)?;
+            let change = self.changes.provider_spend.get(&(provider.clone(), *bucket)).copied().unwrap_or(Money::ZERO);
+            change.checked_add(*delta).ok_or(LedgerError::Overflow)?;
+        }
+        Ok(Spend { hold: hold.id, tranche, counters })
+    }
+
+    /// Applies what [`WorkingSet::spend_of`] decided.
+    fn record_spend(&mut self, spend: Spend) {
+        if let Some(t) = spend.tranche {
+            self.load_tranche(spend.hold, t);
+        }
+        for (provider, bucket, delta) in spend.counters {
+            let counter = self.buckets.entry(provider.clone()).or_default().entry(bucket).or_insert(Money::ZERO);
+            *counter = counter.checked_add(delta).unwrap_or(*counter);
+            let change = self.changes.provider_spend.entry((provider, bucket)).or_insert(Money::ZERO);
+            *change = change.checked_add(delta).unwrap_or(*change);
         }
     }
 
@@ -222,6 +357,10 @@ impl WorkingSet {
         if plan.balance.held.is_negative() || plan.balance.available < floor {
             return Err(StoreError::Corrupt { message: format!("balance constraint on user {user}") }.into());
         }
+        let spend = match &plan.hold {
+            Some(h) => Some(self.spend_of(cmd, h, &plan.receipt)?),
+            None => None,
+        };
         let mut system = self.changes.system_deltas.clone();
         for p in &plan.tx.postings {
             if let Account::System(acc) = p.account {
@@ -236,6 +375,9 @@ impl WorkingSet {
         self.changes.system_deltas = system;
         self.balances.insert(user, plan.balance);
         self.dirty_users.insert(user);
+        if let Some(spend) = spend {
+            self.record_spend(spend);
+        }
         if let Some(h) = plan.hold {
             let is_new = !self.holds.contains_key(&h.id) || self.dirty_holds.get(&h.id).copied().unwrap_or(false);
             self.dirty_holds.insert(h.id, is_new);

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rei_core::caps::DAY;
+use rei_core::caps::Tranche;
 use rei_core::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use rei_core::ledger::{
     Balance, Changes, Hold, HoldState, KeyRecord, LedgerCommand, LedgerError, OpKind, PaymentRecord, Receipt,
@@ -335,19 +335,9 @@ fn load(conn: &Connection, work: &[Work]) -> Result<WorkingSet, WriteError> {
     };
 
     let mut users: BTreeSet<UserId> = BTreeSet::new();
-    let mut cap_users: BTreeMap<UserId, Timestamp> = BTreeMap::new();
-    let mut cap_providers: BTreeMap<ProviderId, Timestamp> = BTreeMap::new();
     for cmd in &cmds {
-        let Some((user, provider)) = owner(&ws, cmd) else { continue };
-        users.insert(user);
-        if cmd.op.caps().is_some() {
-            let since = cmd.at.minus(DAY);
-            let e = cap_users.entry(user).or_insert(since);
-            *e = (*e).min(since);
-            if let Some(p) = provider {
-                let e = cap_providers.entry(p).or_insert(since);
-                *e = (*e).min(since);
-            }
+        if let Some((user, _)) = owner(&ws, cmd) {
+            users.insert(user);
         }
     }
     users.extend(work.iter().filter_map(|w| match w {
@@ -355,26 +345,7 @@ fn load(conn: &Connection, work: &[Work]) -> Result<WorkingSet, WriteError> {
         Work::Apply(_) => None,
     }));
 
-    if !cap_users.is_empty() {
-        let mut window = conn.prepare_cached(&format!(
-            "SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE user_id = ?1 AND created_ms >= ?2"
-        ))?;
-        for (user, since) in &cap_users {
-            for hold in window.query_map((user.0, since.as_millis()), hold_from_row)? {
-                ws.load_hold(hold??);
-            }
-        }
-    }
-    if !cap_providers.is_empty() {
-        let mut window = conn.prepare_cached(&format!(
-            "SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE provider = ?1 AND created_ms >= ?2"
-        ))?;
-        for (provider, since) in &cap_providers {
-            for hold in window.query_map((provider.as_str(), since.as_millis()), hold_from_row)? {
-                ws.load_hold(hold??);
-            }
-        }
-    }
+    load_caps(conn, &cmds, &mut ws)?;
 
     let mut balance = conn
         .prepare_cached("SELECT user_id, available, held, overdraft_limit FROM ledger_accounts WHERE user_id = ?1")?;
@@ -392,6 +363,72 @@ fn load(conn: &Connection, work: &[Work]) -> Result<WorkingSet, WriteError> {
         }
     }
     Ok(ws)
+}
+
+/// Loads what the batch's caps need ([`WorkingSet::cap_loads`]): the per-minute counters of the providers whose
+/// budget a command checks or raises, the tranches of capped users and of budgeted holds the batch ends, and
+/// the holds those tranches belong to. Every read is bounded by one day and goes through an index.
+fn load_caps(conn: &Connection, cmds: &[&LedgerCommand], ws: &mut WorkingSet) -> Result<(), WriteError> {
+    let loads = ws.cap_loads(cmds.iter().copied());
+    if loads.is_empty() {
+        return Ok(());
+    }
+    let floor = loads.floor.as_millis();
+    let mut buckets = conn
+        .prepare_cached("SELECT bucket_ms, amount FROM ledger_provider_spend WHERE provider = ?1 AND bucket_ms > ?2")?;
+    for provider in &loads.providers {
+        for row in buckets.query_map((provider.as_str(), floor), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
+            let (bucket, amount) = row?;
+            ws.load_provider_bucket(provider.clone(), bucket, Money::from_kopecks(amount));
+        }
+    }
+    let mut tranches: Vec<(HoldId, Tranche)> = Vec::new();
+    let mut by_user = conn.prepare_cached(
+        "SELECT hold_id, id, at_ms, amount FROM ledger_transactions \
+         WHERE user_id = ?1 AND kind IN ('hold', 'raise') AND amount > 0 AND at_ms > ?2",
+    )?;
+    for user in &loads.users {
+        for row in by_user.query_map((user.0, floor), tranche_from_row)? {
+            tranches.push(row??);
+        }
+    }
+    let mut by_hold = conn.prepare_cached(
+        "SELECT hold_id, id, at_ms, amount FROM ledger_transactions \
+         WHERE hold_id = ?1 AND kind IN ('hold', 'raise') AND amount > 0 AND at_ms > ?2",
+    )?;
+    for hold in &loads.ending {
+        for row in by_hold.query_map((id_bytes(hold.as_u128()), floor), tranche_from_row)? {
+            tranches.push(row??);
+        }
+    }
+    // Not locked: the writer is the only one, and the batch's transaction is immediate.
+    let mut hold_by_id = conn.prepare_cached(&format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE id = ?1"))?;
+    for (hold, tranche) in tranches {
+        if ws.hold(hold).is_none() {
+            if let Some(h) = hold_by_id.query_row([id_bytes(hold.as_u128())], hold_from_row).optional()? {
+                ws.load_hold(h?);
+            }
+        }
+        ws.load_tranche(hold, tranche);
+    }
+    Ok(())
+}
+
+/// A tranche from `hold_id, id, at_ms, amount` of a hold or raise transaction.
+fn tranche_from_row(row: &Row<'_>) -> rusqlite::Result<Decoded<(HoldId, Tranche)>> {
+    let hold = hold_id_column(row, 0)?;
+    let id: Vec<u8> = row.get(1)?;
+    let at_ms: i64 = row.get(2)?;
+    let amount: i64 = row.get(3)?;
+    Ok((|| {
+        let hold = hold?.ok_or_else(|| corrupt("a hold or raise transaction without a hold"))?;
+        let tranche = Tranche {
+            tx: TxId::from(id_from_bytes(&id)?),
+            at: Timestamp::from_millis(at_ms),
+            amount: Money::from_kopecks(amount),
+        };
+        Ok((hold, tranche))
+    })())
 }
 
 /// Runs `INSERT INTO <head> VALUES (…), (…) <tail>` over `rows`, [`ROWS_PER_INSERT`] rows per statement, each
@@ -439,7 +476,7 @@ fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
 /// Writes a batch's changes: postings then transaction rows (so the balance trigger checks each transaction),
 /// then balances, holds, payments and system deltas.
 fn write(conn: &Connection, changes: Changes) -> Result<(), WriteError> {
-    let Changes { transactions, balances, holds, payments, system_deltas } = changes;
+    let Changes { transactions, balances, holds, payments, system_deltas, provider_spend } = changes;
     if !transactions.is_empty() {
         let max: i64 = conn
             .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM ledger_transactions")?
@@ -522,6 +559,7 @@ fn write(conn: &Connection, changes: Changes) -> Result<(), WriteError> {
                 text(h.state.as_str()),
                 Value::Integer(h.created_at.as_millis()),
                 Value::Integer(h.expires_at.as_millis()),
+                Value::Integer(i64::from(h.budgeted)),
             ]
         })
         .collect();
@@ -531,7 +569,7 @@ fn write(conn: &Connection, changes: Changes) -> Result<(), WriteError> {
         &format!("ledger_holds ({HOLD_COLUMNS})"),
         " ON CONFLICT (id) DO UPDATE SET amount = excluded.amount, captured = excluded.captured, \
          refunded = excluded.refunded, state = excluded.state, expires_ms = excluded.expires_ms",
-        9,
+        10,
         &rows,
     )?;
 
@@ -562,6 +600,23 @@ fn write(conn: &Connection, changes: Changes) -> Result<(), WriteError> {
         }
         if system.execute((delta.kopecks(), account.as_str()))? != 1 {
             return Err(corrupt(format!("system account {} is missing", account.as_str())).into());
+        }
+    }
+    // A counter goes up by an upsert and down by an update: the CHECK on the amount applies to the row an
+    // upsert proposes, so a decrease must never be proposed as a new row.
+    let mut up = conn.prepare_cached(
+        "INSERT INTO ledger_provider_spend (provider, bucket_ms, amount) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (provider, bucket_ms) DO UPDATE SET amount = amount + excluded.amount",
+    )?;
+    let mut down = conn.prepare_cached(
+        "UPDATE ledger_provider_spend SET amount = amount + ?3 WHERE provider = ?1 AND bucket_ms = ?2",
+    )?;
+    for ((provider, bucket), delta) in provider_spend {
+        let args = (provider.as_str(), bucket, delta.kopecks());
+        if delta.is_positive() {
+            up.execute(args)?;
+        } else if delta.is_negative() && down.execute(args)? != 1 {
+            return Err(corrupt(format!("provider {} has no spend counter at {bucket}", provider.as_str())).into());
         }
     }
     Ok(())
@@ -615,6 +670,7 @@ fn hold_from_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Hold>> {
     let state: String = row.get(6)?;
     let created_ms: i64 = row.get(7)?;
     let expires_ms: i64 = row.get(8)?;
+    let budgeted: i64 = row.get(9)?;
     Ok((|| {
         Ok(Hold {
             id: HoldId::from(id_from_bytes(&id)?),
@@ -628,6 +684,7 @@ fn hold_from_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Hold>> {
             state: HoldState::from_str_opt(&state).ok_or_else(|| corrupt(format!("unknown hold state {state:?}")))?,
             created_at: Timestamp::from_millis(created_ms),
             expires_at: Timestamp::from_millis(expires_ms),
+            budgeted: budgeted != 0,
         })
     })())
 }

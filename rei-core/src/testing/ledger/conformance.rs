@@ -115,6 +115,8 @@ where
     batch_results_are_independent_and_ordered(&*make().await).await;
     reaper_lists_only_due_active_holds(&*make().await).await;
     transactions_are_listed_in_order(&*make().await).await;
+    caps_count_each_amount_when_it_was_held(&*make().await).await;
+    provider_budgets_count_what_budgeted_holds_spend(&*make().await).await;
     repeats::concurrent_repeats_replay(&*make().await).await;
     repeats::concurrent_raises_compose(&*make().await).await;
     repeats::a_zero_raise_verifies_clean(&*make().await).await;
@@ -401,5 +403,85 @@ async fn transactions_are_listed_in_order(s: &dyn LedgerStore) {
     assert_eq!(page[0].kind, OpKind::Hold);
     let report = s.verify().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.transactions, 3);
+    assert_clean(s).await;
+}
+
+async fn caps_count_each_amount_when_it_was_held(s: &dyn LedgerStore) {
+    // A hold that lives for hours is counted in each window by when each amount was held: raises of an old
+    // hold bind the hourly cap, and a capture counts what was captured, from the earliest amounts on.
+    let mut c = Cmds::new();
+    ok(s, c.cmd("pay", top_up(ALICE, rub(1000), "p1"))).await;
+    let caps = SpendCaps { user_hourly: Some(rub(100)), user_daily: Some(rub(150)), provider_daily: None };
+    let hour = Duration::from_secs(3600);
+    let long = LedgerOp::Hold {
+        user: ALICE,
+        hold: HoldId::from(1),
+        amount: rub(10),
+        provider: None,
+        expires_at: T0.plus(hour * 10),
+        caps,
+    };
+    ok(s, c.cmd("long", long)).await;
+    let raise = |amount| LedgerOp::Raise { hold: HoldId::from(1), amount, expires_at: T0.plus(hour * 10), caps };
+    let t1 = T0.plus(hour * 2);
+    ok(s, c.at("r1", t1, raise(rub(60)))).await;
+    let t2 = t1.plus(Duration::from_secs(600));
+    let e = refused(s, c.at("r2", t2, raise(rub(60)))).await;
+    assert!(matches!(e, LedgerError::SpendCap(x) if x.scope == CapScope::UserHourly && x.used == rub(60)), "{e:?}");
+    ok(s, c.at("r3", t2, raise(rub(40)))).await;
+    // The day so far: 10 + 60 + 40 held. A new hold of 41 passes the daily cap of 150, one of 40 fits.
+    let fresh = |id: u128, amount| LedgerOp::Hold {
+        user: ALICE,
+        hold: HoldId::from(id),
+        amount,
+        provider: None,
+        expires_at: T0.plus(hour * 10),
+        caps: SpendCaps { user_hourly: None, ..caps },
+    };
+    let e = refused(s, c.at("h2", t2, fresh(2, rub(41)))).await;
+    assert!(matches!(e, LedgerError::SpendCap(x) if x.scope == CapScope::UserDaily && x.used == rub(110)), "{e:?}");
+    // Capturing 50 of the long hold's 110 counts the 10 and 40 of the first 60: 50 spent today, none of it
+    // within the last hour (the 60 at t1 is more than an hour before t3).
+    ok(s, c.at("cap", t2, LedgerOp::Capture { hold: HoldId::from(1), amount: rub(50) })).await;
+    let t3 = t1.plus(hour + Duration::from_secs(1));
+    ok(s, c.at("h3", t3, fresh(3, rub(100)))).await;
+    let e = refused(s, c.at("h4", t3, fresh(4, Money::from_kopecks(1)))).await;
+    assert!(matches!(e, LedgerError::SpendCap(x) if x.scope == CapScope::UserDaily && x.used == rub(150)), "{e:?}");
+    assert_clean(s).await;
+}
+
+async fn provider_budgets_count_what_budgeted_holds_spend(s: &dyn LedgerStore) {
+    // A provider's daily budget counts every user's budgeted holds and their raises, gives back what a release
+    // or a partial capture returned, and forgets a day-old minute.
+    let mut c = Cmds::new();
+    ok(s, c.cmd("pa", top_up(ALICE, rub(1000), "pa"))).await;
+    ok(s, c.cmd("pb", top_up(BOB, rub(1000), "pb"))).await;
+    let kling = ProviderId::parse("kling").unwrap_or_else(|e| panic!("{e}"));
+    let budget = SpendCaps { provider_daily: Some(rub(100)), ..SpendCaps::NONE };
+    let on_kling = |user, id: u128, amount, at: Timestamp, caps| LedgerOp::Hold {
+        user,
+        hold: HoldId::from(id),
+        amount,
+        provider: Some(kling.clone()),
+        expires_at: at.plus(TTL * 1000),
+        caps,
+    };
+    ok(s, c.cmd("a1", on_kling(ALICE, 1, rub(60), T0, budget))).await;
+    ok(s, c.cmd("a2", on_kling(ALICE, 2, rub(500), T0, SpendCaps::NONE))).await;
+    let e = refused(s, c.cmd("b1", on_kling(BOB, 3, rub(41), T0, budget))).await;
+    assert!(matches!(e, LedgerError::SpendCap(x) if x.scope == CapScope::ProviderDaily && x.used == rub(60)), "{e:?}");
+    let raise =
+        LedgerOp::Raise { hold: HoldId::from(1), amount: rub(20), expires_at: T0.plus(TTL), caps: SpendCaps::NONE };
+    ok(s, c.cmd("a1-raise", raise)).await;
+    let e = refused(s, c.cmd("b2", on_kling(BOB, 4, rub(21), T0, budget))).await;
+    assert!(matches!(e, LedgerError::SpendCap(x) if x.used == rub(80)), "a raise of a budgeted hold counts: {e:?}");
+    ok(s, c.cmd("a1-cap", LedgerOp::Capture { hold: HoldId::from(1), amount: rub(30) })).await;
+    ok(s, c.cmd("b3", on_kling(BOB, 5, rub(70), T0, budget))).await;
+    let e = refused(s, c.cmd("b4", on_kling(BOB, 6, Money::from_kopecks(1), T0, budget))).await;
+    assert!(matches!(e, LedgerError::SpendCap(x) if x.used == rub(100)), "{e:?}");
+    ok(s, c.cmd("b3-rel", LedgerOp::Release { hold: HoldId::from(5) })).await;
+    ok(s, c.cmd("b5", on_kling(BOB, 7, rub(70), T0, budget))).await;
+    let next_day = T0.plus(Duration::from_secs(24 * 3600 + 60));
+    ok(s, c.at("b6", next_day, on_kling(BOB, 8, rub(100), next_day, budget))).await;
     assert_clean(s).await;
 }

@@ -123,6 +123,10 @@ struct MHold {
     state: HoldState,
     created: i64,
     expires: i64,
+    /// Every amount held, with when: the hold's own, then each positive raise, in order.
+    tranches: Vec<(i64, i64)>,
+    /// Placed under its provider's budget.
+    budgeted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,34 +201,55 @@ impl Model {
         self.users.get(&id).copied().unwrap_or(MUser { available: 0, held: 0, overdraft: 0 })
     }
 
-    fn spend(h: &MHold) -> i64 {
-        match h.state {
-            HoldState::Active => h.amount,
+    /// What each tranche of a hold counts as spent: all of it while active, the capture spread over the
+    /// earliest tranches once captured, nothing once released or expired.
+    fn attributed(h: &MHold) -> Vec<(i64, i64)> {
+        let mut left = match h.state {
+            HoldState::Active => i64::MAX,
             HoldState::Captured => h.captured,
             HoldState::Released | HoldState::Expired => 0,
-        }
+        };
+        h.tranches
+            .iter()
+            .map(|(at, amount)| {
+                let spent = (*amount).min(left);
+                left -= spent;
+                (*at, spent)
+            })
+            .collect()
     }
 
     fn caps_refusal(&self, caps: &SpendCaps, user: i64, provider: Option<&String>, at: i64, amount: i64) -> bool {
-        let in_window = |h: &&MHold, window: Duration| h.created > at - i64::try_from(window.as_millis()).unwrap_or(0);
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(0);
         let day = Duration::from_secs(86_400);
+        // A user's windows are exact: every tranche held after `at - window`.
         let user_sum = |w| {
-            self.holds.values().filter(|h| h.user == user).filter(|h| in_window(h, w)).map(Self::spend).sum::<i64>()
+            let since = at - ms(w);
+            self.holds
+                .values()
+                .filter(|h| h.user == user)
+                .flat_map(Self::attributed)
+                .filter(|(t, _)| *t > since)
+                .map(|(_, spent)| spent)
+                .sum::<i64>()
         };
-        let prov_sum = |w| match provider {
+        // A provider's day is whole minutes: tranches of budgeted holds whose minute is one of the last 1,440.
+        let minute = |t: i64| t - t.rem_euclid(60_000);
+        let prov_sum = || match provider {
             Some(p) => self
                 .holds
                 .values()
-                .filter(|h| h.provider.as_ref() == Some(p))
-                .filter(|h| in_window(h, w))
-                .map(Self::spend)
+                .filter(|h| h.budgeted && h.provider.as_ref() == Some(p))
+                .flat_map(Self::attributed)
+                .filter(|(t, _)| minute(*t) > minute(at) - ms(day))
+                .map(|(_, spent)| spent)
                 .sum::<i64>(),
             None => 0,
         };
         let over = |cap: Option<Money>, used: i64| cap.is_some_and(|c| used + amount > c.kopecks());
         over(caps.user_hourly, user_sum(HOUR))
             || over(caps.user_daily, user_sum(day))
-            || over(caps.provider_daily, prov_sum(day))
+            || over(caps.provider_daily, prov_sum())
     }
 
     /// Applies a command to the oracle and returns what the store must answer.
@@ -308,6 +333,8 @@ impl Model {
                     state: HoldState::Active,
                     created: at,
                     expires: expires_at.as_millis(),
+                    tranches: vec![(at, a)],
+                    budgeted: caps.provider_daily.is_some() && provider.is_some(),
                 };
                 self.holds.insert(hold.as_u128(), h);
                 Ok((a, 0))
@@ -334,6 +361,9 @@ impl Model {
                 u.held += a;
                 let m = self.holds.entry(hold.as_u128()).or_insert(h);
                 m.amount += a;
+                if a > 0 {
+                    m.tranches.push((at, a));
+                }
                 m.expires = m.expires.max(expires_at.as_millis());
                 Ok((a, 0))
             }
