@@ -27,7 +27,36 @@ pub async fn connect(url: &str, connections_max: u32, connect_timeout: Duration)
     connect_with(options, connections_max, connect_timeout).await
 }
 
-/// Connects a pool with explicit options (for a search path, say).
+/// How long one statement, and one wait for a lock, may take on REI's connections before the server cancels
+/// it. A cancelled ledger batch is retried (a lock timeout) or fails as unavailable; it never hangs a writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTimeouts {
+    /// `statement_timeout`.
+    pub statement: Duration,
+    /// `lock_timeout`.
+    pub lock: Duration,
+}
+
+impl Default for SessionTimeouts {
+    /// 30 s a statement, 10 s a lock wait.
+    fn default() -> Self {
+        SessionTimeouts { statement: Duration::from_secs(30), lock: Duration::from_secs(10) }
+    }
+}
+
+/// Connects a pool with explicit options (for a search path, say), with the default [`SessionTimeouts`].
+///
+/// # Errors
+/// As [`connect_with_timeouts`].
+pub async fn connect_with(
+    options: PgConnectOptions,
+    connections_max: u32,
+    connect_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
+    connect_with_timeouts(options, connections_max, connect_timeout, SessionTimeouts::default()).await
+}
+
+/// Connects a pool with explicit options and session timeouts.
 ///
 /// One connection is tried first, on its own, so that a server that is not there is reported at once: the
 /// pool retries a refused connection until its acquire timeout and then says only that it timed out.
@@ -36,11 +65,14 @@ pub async fn connect(url: &str, connections_max: u32, connect_timeout: Duration)
 /// The driver's error when the server cannot be reached: [`sqlx::Error::Io`] of kind
 /// [`ConnectionRefused`](std::io::ErrorKind::ConnectionRefused) when nothing listens, of kind
 /// [`TimedOut`](std::io::ErrorKind::TimedOut) when no connection was made within `connect_timeout`.
-pub async fn connect_with(
+pub async fn connect_with_timeouts(
     options: PgConnectOptions,
     connections_max: u32,
     connect_timeout: Duration,
+    timeouts: SessionTimeouts,
 ) -> Result<PgPool, sqlx::Error> {
+    let ms = |d: Duration| d.as_millis().max(1).to_string();
+    let options = options.options([("statement_timeout", ms(timeouts.statement)), ("lock_timeout", ms(timeouts.lock))]);
     match tokio::time::timeout(connect_timeout, sqlx::PgConnection::connect_with(&options)).await {
         Ok(Ok(probe)) => probe.close().await?,
         Ok(Err(e)) => return Err(e),

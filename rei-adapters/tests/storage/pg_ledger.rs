@@ -212,3 +212,27 @@ async fn the_database_refuses_to_rewrite_the_ledger() {
     let report = s.verify().await.expect("verify");
     assert_eq!(report.unbalanced, vec![TxId::from(0xaa)], "{report:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_locked_too_long_fails_the_command_as_unavailable_and_the_retry_applies_once() {
+    // Proves the connections' lock timeout bounds a command stuck behind a lock held elsewhere: it fails as
+    // unavailable after its bounded retries (no hang, nothing applied), and applies once the lock is gone.
+    let timeouts =
+        rei_adapters::postgres::SessionTimeouts { statement: Duration::from_secs(5), lock: Duration::from_millis(100) };
+    let pool = support::pg_pool_with(4, timeouts).await;
+    let s = PgLedger::new(pool.clone(), PgLedgerConfig { retries_max: 3, ..PgLedgerConfig::default() });
+    s.apply(top_up(7, 100, 1)).await.expect("the user's row exists");
+    let mut blocker = pool.begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM ledger_accounts WHERE user_id = 7 FOR UPDATE")
+        .execute(&mut *blocker)
+        .await
+        .expect("lock");
+    let started = Instant::now();
+    let e = s.apply(top_up(7, 100, 2)).await;
+    assert!(matches!(e, Err(LedgerError::Store(rei_core::ledger::StoreError::Unavailable { .. }))), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "bounded: {:?}", started.elapsed());
+    blocker.rollback().await.expect("release");
+    let a = s.apply(top_up(7, 100, 2)).await.expect("applies once the lock is gone");
+    assert!(!a.replayed);
+    assert_eq!(s.balance(UserId(7)).await.expect("balance").available, Money::from_kopecks(200));
+}

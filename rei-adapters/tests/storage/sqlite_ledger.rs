@@ -328,8 +328,7 @@ async fn verify_reports_a_drifted_balance() {
 async fn a_locked_database_fails_with_unavailable_and_the_retry_applies_once() {
     // Proves a writer locked out of the database gives up after its bounded retries with Unavailable (no hang,
     // nothing applied), and the same command applies once the lock is gone.
-    let path = std::env::temp_dir().join(format!("rei-test-{}-locked.db", std::process::id()));
-    let _ = std::fs::remove_file(&path);
+    let path = support::test_db_path("locked");
     let url = format!("sqlite://{}", path.display());
     let busy_timeout = Duration::from_millis(20);
     let pool = rei_adapters::sqlite::connect(&url, busy_timeout).await.expect("pool");

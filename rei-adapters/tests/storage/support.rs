@@ -29,6 +29,11 @@ pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// A pool on a fresh, migrated schema of the test server.
 pub(crate) async fn pg_pool(connections_max: u32) -> PgPool {
+    pg_pool_with(connections_max, rei_adapters::postgres::SessionTimeouts::default()).await
+}
+
+/// A pool on a fresh, migrated schema of the test server, with these session timeouts.
+pub(crate) async fn pg_pool_with(connections_max: u32, timeouts: rei_adapters::postgres::SessionTimeouts) -> PgPool {
     let admin_url = pg_admin_url();
     let schema = format!("t_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     let admin = rei_adapters::postgres::connect(&admin_url, 1, Duration::from_secs(10)).await.expect("admin pool");
@@ -37,19 +42,48 @@ pub(crate) async fn pg_pool(connections_max: u32) -> PgPool {
     let options: PgConnectOptions = admin_url.parse().expect("url");
     let options = options.options([("search_path", schema.as_str())]);
     let pool =
-        rei_adapters::postgres::connect_with(options, connections_max, Duration::from_secs(10)).await.expect("pool");
+        rei_adapters::postgres::connect_with_timeouts(options, connections_max, Duration::from_secs(10), timeouts)
+            .await
+            .expect("pool");
     rei_adapters::postgres::migrate(&pool).await.expect("migrate");
     pool
 }
 
-/// A fresh, migrated SQLite file under the temp directory.
+/// This process's directory for test databases, `<temp>/rei-test-<pid>`. The first call removes the
+/// directories that earlier runs left behind (their process is gone), so runs do not pile files up; within a
+/// `scripts/test` run the temp directory is the run's own and goes with it.
+pub(crate) fn test_dir() -> &'static std::path::Path {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let temp = std::env::temp_dir();
+        if let Ok(entries) = std::fs::read_dir(&temp) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("rei-test-")) else { continue };
+                let gone = pid.parse::<u32>().is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+                if gone {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = temp.join(format!("rei-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("test directory");
+        dir
+    })
+}
+
+/// A path for a test database file named `name` in [`test_dir`], with no file there yet.
+pub(crate) fn test_db_path(name: &str) -> std::path::PathBuf {
+    let path = test_dir().join(format!("{name}.db"));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    path
+}
+
+/// A fresh, migrated SQLite file in [`test_dir`].
 pub(crate) async fn sqlite_pool() -> SqlitePool {
-    let path = std::env::temp_dir().join(format!(
-        "rei-test-{}-{}.db",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_file(&path);
+    let path = test_db_path(&NEXT.fetch_add(1, Ordering::Relaxed).to_string());
     let url = format!("sqlite://{}", path.display());
     let pool = rei_adapters::sqlite::connect(&url, Duration::from_secs(10)).await.expect("sqlite pool");
     rei_adapters::sqlite::migrate(&pool).await.expect("migrate");
