@@ -44,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("confirmed: held {}, available {}", balance.held, balance.available);
 
     // The job succeeded: capture exactly once (the key makes a retry harmless).
-    let key = IdempotencyKey::derived("capture", confirmation.hold);
+    let key = IdempotencyKey::derived("capture", confirmation.hold)?;
     let first = billing.capture(confirmation.hold, quote.price, key.clone()).await?;
     let again = billing.capture(confirmation.hold, quote.price, key).await?;
     println!(

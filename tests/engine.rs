@@ -141,7 +141,7 @@ async fn a_failed_generation_gives_the_money_back_after_its_last_attempt() {
 
 fn hold_cmd(n: u128) -> LedgerCommand {
     LedgerCommand {
-        key: IdempotencyKey::derived("storm", n),
+        key: IdempotencyKey::derived("storm", n).expect("test key"),
         tx: TxId::from(n),
         at: T0,
         op: LedgerOp::Hold {
@@ -160,7 +160,7 @@ async fn a_storm_of_holds_never_overdraws() {
     // Proves 1,000 concurrent holds of 1.00 on 100.00 give exactly 100 successes and 900 refusals.
     let ledger = Arc::new(MemoryLedger::new());
     let top_up = LedgerCommand {
-        key: IdempotencyKey::derived("topup", 1),
+        key: IdempotencyKey::derived("topup", 1).expect("test key"),
         tx: TxId::from(u128::MAX),
         at: T0,
         op: LedgerOp::TopUp {
@@ -197,7 +197,7 @@ async fn the_bank_total_is_conserved_under_concurrent_moves() {
     let ledger = Arc::new(MemoryLedger::new());
     for u in 0..50 {
         let cmd = LedgerCommand {
-            key: IdempotencyKey::derived("topup", u),
+            key: IdempotencyKey::derived("topup", u).expect("test key"),
             tx: TxId::from(1_000_000 + u128::from(u as u32)),
             at: T0,
             op: LedgerOp::TopUp {
@@ -217,7 +217,7 @@ async fn the_bank_total_is_conserved_under_concurrent_moves() {
                     let user = UserId(i64::try_from(n % 50).expect("fits"));
                     let hold = HoldId::from(n);
                     let cmd = |k: &str, op| LedgerCommand {
-                        key: IdempotencyKey::derived(k, n),
+                        key: IdempotencyKey::derived(k, n).expect("test key"),
                         tx: TxId::from(n * 8 + 1_000_000_000 + u128::from(k.len() as u32)),
                         at: T0,
                         op,
@@ -345,7 +345,7 @@ async fn a_retried_hold_replays_after_the_clock_moved() {
     // fingerprint never covers what the clock derives.
     let e = engine();
     e.billing.top_up(ALICE, Money::from_kopecks(1_000), PaymentId::parse("pay-h").expect("id")).await.expect("top-up");
-    let key = IdempotencyKey::derived("hold", "retry-1");
+    let key = IdempotencyKey::derived("hold", "retry-1").expect("test key");
     let first = e.billing.hold(ALICE, HoldId::from(900), Money::from_kopecks(1_000), None, key.clone()).await;
     let first = first.expect("first hold");
     e.clock.advance(Duration::from_secs(5));

@@ -181,7 +181,7 @@ async fn measure(engine: &Engine, b: &LedgerBench, run_id: i64) -> Result<Report
         let user = UserId(1_000_000_000 + i64::from(c));
         let payment = PaymentId::parse(&format!("bench-{run_id}-{c}"))?;
         let cmd = LedgerCommand {
-            key: IdempotencyKey::derived("bench-topup", format!("{run_id}-{c}")),
+            key: IdempotencyKey::derived("bench-topup", format!("{run_id}-{c}"))?,
             tx: TxId::from(bench_id(run_id, c, 0)),
             at: now(),
             op: LedgerOp::TopUp { user, amount: Money::from_rubles(1_000_000_000)?, payment },
@@ -255,7 +255,7 @@ async fn drive(
                     };
                     let t = Instant::now();
                     let cmd = LedgerCommand {
-                        key: IdempotencyKey::derived("bench-h", hold),
+                        key: IdempotencyKey::derived("bench-h", hold)?,
                         tx: TxId::from(bench_id(run_id, c, seq + 1)),
                         at,
                         op,
@@ -264,7 +264,7 @@ async fn drive(
                     latencies.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
                     let t = Instant::now();
                     let cmd = LedgerCommand {
-                        key: IdempotencyKey::derived("bench-c", hold),
+                        key: IdempotencyKey::derived("bench-c", hold)?,
                         tx: TxId::from(bench_id(run_id, c, seq + 2)),
                         at: now(),
                         op: LedgerOp::Capture { hold, amount: Money::from_kopecks(100) },

@@ -190,21 +190,25 @@ text_id!(
 impl IdempotencyKey {
     /// A key made of a prefix and an id, e.g. `capture:<hold>`. When the result would pass
     /// [`IdempotencyKey::LEN_MAX`], its tail is replaced by a 64-bit FNV-1a hash of the whole text, so the key
-    /// stays deterministic and distinct. Panics only if `prefix` or `id` holds characters outside the key
-    /// alphabet, which is a programming error: callers derive keys from ids and keys, never from raw input.
-    #[must_use]
-    pub fn derived(prefix: &str, id: impl fmt::Display) -> IdempotencyKey {
+    /// stays deterministic and distinct.
+    ///
+    /// # Errors
+    /// [`IdError::Key`] when `prefix` or `id` holds characters outside the key alphabet, or the prefix is
+    /// empty.
+    pub fn derived(prefix: &str, id: impl fmt::Display) -> Result<IdempotencyKey, IdError> {
         let mut text = format!("{prefix}:{id}");
+        let alphabet = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.' | b'~');
+        // Checked before any cut, so the cut below always falls between two ASCII characters.
+        if prefix.is_empty() || !text.bytes().all(alphabet) {
+            return Err(IdError::Key { max: Self::LEN_MAX });
+        }
         if text.len() > Self::LEN_MAX {
             let hash =
                 text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
             text.truncate(Self::LEN_MAX - 17);
             text.push_str(&format!("~{hash:016x}"));
         }
-        match IdempotencyKey::parse(&text) {
-            Ok(k) => k,
-            Err(e) => panic!("invariant broken: derived key {prefix:?} is not key syntax: {e}"),
-        }
+        IdempotencyKey::parse(&text)
     }
 }
 
@@ -238,11 +242,31 @@ mod tests {
         // Proves a prefix on a maximal key neither panics nor collides: the tail becomes a hash.
         let long_a = "a".repeat(IdempotencyKey::LEN_MAX);
         let long_b = format!("{}b", "a".repeat(IdempotencyKey::LEN_MAX - 1));
-        let ka = IdempotencyKey::derived("adjust", &long_a);
-        let kb = IdempotencyKey::derived("adjust", &long_b);
+        let ka = IdempotencyKey::derived("adjust", &long_a).expect("a long key is hashed, not refused");
+        let kb = IdempotencyKey::derived("adjust", &long_b).expect("valid");
         assert_eq!(ka.as_str().len(), IdempotencyKey::LEN_MAX);
         assert_ne!(ka, kb);
-        assert_eq!(ka, IdempotencyKey::derived("adjust", &long_a), "deterministic");
-        assert_eq!(IdempotencyKey::derived("c", 7).as_str(), "c:7");
+        assert_eq!(Ok(ka), IdempotencyKey::derived("adjust", &long_a), "deterministic");
+        assert_eq!(IdempotencyKey::derived("c", 7).map(|k| k.as_str().to_owned()), Ok("c:7".to_owned()));
+    }
+
+    #[test]
+    fn derived_keys_refuse_what_is_not_key_syntax_without_panicking() {
+        // Proves a prefix or id outside the key alphabet, of any length and script, is an error, never a panic.
+        assert!(IdempotencyKey::derived("", 7).is_err());
+        assert!(IdempotencyKey::derived("a b", 7).is_err());
+        assert!(IdempotencyKey::derived("pay", "ключ").is_err());
+        assert!(IdempotencyKey::derived("pay", "я".repeat(400)).is_err(), "a long non-ASCII id");
+        assert!(IdempotencyKey::derived("pay", "a\n").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn derived_never_panics(prefix in ".{0,40}", id in ".{0,600}") {
+            // Proves derived answers every input with a key of at most LEN_MAX characters or an error.
+            if let Ok(k) = IdempotencyKey::derived(&prefix, &id) {
+                proptest::prop_assert!(k.as_str().len() <= IdempotencyKey::LEN_MAX);
+            }
+        }
     }
 }

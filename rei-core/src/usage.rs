@@ -263,8 +263,8 @@ impl UsageService {
         UsageService { ledger, sessions, clock, ids, caps }
     }
 
-    fn key(prefix: &str, id: SessionId, n: u64) -> IdempotencyKey {
-        IdempotencyKey::derived(prefix, format!("{id}.{n}"))
+    fn key(prefix: &str, id: SessionId, n: u64) -> Result<IdempotencyKey, LedgerError> {
+        Ok(IdempotencyKey::derived(prefix, format!("{id}.{n}"))?)
     }
 
     async fn ledger(&self, key: IdempotencyKey, at: Timestamp, op: LedgerOp) -> Result<(), LedgerError> {
@@ -320,7 +320,7 @@ impl UsageService {
             provider: spec.provider,
             expires_at: stored.expires_at,
         };
-        match self.ledger(Self::key("session-open", id, 0), now, op).await {
+        match self.ledger(Self::key("session-open", id, 0)?, now, op).await {
             Ok(()) => Ok(stored),
             Err(LedgerError::Store(e)) => Err(e.into()),
             Err(refusal) => {
@@ -356,7 +356,7 @@ impl UsageService {
         };
         let caps = self.caps.for_provider(provider.as_ref());
         let op = LedgerOp::Raise { hold: s.hold, amount: more, expires_at, caps };
-        self.ledger(Self::key("session-raise", s.id, chunks), now, op).await?;
+        self.ledger(Self::key("session-raise", s.id, chunks)?, now, op).await?;
         let mut next = s.clone();
         next.chunks = chunks;
         next.held = target;
@@ -470,13 +470,14 @@ impl UsageService {
     ) -> Result<(UsageSession, Option<LedgerError>), UsageError> {
         let captured = metered_amount(s.rate, s.used_units)?.min(s.held);
         let op = LedgerOp::Capture { hold: s.hold, amount: captured };
-        let key = IdempotencyKey::derived("session-close", s.id);
+        let key = IdempotencyKey::derived("session-close", s.id).map_err(LedgerError::from)?;
         let cmd = LedgerCommand { key, tx: new_id::<TxId>(&*self.ids), at: self.clock.now(), op };
         match self.ledger.apply(cmd).await {
             Ok(_) => Ok((self.mark(s, state, captured).await?, None)),
             Err(lapsed @ LedgerError::HoldExpired { .. }) => {
                 let expire = LedgerOp::Expire { hold: s.hold };
-                match self.ledger(IdempotencyKey::derived("expire", s.hold), self.clock.now(), expire).await {
+                let key = IdempotencyKey::derived("expire", s.hold).map_err(LedgerError::from)?;
+                match self.ledger(key, self.clock.now(), expire).await {
                     Ok(()) | Err(LedgerError::HoldNotActive { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }

@@ -174,7 +174,13 @@ async fn billing_and_usage_share_one_caps_configuration() {
     assert!(matches!(e, rei::core::billing::BillingError::Ledger(LedgerError::SpendCap(_))), "{e:?}");
     let e = engine
         .billing()
-        .hold(user, HoldId::from(9), Money::from_kopecks(60), Some(&kling), IdempotencyKey::derived("h", 9))
+        .hold(
+            user,
+            HoldId::from(9),
+            Money::from_kopecks(60),
+            Some(&kling),
+            IdempotencyKey::derived("h", 9).expect("test key"),
+        )
         .await;
     assert!(matches!(e, Err(rei::core::billing::BillingError::Ledger(LedgerError::SpendCap(_)))), "{e:?}");
     let spec = SessionSpec {
@@ -278,7 +284,13 @@ async fn maintenance_expires_lapsed_holds_and_purges_old_quotes() {
     let billing = engine.billing();
     billing.top_up(user, Money::from_kopecks(10_000), PaymentId::parse("p-8").expect("id")).await.expect("top-up");
     billing
-        .hold(user, HoldId::from(1), Money::from_kopecks(1_000), None, IdempotencyKey::derived("h", 1))
+        .hold(
+            user,
+            HoldId::from(1),
+            Money::from_kopecks(1_000),
+            None,
+            IdempotencyKey::derived("h", 1).expect("test key"),
+        )
         .await
         .expect("hold");
     let quote =
@@ -292,7 +304,7 @@ async fn maintenance_expires_lapsed_holds_and_purges_old_quotes() {
     assert_eq!(hold.state, HoldState::Expired);
 
     billing
-        .hold(user, HoldId::from(2), Money::from_kopecks(500), None, IdempotencyKey::derived("h", 2))
+        .hold(user, HoldId::from(2), Money::from_kopecks(500), None, IdempotencyKey::derived("h", 2).expect("test key"))
         .await
         .expect("hold");
     clock.advance(Duration::from_secs(61));

@@ -46,7 +46,12 @@ fn pg_ledger_agrees_with_the_model() {
 fn cmd(key: &str, n: u128, op: LedgerOp) -> LedgerCommand {
     // One transaction id per (operation, n): the kind goes into the high bits.
     let kind = u128::from(key.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))));
-    LedgerCommand { key: IdempotencyKey::derived(key, n), tx: TxId::from((kind << 64) | n), at: T0, op }
+    LedgerCommand {
+        key: IdempotencyKey::derived(key, n).expect("test key"),
+        tx: TxId::from((kind << 64) | n),
+        at: T0,
+        op,
+    }
 }
 
 fn top_up(user: i64, kopecks: i64, n: u128) -> LedgerCommand {

@@ -29,7 +29,7 @@ fn rub(r: i64) -> Money {
 }
 
 fn cmd(key: &str, tx: u128, op: LedgerOp) -> LedgerCommand {
-    LedgerCommand { key: IdempotencyKey::derived("t", key), tx: TxId::from(tx), at: T0, op }
+    LedgerCommand { key: IdempotencyKey::derived("t", key).expect("test key"), tx: TxId::from(tx), at: T0, op }
 }
 
 fn top_up(user: i64, amount: Money, payment: &str) -> LedgerOp {

@@ -8,7 +8,7 @@ use crate::guards::{
     authorize,
 };
 use crate::ids::{AuditId, HoldId, IdGen, IdempotencyKey, UserId, new_id};
-use crate::ledger::Receipt;
+use crate::ledger::{LedgerError, Receipt};
 use crate::money::Money;
 use crate::time::Clock;
 
@@ -78,7 +78,7 @@ impl AdminService {
     pub async fn adjust(&self, req: &AdminRequest, user: UserId, amount: Money) -> Result<Receipt, AdminError> {
         let target = format!("user:{user}");
         self.audited(req, AuditAction::Adjust, Permission::AdjustBalance, &target, async {
-            let key = IdempotencyKey::derived("adjust", req.key.as_str());
+            let key = IdempotencyKey::derived("adjust", req.key.as_str()).map_err(LedgerError::from)?;
             self.billing.adjust(user, amount, req.actor, req.reason.clone(), key).await.map(|applied| applied.receipt)
         })
         .await
@@ -92,7 +92,7 @@ impl AdminService {
     pub async fn refund(&self, req: &AdminRequest, hold: HoldId, amount: Money) -> Result<Receipt, AdminError> {
         let target = format!("hold:{hold}");
         self.audited(req, AuditAction::Refund, Permission::Refund, &target, async {
-            let key = IdempotencyKey::derived("refund", req.key.as_str());
+            let key = IdempotencyKey::derived("refund", req.key.as_str()).map_err(LedgerError::from)?;
             self.billing.refund(hold, amount, key).await.map(|applied| applied.receipt)
         })
         .await
@@ -120,6 +120,7 @@ impl AdminService {
             AuditOutcome::Done => req.key.clone(),
             AuditOutcome::Forbidden | AuditOutcome::Failed => {
                 IdempotencyKey::derived("attempt", format!("{id}.{}", req.key.as_str()))
+                    .map_err(|e| AdminError::Billing(LedgerError::from(e).into()))?
             }
         };
         let record = AuditRecord {

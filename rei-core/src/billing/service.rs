@@ -162,7 +162,7 @@ impl BillingService {
     /// # Errors
     /// [`BillingError::Ledger`] for a non-positive amount or a store failure.
     pub async fn top_up(&self, user: UserId, amount: Money, payment: PaymentId) -> Result<Applied, BillingError> {
-        let key = IdempotencyKey::derived("topup", payment.as_str());
+        let key = IdempotencyKey::derived("topup", payment.as_str()).map_err(LedgerError::from)?;
         self.apply(key, LedgerOp::TopUp { user, amount, payment }).await
     }
 
@@ -210,7 +210,7 @@ impl BillingService {
             return Err(BillingError::QuoteOwner { quote });
         }
         let hold = HoldId::from(quote.as_u128());
-        let key = IdempotencyKey::derived("confirm", quote);
+        let key = IdempotencyKey::derived("confirm", quote).map_err(LedgerError::from)?;
         // The hold's expiry derives from the quote, not from the clock, so that concurrent or repeated confirms
         // build the same operation and the ledger treats all but the first as replays.
         let expires_at = record.expires_at.plus(self.config.hold_ttl);
@@ -281,7 +281,7 @@ impl BillingService {
     /// # Errors
     /// The ledger's refusal (more than held, a hold no longer live, the key already used for another amount).
     pub async fn capture_hold(&self, hold: HoldId, amount: Money) -> Result<Applied, BillingError> {
-        self.capture(hold, amount, IdempotencyKey::derived("capture", hold)).await
+        self.capture(hold, amount, IdempotencyKey::derived("capture", hold).map_err(LedgerError::from)?).await
     }
 
     /// Gives a hold back.
@@ -357,7 +357,7 @@ impl BillingService {
         let due = self.ledger.holds_due(now, self.config.reap_batch_max).await?;
         let mut report = ReapReport::default();
         for hold in due {
-            let key = IdempotencyKey::derived("expire", hold);
+            let key = IdempotencyKey::derived("expire", hold).map_err(LedgerError::from)?;
             match self.apply(key, LedgerOp::Expire { hold }).await {
                 Ok(_) => report.expired.push(hold),
                 Err(BillingError::Ledger(LedgerError::Store(e))) => return Err(e.into()),
@@ -377,7 +377,8 @@ impl crate::jobs::JobBilling for BillingService {
             // Past its TTL the hold can only be expired: do it now (with the reaper's key, so the two expire it
             // once), and the job learns that the money went back.
             Err(BillingError::Ledger(LedgerError::HoldExpired { .. })) => {
-                let key = IdempotencyKey::derived("expire", hold);
+                let key = IdempotencyKey::derived("expire", hold)
+                    .map_err(|e| JobBillingError::Rejected { reason: e.to_string() })?;
                 match self.apply(key, LedgerOp::Expire { hold }).await {
                     Ok(_) => Ok(Settlement::GaveBack),
                     Err(e) => ended(e),

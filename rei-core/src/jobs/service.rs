@@ -667,13 +667,13 @@ impl JobService {
     }
 
     async fn capture(&self, job: &Job) -> Result<Settlement, JobError> {
-        let key = IdempotencyKey::derived("capture", job.id);
+        let key = IdempotencyKey::derived("capture", job.id).map_err(|e| key_error(job, &e))?;
         let result = self.ports.billing.capture(job.hold, job.price, &key).await;
         result.map_err(|source| JobError::Billing { id: job.id, source })
     }
 
     async fn release(&self, job: &Job) -> Result<Settlement, JobError> {
-        let key = IdempotencyKey::derived("release", job.id);
+        let key = IdempotencyKey::derived("release", job.id).map_err(|e| key_error(job, &e))?;
         let result = self.ports.billing.release(job.hold, &key).await;
         result.map_err(|source| JobError::Billing { id: job.id, source })
     }
@@ -682,6 +682,11 @@ impl JobService {
         let result = self.ports.notifier.notify(job.user, notice).await;
         result.map_err(|source| JobError::Notify { id: job.id, source })
     }
+}
+
+/// A key that could not be made: billing never saw the call.
+fn key_error(job: &Job, e: &crate::ids::IdError) -> JobError {
+    JobError::Billing { id: job.id, source: JobBillingError::Rejected { reason: format!("idempotency key: {e}") } }
 }
 
 /// What recovery did with one job.

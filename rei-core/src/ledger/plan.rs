@@ -2,7 +2,7 @@
 //! new rows. Every store calls [`plan`] inside its atomic step, so the rules live in one place.
 
 use crate::caps::{CapExceeded, CapUsage};
-use crate::ids::{HoldId, IdempotencyKey, PaymentId, TxId};
+use crate::ids::{HoldId, IdError, IdempotencyKey, PaymentId, TxId};
 use crate::ledger::StoreError;
 use crate::ledger::model::{
     Account, Balance, Hold, HoldState, LedgerCommand, LedgerOp, PaymentRecord, Posting, Receipt, SystemAccount,
@@ -131,6 +131,9 @@ pub enum LedgerError {
         /// Which.
         tx: TxId,
     },
+    /// An idempotency key could not be made (its parts are not key syntax).
+    #[error("invalid idempotency key: {0}")]
+    Key(#[from] IdError),
     /// An amount overflowed.
     #[error("amount overflow")]
     Overflow,

@@ -144,7 +144,7 @@ mod tests {
         assert!(again.replayed, "a second confirm is a replay");
         let b = svc.balance(ALICE).await.expect("balance");
         assert_eq!(b.held, quote.price, "held once");
-        let key = IdempotencyKey::derived("capture", c.hold);
+        let key = IdempotencyKey::derived("capture", c.hold).expect("test key");
         assert!(!svc.capture(c.hold, quote.price, key.clone()).await.expect("capture").replayed);
         assert!(svc.capture(c.hold, quote.price, key).await.expect("capture replay").replayed);
         let b = svc.balance(ALICE).await.expect("balance");
@@ -168,7 +168,7 @@ mod tests {
         assert_eq!(first.receipt.amount, quote.price);
         assert!(svc.capture_hold(c.hold, quote.price).await.expect("again").replayed);
         let job = crate::ids::JobId::from(c.hold.as_u128());
-        let by_job = svc.capture(c.hold, quote.price, IdempotencyKey::derived("capture", job)).await;
+        let by_job = svc.capture(c.hold, quote.price, IdempotencyKey::derived("capture", job).expect("test key")).await;
         assert!(by_job.expect("the job's capture").replayed, "the job service's key is the same key");
         let revenue = svc.ledger().system_balance(SystemAccount::Revenue).await.expect("revenue");
         assert_eq!(revenue, quote.price, "charged exactly once");

@@ -958,21 +958,28 @@ mod tests {
     async fn recording_billing_moves_money_once_per_key_and_hold() {
         // Proves the billing fake is idempotent by key, ends a hold once, and answers how a hold ended.
         let billing = RecordingBilling::new();
-        let key = IdempotencyKey::derived("capture", 1);
+        let key = IdempotencyKey::derived("capture", 1).expect("test key");
         let hold = HoldId::from(1);
         assert_eq!(billing.capture(hold, Money::from_kopecks(5), &key).await, Ok(Settlement::Captured));
         assert_eq!(billing.capture(hold, Money::from_kopecks(5), &key).await, Ok(Settlement::Captured), "replay");
         assert_eq!(billing.moves().len(), 1);
-        let release = billing.release(hold, &IdempotencyKey::derived("release", 1)).await;
+        let release = billing.release(hold, &IdempotencyKey::derived("release", 1).expect("test key")).await;
         assert_eq!(release, Ok(Settlement::Captured), "a captured hold stays captured");
         assert_eq!(billing.moves().len(), 1, "nothing moved");
         billing.expire(HoldId::from(3));
-        let late = billing.capture(HoldId::from(3), Money::ZERO, &IdempotencyKey::derived("capture", 3)).await;
+        let late = billing
+            .capture(HoldId::from(3), Money::ZERO, &IdempotencyKey::derived("capture", 3).expect("test key"))
+            .await;
         assert_eq!(late, Ok(Settlement::GaveBack), "an expired hold cannot be captured");
         assert_eq!(billing.settlement(HoldId::from(3)).await, Ok(Some(Settlement::GaveBack)));
         assert_eq!(billing.settlement(HoldId::from(4)).await, Ok(None));
         billing.fail_with(Some(JobBillingError::Unavailable { reason: "down".into() }));
-        assert!(billing.capture(HoldId::from(2), Money::ZERO, &IdempotencyKey::derived("capture", 2)).await.is_err());
+        assert!(
+            billing
+                .capture(HoldId::from(2), Money::ZERO, &IdempotencyKey::derived("capture", 2).expect("test key"))
+                .await
+                .is_err()
+        );
         assert_eq!(billing.calls(), 5);
     }
 

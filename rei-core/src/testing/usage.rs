@@ -144,7 +144,7 @@ mod tests {
         let ledger = Arc::new(MemoryLedger::new());
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_800_000_000_000)));
         let top_up = LedgerCommand {
-            key: IdempotencyKey::derived("t", 1),
+            key: IdempotencyKey::derived("t", 1).expect("test key"),
             tx: TxId::from(u128::MAX),
             at: Timestamp::from_millis(1_800_000_000_000),
             op: LedgerOp::TopUp {
@@ -252,7 +252,7 @@ mod tests {
             expires_at: s.expires_at,
             caps: SpendCaps::NONE,
         };
-        let key = IdempotencyKey::derived("session-raise", format!("{id}.2"));
+        let key = IdempotencyKey::derived("session-raise", format!("{id}.2")).expect("test key");
         w.ledger.apply(LedgerCommand { key, tx: TxId::from(77), at: s.opened_at, op: raise }).await.expect("raise");
         w.clock.advance(Duration::from_secs(3));
         let Metered::Running(s) = w.svc.meter(id, 5).await.expect("meter after the crash") else { panic!("runs") };
@@ -260,7 +260,7 @@ mod tests {
         assert_eq!(w.ledger.balance(ALICE).await.expect("b").held, Money::from_kopecks(3_000), "raised once");
         // A close captures, then the process dies before marking the session; the retry reports more units.
         let capture = LedgerOp::Capture { hold: s.hold, amount: Money::from_kopecks(900) };
-        let key = IdempotencyKey::derived("session-close", id);
+        let key = IdempotencyKey::derived("session-close", id).expect("test key");
         w.ledger
             .apply(LedgerCommand { key, tx: TxId::from(78), at: crate::time::Clock::now(&*w.clock), op: capture })
             .await

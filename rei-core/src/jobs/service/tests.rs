@@ -140,7 +140,7 @@ async fn success_captures_once_even_when_complete_is_called_twice() {
 
     // A crash between the capture and the state change: the replay's capture hits the same key.
     let leased = h.submitted_and_leased(2).await;
-    let key = IdempotencyKey::derived("capture", JobId::from(2));
+    let key = IdempotencyKey::derived("capture", JobId::from(2)).expect("test key");
     h.billing.capture(HoldId::from(102), Money::from_kopecks(1_500), &key).await.expect("first capture");
     h.service.complete(&leased, provider()).await.expect("complete after crash");
     assert_eq!(h.billing.moves(), vec![h.capture(1), h.capture(2)]);

@@ -23,7 +23,7 @@ fn rub(r: i64) -> Money {
 }
 
 fn key(k: &str) -> IdempotencyKey {
-    IdempotencyKey::derived("c", k)
+    IdempotencyKey::derived("c", k).expect("test key")
 }
 
 fn pay(p: &str) -> PaymentId {

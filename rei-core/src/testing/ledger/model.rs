@@ -187,6 +187,7 @@ fn code(e: &LedgerError) -> &'static str {
         LedgerError::RefundExceedsPayment { .. } => "refund_exceeds_payment",
         LedgerError::KeyConflict { .. } => "key_conflict",
         LedgerError::TransactionExists { .. } => "transaction_exists",
+        LedgerError::Key(_) => "key",
         LedgerError::Overflow => "overflow",
         LedgerError::Store(_) => "store",
     }
@@ -480,7 +481,7 @@ impl Model {
 
 fn reap_cmd(id: u128, now: i64) -> LedgerCommand {
     LedgerCommand {
-        key: IdempotencyKey::derived("reap", HoldId::from(id)),
+        key: IdempotencyKey::derived("reap", HoldId::from(id)).expect("test key"),
         tx: TxId::from(id | (1 << 100)),
         at: Timestamp::from_millis(now),
         op: LedgerOp::Expire { hold: HoldId::from(id) },
@@ -569,7 +570,7 @@ impl ReferenceStateMachine for Model {
         let (n, now) = (m.next, m.now);
         let cmd = op_strategy(m).prop_map(move |op| {
             Step::Cmd(LedgerCommand {
-                key: IdempotencyKey::derived("k", n),
+                key: IdempotencyKey::derived("k", n).expect("test key"),
                 tx: TxId::from(u128::from(n)),
                 at: Timestamp::from_millis(now),
                 op,
