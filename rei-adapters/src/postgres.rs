@@ -150,9 +150,13 @@ pub async fn drop_schema(pool: &PgPool, name: &str) -> Result<(), sqlx::Error> {
 /// [`MigrateError`] when a migration fails, was edited after being applied, or is unknown to this build.
 pub async fn migrate(pool: &PgPool) -> Result<Vec<i64>, MigrateError> {
     let mut conn = pool.acquire().await?;
+    // A migration may wait for another process's migration and may build indexes for a while: the session
+    // timeouts meant for ledger statements do not apply to it. RESET gives the connection its own back.
+    sqlx::raw_sql("SET lock_timeout = 0; SET statement_timeout = 0").execute(&mut *conn).await?;
     sqlx::query("SELECT pg_advisory_lock(7262001)").execute(&mut *conn).await?;
     let result = migrate_locked(&mut conn).await;
     sqlx::query("SELECT pg_advisory_unlock(7262001)").execute(&mut *conn).await?;
+    sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout").execute(&mut *conn).await?;
     result
 }
 

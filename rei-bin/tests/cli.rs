@@ -67,7 +67,9 @@ fn migrate_then_verify_and_a_drift_exits_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_rei")).args(["verify", "--database-url", &url]).output().expect("run");
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("DRIFT"));
-    let _ = std::fs::remove_file(&path);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
 
     let (ok, _, err) = rei(&["verify", "--database-url", "mysql://h/db"]);
     assert!(!ok && err.starts_with("error: "), "{err}");

@@ -4,14 +4,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rei_adapters::postgres::ledger::{PgLedger, PgLedgerConfig};
-use rei_core::caps::SpendCaps;
-use rei_core::ids::{HoldId, IdempotencyKey, PaymentId, TxId, UserId};
-use rei_core::ledger::{LedgerCommand, LedgerError, LedgerOp, LedgerStore, SystemAccount};
+use rei_core::ids::{IdempotencyKey, PaymentId, TxId, UserId};
+use rei_core::ledger::{LedgerCommand, LedgerError, LedgerOp, LedgerStore};
 use rei_core::money::Money;
 use rei_core::testing::ledger::{LedgerHarness, ledger_conformance, run_ledger_model};
 use rei_core::time::Timestamp;
 
-use crate::support;
+use crate::{support, workloads};
 
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
 
@@ -59,44 +58,16 @@ fn top_up(user: i64, kopecks: i64, n: u128) -> LedgerCommand {
     cmd("topup", n, LedgerOp::TopUp { user: UserId(user), amount: Money::from_kopecks(kopecks), payment })
 }
 
-fn hold(user: i64, n: u128, kopecks: i64) -> LedgerCommand {
-    cmd(
-        "hold",
-        n,
-        LedgerOp::Hold {
-            user: UserId(user),
-            hold: HoldId::from(n),
-            amount: Money::from_kopecks(kopecks),
-            provider: None,
-            expires_at: T0.plus(Duration::from_secs(600)),
-            caps: SpendCaps::NONE,
-        },
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storm_of_holds_never_overdraws() {
-    // Proves 1,000 concurrent holds of 1.00 on 100.00 give exactly 100 successes and 900 refusals.
+    // Proves 1,000 concurrent holds of 1.00 on 100.00 give exactly 100 successes and 900 refusals for funds.
     let s = store().await;
-    s.apply(top_up(1, 10_000, u128::MAX)).await.expect("top-up");
+    workloads::fund_storm(&*s).await;
     let started = Instant::now();
-    let tasks: Vec<_> = (1..=1_000u128)
-        .map(|n| {
-            let s = s.clone();
-            tokio::spawn(async move { s.apply(hold(1, n, 100)).await })
-        })
-        .collect();
-    let (mut ok, mut refused) = (0, 0);
-    for t in tasks {
-        match t.await.expect("join") {
-            Ok(_) => ok += 1,
-            Err(LedgerError::InsufficientFunds { .. }) => refused += 1,
-            Err(e) => panic!("unexpected {e}"),
-        }
-    }
+    let outcomes = workloads::storm(s.clone(), 10..1_010).await;
     eprintln!("postgres storm: 1000 holds in {:?}", started.elapsed());
-    assert_eq!((ok, refused), (100, 900));
-    let b = s.balance(UserId(1)).await.expect("balance");
+    workloads::assert_storm(&outcomes, 1_000);
+    let b = s.balance(UserId(workloads::STORM_USER)).await.expect("balance");
     assert_eq!((b.available, b.held), (Money::ZERO, Money::from_kopecks(10_000)));
     let report = s.verify().await.expect("verify");
     assert!(report.is_clean(), "{report:?}");
@@ -104,61 +75,28 @@ async fn a_storm_of_holds_never_overdraws() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bank_total_is_conserved_under_concurrent_moves() {
-    // Proves concurrent holds, captures, releases and refunds over 50 users, read by concurrent readers,
-    // conserve the total at every read and never show a negative balance.
+    // Proves four writers moving money over 50 shared users, read by a concurrent verifier, apply every kind of
+    // move, refuse only holds short of funds, and keep the ledger clean at every read.
     let s = store().await;
-    for u in 0..50 {
-        s.apply(top_up(u, 10_000, 1_000_000 + u128::from(u.unsigned_abs()))).await.expect("top-up");
-    }
-    let writers: Vec<_> = (0..4u128)
-        .map(|w| {
-            let s = s.clone();
-            tokio::spawn(async move {
-                for i in 0..100u128 {
-                    let n = w * 10_000 + i;
-                    let user = i64::try_from(n % 50).expect("fits");
-                    let h = HoldId::from(n);
-                    let amount = i64::try_from(1 + n % 700).expect("fits");
-                    if s.apply(hold(user, n, amount)).await.is_err() {
-                        continue;
-                    }
-                    if n % 3 == 0 {
-                        s.apply(cmd("rel", n, LedgerOp::Release { hold: h })).await.expect("release");
-                    } else {
-                        let c = Money::from_kopecks(amount / 2);
-                        s.apply(cmd("cap", n, LedgerOp::Capture { hold: h, amount: c })).await.expect("capture");
-                        if n % 5 == 0 && c.is_positive() {
-                            s.apply(cmd("ref", n, LedgerOp::Refund { hold: h, amount: c })).await.expect("refund");
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
+    let writers: Vec<_> = (1..=4u128).map(|w| tokio::spawn(workloads::bank_writer(s.clone(), w, 150, 50))).collect();
     let reader = {
         let s = s.clone();
         tokio::spawn(async move {
-            let mut reads = 0;
-            for _ in 0..30 {
+            for _ in 0..20 {
                 let report = s.verify().await.expect("verify");
                 assert!(report.is_clean(), "{report:?}");
-                reads += 1;
             }
-            reads
         })
     };
+    let mut outcomes = workloads::Outcomes::default();
     for w in writers {
-        w.await.expect("writer");
+        outcomes.merge(&w.await.expect("writer"));
     }
-    assert_eq!(reader.await.expect("reader"), 30);
-    let revenue = s.system_balance(SystemAccount::Revenue).await.expect("revenue").kopecks();
-    let mut users = 0;
-    for u in 0..50 {
-        let b = s.balance(UserId(u)).await.expect("balance");
-        assert!(!b.available.is_negative() && !b.held.is_negative());
-        users += b.available.kopecks() + b.held.kopecks();
-    }
-    assert_eq!(users + revenue, 500_000, "every kopeck is with a user or in revenue");
+    reader.await.expect("reader");
+    workloads::assert_bank(&outcomes);
+    let report = s.verify().await.expect("verify");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.transactions, workloads::applied(&outcomes));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,18 +7,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rei_adapters::sqlite::ledger::{SqliteLedger, SqliteLedgerConfig};
-use rei_core::caps::SpendCaps;
-use rei_core::ids::{HoldId, IdempotencyKey, PaymentId, TxId, UserId};
+use rei_core::ids::{IdempotencyKey, PaymentId, TxId, UserId};
 use rei_core::ledger::{Account, LedgerCommand, LedgerError, LedgerOp, LedgerStore, StoreError};
 use rei_core::money::Money;
 use rei_core::testing::ledger::{LedgerHarness, ledger_conformance, run_ledger_model};
 use rei_core::time::Timestamp;
 use sqlx::sqlite::SqlitePool;
 
-use crate::support;
+use crate::{support, workloads};
 
 const T0: Timestamp = Timestamp::from_millis(1_800_000_000_000);
-const TTL: Duration = Duration::from_secs(3_600);
 
 fn config() -> SqliteLedgerConfig {
     SqliteLedgerConfig { batch_max: 256, queue_max: 1_024 }
@@ -34,17 +32,6 @@ fn cmd(key: &str, tx: u128, op: LedgerOp) -> LedgerCommand {
 
 fn top_up(user: i64, amount: Money, payment: &str) -> LedgerOp {
     LedgerOp::TopUp { user: UserId(user), amount, payment: PaymentId::parse(payment).expect("payment id") }
-}
-
-fn hold(user: i64, id: u128, amount: Money) -> LedgerOp {
-    LedgerOp::Hold {
-        user: UserId(user),
-        hold: HoldId::from(id),
-        amount,
-        provider: None,
-        expires_at: T0.plus(TTL),
-        caps: SpendCaps::NONE,
-    }
 }
 
 async fn store_on(pool: SqlitePool) -> Arc<SqliteLedger> {
@@ -89,100 +76,21 @@ fn sqlite_ledger_agrees_with_the_model() {
 async fn a_storm_of_holds_never_overdraws() {
     // Proves 1,000 concurrent holds of 1.00 on 100.00 place exactly 100 and refuse the rest for funds.
     let store = store_on(support::sqlite_pool().await).await;
-    store.apply(cmd("storm-pay", 1, top_up(1, rub(100), "storm"))).await.expect("top-up");
+    workloads::fund_storm(&*store).await;
     let started = Instant::now();
-    let tasks: Vec<_> = (0..1_000u128)
-        .map(|i| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move { store.apply(cmd(&format!("storm-{i}"), 10 + i, hold(1, 10 + i, rub(1)))).await })
-        })
-        .collect();
-    let (mut placed, mut refused) = (0, 0);
-    for task in tasks {
-        match task.await.expect("task") {
-            Ok(_) => placed += 1,
-            Err(LedgerError::InsufficientFunds { .. }) => refused += 1,
-            Err(e) => panic!("a hold may only be placed or refused for funds, got {e}"),
-        }
-    }
+    let outcomes = workloads::storm(store.clone(), 10..1_010).await;
     let elapsed = started.elapsed();
     eprintln!(
         "sqlite hold storm: 1000 concurrent holds in {} ms ({} ops/s)",
         elapsed.as_millis(),
         per_second(1_000, elapsed)
     );
-    assert_eq!((placed, refused), (100, 900));
-    let b = store.balance(UserId(1)).await.expect("balance");
+    workloads::assert_storm(&outcomes, 1_000);
+    let b = store.balance(UserId(workloads::STORM_USER)).await.expect("balance");
     assert_eq!((b.available, b.held), (Money::ZERO, rub(100)));
     let report = store.verify().await.expect("verify");
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.transactions, 101);
-}
-
-/// A tiny deterministic generator (xorshift64), so the bank test needs no randomness crate and replays alike.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
-}
-
-/// One writer of the bank test: top-ups, holds, captures, releases and refunds over shared users.
-async fn bank_writer(store: Arc<SqliteLedger>, writer: u128, ops: u64, users: u64) -> u64 {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (u64::try_from(writer).unwrap_or(0) + 1));
-    let mut active: Vec<(u128, Money)> = Vec::new();
-    let mut captured: Vec<(u128, Money)> = Vec::new();
-    let mut applied = 0;
-    for i in 0..ops {
-        let id = (writer << 32) | u128::from(i);
-        let key = format!("bank-{writer}-{i}");
-        let user = i64::try_from(rng.below(users)).unwrap_or(0) + 1;
-        let op = match rng.below(6) {
-            0 => top_up(user, Money::from_kopecks(i64::try_from(rng.below(50_000)).unwrap_or(0) + 1), &key),
-            1 | 2 => hold(user, id, Money::from_kopecks(i64::try_from(rng.below(5_000)).unwrap_or(0) + 1)),
-            3 if !active.is_empty() => {
-                let (h, amount) = active.swap_remove(usize::try_from(rng.below(active.len() as u64)).unwrap_or(0));
-                let part = Money::from_kopecks(
-                    i64::try_from(rng.below(u64::try_from(amount.kopecks()).unwrap_or(0) + 1)).unwrap_or(0),
-                );
-                captured.push((h, part));
-                LedgerOp::Capture { hold: HoldId::from(h), amount: part }
-            }
-            4 if !active.is_empty() => {
-                let (h, _) = active.swap_remove(usize::try_from(rng.below(active.len() as u64)).unwrap_or(0));
-                LedgerOp::Release { hold: HoldId::from(h) }
-            }
-            5 if captured.iter().any(|(_, left)| left.is_positive()) => {
-                let (h, left) = captured.iter_mut().find(|(_, left)| left.is_positive()).expect("a refundable hold");
-                let part = Money::from_kopecks(
-                    i64::try_from(rng.below(u64::try_from(left.kopecks()).unwrap_or(0))).unwrap_or(0) + 1,
-                );
-                *left = left.checked_sub(part).expect("refundable");
-                LedgerOp::Refund { hold: HoldId::from(*h), amount: part }
-            }
-            _ => top_up(user, rub(10), &key),
-        };
-        let is_hold = matches!(op, LedgerOp::Hold { .. });
-        let amount = match &op {
-            LedgerOp::Hold { amount, .. } => *amount,
-            _ => Money::ZERO,
-        };
-        match store.apply(cmd(&key, id, op)).await {
-            Ok(_) => {
-                applied += 1;
-                if is_hold {
-                    active.push((id, amount));
-                }
-            }
-            Err(LedgerError::InsufficientFunds { .. }) if is_hold => {}
-            Err(e) => panic!("bank writer {writer}, op {i}: {e}"),
-        }
-    }
-    applied
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,11 +131,14 @@ async fn a_bank_conserves_money_at_every_read() {
         }));
     }
     let started = Instant::now();
-    let writers: Vec<_> = (1..=4u128).map(|w| tokio::spawn(bank_writer(Arc::clone(&store), w, 400, 50))).collect();
-    let mut applied = 0;
+    let writers: Vec<_> =
+        (1..=4u128).map(|w| tokio::spawn(workloads::bank_writer(store.clone(), w, 400, 50))).collect();
+    let mut outcomes = workloads::Outcomes::default();
     for w in writers {
-        applied += w.await.expect("writer");
+        outcomes.merge(&w.await.expect("writer"));
     }
+    workloads::assert_bank(&outcomes);
+    let applied = workloads::applied(&outcomes);
     let elapsed = started.elapsed();
     done.store(true, Ordering::Release);
     for r in readers {

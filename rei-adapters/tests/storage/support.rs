@@ -32,15 +32,30 @@ pub(crate) async fn pg_pool(connections_max: u32) -> PgPool {
     pg_pool_with(connections_max, rei_adapters::postgres::SessionTimeouts::default()).await
 }
 
+/// A pool on a fresh, migrated schema of the test server, with the schema's name (for other processes).
+pub(crate) async fn pg_pool_in_schema(connections_max: u32) -> (PgPool, String) {
+    let schema = format!("t_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let pool = pg_pool_named(connections_max, rei_adapters::postgres::SessionTimeouts::default(), &schema).await;
+    (pool, schema)
+}
+
 /// A pool on a fresh, migrated schema of the test server, with these session timeouts.
 pub(crate) async fn pg_pool_with(connections_max: u32, timeouts: rei_adapters::postgres::SessionTimeouts) -> PgPool {
-    let admin_url = pg_admin_url();
     let schema = format!("t_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    pg_pool_named(connections_max, timeouts, &schema).await
+}
+
+async fn pg_pool_named(
+    connections_max: u32,
+    timeouts: rei_adapters::postgres::SessionTimeouts,
+    schema: &str,
+) -> PgPool {
+    let admin_url = pg_admin_url();
     let admin = rei_adapters::postgres::connect(&admin_url, 1, Duration::from_secs(10)).await.expect("admin pool");
     sqlx::raw_sql(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.expect("create schema");
     admin.close().await;
     let options: PgConnectOptions = admin_url.parse().expect("url");
-    let options = options.options([("search_path", schema.as_str())]);
+    let options = options.options([("search_path", schema)]);
     let pool =
         rei_adapters::postgres::connect_with_timeouts(options, connections_max, Duration::from_secs(10), timeouts)
             .await
