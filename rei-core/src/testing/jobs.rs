@@ -817,7 +817,7 @@ where
     assert_eq!(ok(q.len_by_priority().await, "lengths"), QueueLengths::default(), "nothing left");
 
     // Batch calls over random workloads (delays, retries, expired leases, aging) equal the single calls.
-    batch_dequeue_property(&make, 4).await;
+    batch_dequeue_property(&make, 64).await;
 
     // Aging: a Low ticket that waited two steps counts as High and, being older, beats a fresh High.
     let q = make(QueueSpec { aging_step: Some(Duration::from_millis(100)), ..spec }).await;

@@ -23,7 +23,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, RngSeed, TestRunner};
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest};
 
 use crate::caps::{HOUR, SpendCaps};
@@ -71,7 +71,14 @@ pub fn run_ledger_model<H: LedgerHarness>(cases: u32, steps_max: usize) {
             .map_or(7, |d| u64::try_from(d.as_nanos() % u128::from(u64::MAX)).unwrap_or(7))
     });
     eprintln!("ledger model test: {cases} cases of up to {steps_max} steps, REI_MODEL_SEED={seed}");
-    let config = Config { cases, rng_seed: RngSeed::Fixed(seed), failure_persistence: None, ..Config::default() };
+    // Failures are kept beside this file (`proptest-regressions/`) and replayed first on every later run.
+    let config = Config {
+        cases,
+        rng_seed: RngSeed::Fixed(seed),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        source_file: Some(file!()),
+        ..Config::default()
+    };
     let mut runner = TestRunner::new(config.clone());
     let strategy = Model::sequential_strategy(1..=steps_max);
     let result = runner.run(&strategy, |(init, steps, seen)| {
@@ -510,17 +517,18 @@ fn op_strategy(m: &Model) -> BoxedStrategy<LedgerOp> {
             amount,
             payment: PaymentId::parse(if reuse { &old } else { &new_payment }).unwrap_or_else(|e| panic!("{e}")),
         });
-    let hold =
-        (user.clone(), kop(0, 8_000), 1u64..900, prop::bool::weighted(0.3), provider, prop::bool::weighted(0.05))
-            .prop_map(move |(user, amount, ttl, capped, provider, reuse)| LedgerOp::Hold {
-                user,
-                hold: HoldId::from(if reuse { old_hold } else { new_hold }),
-                amount,
-                provider,
-                expires_at: ts(ttl),
-                caps: if capped { CAPS } else { SpendCaps::NONE },
-            });
-    let raise = (some_hold.clone(), kop(0, 3_000), 0u64..900).prop_map(move |(hold, amount, ttl)| LedgerOp::Raise {
+    // Most holds live minutes; some live hours, raised as they go, so caps see amounts held long after the hold.
+    let ttl = || prop_oneof![4 => 1u64..900, 1 => 3_000u64..20_000];
+    let hold = (user.clone(), kop(0, 8_000), ttl(), prop::bool::weighted(0.3), provider, prop::bool::weighted(0.05))
+        .prop_map(move |(user, amount, ttl, capped, provider, reuse)| LedgerOp::Hold {
+            user,
+            hold: HoldId::from(if reuse { old_hold } else { new_hold }),
+            amount,
+            provider,
+            expires_at: ts(ttl),
+            caps: if capped { CAPS } else { SpendCaps::NONE },
+        });
+    let raise = (some_hold.clone(), kop(0, 3_000), ttl()).prop_map(move |(hold, amount, ttl)| LedgerOp::Raise {
         hold,
         amount,
         expires_at: ts(ttl),
@@ -540,7 +548,7 @@ fn op_strategy(m: &Model) -> BoxedStrategy<LedgerOp> {
         reason: reason.clone().unwrap_or_else(|| panic!("literal reason")),
     });
     prop_oneof![
-        3 => top_up, 5 => hold, 1 => raise, 4 => capture, 2 => release, 1 => expire, 2 => refund, 1 => card,
+        3 => top_up, 5 => hold, 3 => raise, 4 => capture, 2 => release, 1 => expire, 2 => refund, 1 => card,
         2 => adjust
     ]
     .boxed()
