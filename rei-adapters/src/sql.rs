@@ -6,6 +6,7 @@ use std::fmt;
 use rei_core::ledger::StoreError;
 
 /// The job, quote, usage-session and audit store logic that the PostgreSQL and SQLite adapters share.
+pub(crate) mod retry;
 pub(crate) mod stores;
 
 /// Which engine a database URL names, picked from its scheme.

@@ -30,8 +30,8 @@ use rei_core::guards::Reason;
 use rei_core::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use rei_core::ledger::{
     Account, Applied, BATCH_LEN_MAX, Balance, Changes, Hold, HoldState, KeyRecord, LedgerCommand, LedgerError,
-    LedgerStore, OpKind, PaymentRecord, Posting, Receipt, StoreError, SystemAccount, Transaction, VerifyReport,
-    VerifyTally, WorkingSet,
+    LedgerStore, NewTransaction, OpKind, PaymentRecord, Posting, Receipt, StoreError, SystemAccount, Transaction,
+    VerifyReport, VerifyTally, WorkingSet,
 };
 use rei_core::money::Money;
 use rei_core::time::Timestamp;
@@ -39,7 +39,11 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{PgConnection, Row};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::sql::retry::{Failure, Next, after_failure};
 use crate::sql::{id_bytes, id_from_bytes, store_error};
+
+/// The first wait before a batch runs again.
+const RETRY_WAIT_FIRST: Duration = Duration::from_millis(2);
 
 /// How the store batches and retries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +182,11 @@ impl BatchError {
             BatchError::ShardBound => StoreError::Corrupt { message: "system account shard bound".into() },
         }
     }
+
+    fn failure(&self) -> Failure {
+        let unreachable = matches!(self, BatchError::Sql(e) if unreachable_server(e));
+        Failure { retryable: self.retryable(), unreachable }
+    }
 }
 
 /// The server could not be reached: splitting the batch cannot help.
@@ -185,9 +194,7 @@ fn unreachable_server(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_))
 }
 
-/// Runs a batch, retrying what may pass a bounded number of times. When the database keeps refusing a batch of
-/// several commands for any other reason than an unreachable server, each command runs on its own, so that
-/// the one whose rows it refuses fails alone.
+/// Runs a batch under the ledgers' one retry and split policy ([`crate::sql::retry`]).
 async fn apply_with_retries(
     pool: &PgPool,
     cmds: &[LedgerCommand],
@@ -200,19 +207,19 @@ async fn apply_with_retries(
             Ok(results) => return Ok(results),
             Err(e) => e,
         };
-        if e.retryable() && attempt < retries_max {
-            attempt += 1;
-            tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 2)).await;
-            continue;
+        match after_failure(e.failure(), attempt, retries_max, cmds.len(), RETRY_WAIT_FIRST) {
+            Next::Retry(wait) => {
+                attempt += 1;
+                tokio::time::sleep(wait).await;
+            }
+            Next::Split => return Ok(apply_each(pool, cmds, retries_max, shard).await),
+            Next::Fail => {
+                return match e {
+                    BatchError::ShardBound => Ok(vec![Err(LedgerError::Overflow)]),
+                    other => Err(other.into_store_error()),
+                };
+            }
         }
-        let unreachable = matches!(&e, BatchError::Sql(s) if unreachable_server(s));
-        if cmds.len() > 1 && !unreachable {
-            return Ok(apply_each(pool, cmds, retries_max, shard).await);
-        }
-        return match e {
-            BatchError::ShardBound => Ok(vec![Err(LedgerError::Overflow)]),
-            other => Err(other.into_store_error()),
-        };
     }
 }
 
@@ -518,7 +525,7 @@ WITH t AS (
     SELECT v.id, v.user_id, v.provider, v.amount, v.captured, v.refunded, v.state, v.created_ms, v.expires_ms,
            v.budgeted
     FROM UNNEST($22::BYTEA[], $23::BIGINT[], $24::TEXT[], $25::BIGINT[], $26::BIGINT[], $27::BIGINT[], $28::TEXT[],
-                $29::BIGINT[], $30::BIGINT[], $31::BOOLEAN[], $41::BOOLEAN[])
+                $29::BIGINT[], $30::BIGINT[], $31::BOOLEAN[], $32::BOOLEAN[])
          AS v(id, user_id, provider, amount, captured, refunded, state, created_ms, expires_ms, is_new, budgeted)
     WHERE v.is_new
     RETURNING 1
@@ -535,23 +542,23 @@ WITH t AS (
 ), pn AS (
     INSERT INTO ledger_payments (id, user_id, amount, refunded)
     SELECT v.id, v.user_id, v.amount, v.refunded
-    FROM UNNEST($32::TEXT[], $33::BIGINT[], $34::BIGINT[], $35::BIGINT[], $36::BOOLEAN[])
+    FROM UNNEST($33::TEXT[], $34::BIGINT[], $35::BIGINT[], $36::BIGINT[], $37::BOOLEAN[])
          AS v(id, user_id, amount, refunded, is_new)
     WHERE v.is_new
     RETURNING 1
 ), pu AS (
     INSERT INTO ledger_payments (id, user_id, amount, refunded)
     SELECT v.id, v.user_id, v.amount, v.refunded
-    FROM UNNEST($32::TEXT[], $33::BIGINT[], $34::BIGINT[], $35::BIGINT[], $36::BOOLEAN[])
+    FROM UNNEST($33::TEXT[], $34::BIGINT[], $35::BIGINT[], $36::BIGINT[], $37::BOOLEAN[])
          AS v(id, user_id, amount, refunded, is_new)
     WHERE NOT v.is_new
     ON CONFLICT (id) DO UPDATE SET refunded = EXCLUDED.refunded
     RETURNING 1
 ), s AS (
     UPDATE ledger_system_accounts sa SET balance = sa.balance + v.delta
-    FROM UNNEST($37::TEXT[], $38::BIGINT[]) AS v(account, delta)
-    WHERE sa.account = v.account AND sa.shard = $39
-      AND sa.balance::NUMERIC + v.delta BETWEEN -$40::BIGINT AND $40::BIGINT
+    FROM UNNEST($38::TEXT[], $39::BIGINT[]) AS v(account, delta)
+    WHERE sa.account = v.account AND sa.shard = $40
+      AND sa.balance::NUMERIC + v.delta BETWEEN -$41::BIGINT AND $41::BIGINT
     RETURNING 1
 ), psi AS (
     INSERT INTO ledger_provider_spend (provider, bucket_ms, amount)
@@ -569,21 +576,43 @@ SELECT (SELECT COUNT(*) FROM t), (SELECT COUNT(*) FROM p), (SELECT COUNT(*) FROM
        (SELECT COUNT(*) FROM hn) + (SELECT COUNT(*) FROM hu), (SELECT COUNT(*) FROM pn) + (SELECT COUNT(*) FROM pu),
        (SELECT COUNT(*) FROM s), (SELECT COUNT(*) FROM psi) + (SELECT COUNT(*) FROM psu)";
 
-async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> Result<(), BatchError> {
-    let txs = &changes.transactions;
-    let tx_ids: Vec<Vec<u8>> = txs.iter().map(|t| id_bytes(t.tx.id.as_u128())).collect();
-    let keys: Vec<&str> = txs.iter().map(|t| t.tx.key.as_str()).collect();
-    let fingerprints: Vec<&str> = txs.iter().map(|t| t.key.fingerprint.as_str()).collect();
-    let kinds: Vec<&str> = txs.iter().map(|t| t.tx.kind.as_str()).collect();
-    let tx_users: Vec<i64> = txs.iter().map(|t| t.tx.user.0).collect();
-    let tx_holds: Vec<Option<Vec<u8>>> = txs.iter().map(|t| t.tx.hold.map(|h| id_bytes(h.as_u128()))).collect();
-    let tx_payments: Vec<Option<&str>> = txs.iter().map(|t| t.tx.payment.as_ref().map(PaymentId::as_str)).collect();
-    let actors: Vec<Option<i64>> = txs.iter().map(|t| t.tx.actor.map(|a| a.0)).collect();
-    let reasons: Vec<Option<&str>> = txs.iter().map(|t| t.tx.reason.as_ref().map(Reason::as_str)).collect();
-    let tx_amounts: Vec<i64> = txs.iter().map(|t| t.key.receipt.amount.kopecks()).collect();
-    let released: Vec<i64> = txs.iter().map(|t| t.key.receipt.released.kopecks()).collect();
-    let ats: Vec<i64> = txs.iter().map(|t| t.tx.at.as_millis()).collect();
+/// The counts [`WRITE_CHANGES`] returns: transactions, postings, balances, holds, payments, system shards and
+/// provider counters written.
+type WriteCounts = (i64, i64, i64, i64, i64, i64, i64);
+type WriteQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Postgres, WriteCounts, sqlx::postgres::PgArguments>;
 
+async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> Result<(), BatchError> {
+    let (q, postings) = bind_transactions(sqlx::query_as(WRITE_CHANGES), &changes.transactions)?;
+    let q = bind_balances(q, &changes.balances);
+    let q = bind_holds(q, &changes.holds);
+    let q = bind_payments(q, &changes.payments);
+    let (s_accounts, s_deltas): (Vec<&str>, Vec<i64>) =
+        changes.system_deltas.iter().filter(|(_, d)| !d.is_zero()).map(|(a, d)| (a.as_str(), d.kopecks())).unzip();
+    let systems = s_accounts.len();
+    let q = q.bind(s_accounts).bind(s_deltas).bind(shard).bind(SHARD_BALANCE_MAX);
+    let (q, counters) = bind_provider_spend(q, changes);
+    let counts: WriteCounts = q.fetch_one(&mut *tx).await?;
+    let expected = (
+        count(changes.transactions.len()),
+        count(postings),
+        count(changes.balances.len()),
+        count(changes.holds.len()),
+        count(changes.payments.len()),
+        count(systems),
+        count(counters),
+    );
+    if counts.5 != expected.5 && counts.0 == expected.0 {
+        return Err(BatchError::ShardBound);
+    }
+    if counts != expected {
+        return Err(corrupt(format!("wrote {counts:?} rows where {expected:?} were due")).into());
+    }
+    Ok(())
+}
+
+/// Binds `$1`–`$17`: the transactions and their postings. Returns the number of postings.
+fn bind_transactions<'q>(q: WriteQuery<'q>, txs: &'q [NewTransaction]) -> Result<(WriteQuery<'q>, usize), sqlx::Error> {
+    let tx_ids: Vec<Vec<u8>> = txs.iter().map(|t| id_bytes(t.tx.id.as_u128())).collect();
     let (mut p_tx, mut p_idx, mut p_acc, mut p_user, mut p_amount) = (vec![], vec![], vec![], vec![], vec![]);
     for (t, id) in txs.iter().zip(&tx_ids) {
         for (i, posting) in t.tx.postings.iter().enumerate() {
@@ -595,108 +624,74 @@ async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> 
             p_amount.push(posting.amount.kopecks());
         }
     }
+    let postings = p_amount.len();
+    let q = q
+        .bind(tx_ids)
+        .bind(txs.iter().map(|t| t.tx.key.as_str()).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.key.fingerprint.as_str()).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.tx.kind.as_str()).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.tx.user.0).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.tx.hold.map(|h| id_bytes(h.as_u128()))).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.tx.payment.as_ref().map(PaymentId::as_str)).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.tx.actor.map(|a| a.0)).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.tx.reason.as_ref().map(Reason::as_str)).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.key.receipt.amount.kopecks()).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.key.receipt.released.kopecks()).collect::<Vec<_>>())
+        .bind(txs.iter().map(|t| t.tx.at.as_millis()).collect::<Vec<_>>())
+        .bind(p_tx)
+        .bind(p_idx)
+        .bind(p_acc)
+        .bind(p_user)
+        .bind(p_amount);
+    Ok((q, postings))
+}
 
-    let b = &changes.balances;
-    let b_users: Vec<i64> = b.iter().map(|x| x.user.0).collect();
-    let b_available: Vec<i64> = b.iter().map(|x| x.available.kopecks()).collect();
-    let b_held: Vec<i64> = b.iter().map(|x| x.held.kopecks()).collect();
-    let b_limits: Vec<i64> = b.iter().map(|x| x.overdraft_limit.kopecks()).collect();
+/// Binds `$18`–`$21`: the balances as they now stand.
+fn bind_balances<'q>(q: WriteQuery<'q>, b: &'q [Balance]) -> WriteQuery<'q> {
+    q.bind(b.iter().map(|x| x.user.0).collect::<Vec<_>>())
+        .bind(b.iter().map(|x| x.available.kopecks()).collect::<Vec<_>>())
+        .bind(b.iter().map(|x| x.held.kopecks()).collect::<Vec<_>>())
+        .bind(b.iter().map(|x| x.overdraft_limit.kopecks()).collect::<Vec<_>>())
+}
 
-    let h = &changes.holds;
-    let h_ids: Vec<Vec<u8>> = h.iter().map(|(x, _)| id_bytes(x.id.as_u128())).collect();
-    let h_users: Vec<i64> = h.iter().map(|(x, _)| x.user.0).collect();
-    let h_providers: Vec<Option<&str>> = h.iter().map(|(x, _)| x.provider.as_ref().map(ProviderId::as_str)).collect();
-    let h_amounts: Vec<i64> = h.iter().map(|(x, _)| x.amount.kopecks()).collect();
-    let h_captured: Vec<i64> = h.iter().map(|(x, _)| x.captured.kopecks()).collect();
-    let h_refunded: Vec<i64> = h.iter().map(|(x, _)| x.refunded.kopecks()).collect();
-    let h_states: Vec<&str> = h.iter().map(|(x, _)| x.state.as_str()).collect();
-    let h_created: Vec<i64> = h.iter().map(|(x, _)| x.created_at.as_millis()).collect();
-    let h_expires: Vec<i64> = h.iter().map(|(x, _)| x.expires_at.as_millis()).collect();
-    let h_new: Vec<bool> = h.iter().map(|(_, n)| *n).collect();
-    let h_budgeted: Vec<bool> = h.iter().map(|(x, _)| x.budgeted).collect();
+/// Binds `$22`–`$32`: the holds as they now stand, each with whether it is new.
+fn bind_holds<'q>(q: WriteQuery<'q>, h: &'q [(Hold, bool)]) -> WriteQuery<'q> {
+    q.bind(h.iter().map(|(x, _)| id_bytes(x.id.as_u128())).collect::<Vec<_>>())
+        .bind(h.iter().map(|(x, _)| x.user.0).collect::<Vec<_>>())
+        .bind(h.iter().map(|(x, _)| x.provider.as_ref().map(ProviderId::as_str)).collect::<Vec<_>>())
+        .bind(h.iter().map(|(x, _)| x.amount.kopecks()).collect::<Vec<_>>())
+        .bind(h.iter().map(|(x, _)| x.captured.kopecks()).collect::<Vec<_>>())
+        .bind(h.iter().map(|(x, _)| x.refunded.kopecks()).collect::<Vec<_>>())
+        .bind(h.iter().map(|(x, _)| x.state.as_str()).collect::<Vec<_>>())
+        .bind(h.iter().map(|(x, _)| x.created_at.as_millis()).collect::<Vec<_>>())
+        .bind(h.iter().map(|(x, _)| x.expires_at.as_millis()).collect::<Vec<_>>())
+        .bind(h.iter().map(|(_, is_new)| *is_new).collect::<Vec<_>>())
+        .bind(h.iter().map(|(x, _)| x.budgeted).collect::<Vec<_>>())
+}
 
-    let pay = &changes.payments;
-    let pay_ids: Vec<&str> = pay.iter().map(|(x, _)| x.id.as_str()).collect();
-    let pay_users: Vec<i64> = pay.iter().map(|(x, _)| x.user.0).collect();
-    let pay_amounts: Vec<i64> = pay.iter().map(|(x, _)| x.amount.kopecks()).collect();
-    let pay_refunded: Vec<i64> = pay.iter().map(|(x, _)| x.refunded.kopecks()).collect();
-    let pay_new: Vec<bool> = pay.iter().map(|(_, n)| *n).collect();
+/// Binds `$33`–`$37`: the payments as they now stand, each with whether it is new.
+fn bind_payments<'q>(q: WriteQuery<'q>, pay: &'q [(PaymentRecord, bool)]) -> WriteQuery<'q> {
+    q.bind(pay.iter().map(|(x, _)| x.id.as_str()).collect::<Vec<_>>())
+        .bind(pay.iter().map(|(x, _)| x.user.0).collect::<Vec<_>>())
+        .bind(pay.iter().map(|(x, _)| x.amount.kopecks()).collect::<Vec<_>>())
+        .bind(pay.iter().map(|(x, _)| x.refunded.kopecks()).collect::<Vec<_>>())
+        .bind(pay.iter().map(|(_, is_new)| *is_new).collect::<Vec<_>>())
+}
 
-    let (s_accounts, s_deltas): (Vec<&str>, Vec<i64>) =
-        changes.system_deltas.iter().filter(|(_, d)| !d.is_zero()).map(|(a, d)| (a.as_str(), d.kopecks())).unzip();
+/// Binds `$42`–`$44`: the changes of the provider budget counters. Returns how many.
+fn bind_provider_spend<'q>(q: WriteQuery<'q>, changes: &'q Changes) -> (WriteQuery<'q>, usize) {
     let spend: Vec<(&str, i64, i64)> = changes
         .provider_spend
         .iter()
         .filter(|(_, d)| !d.is_zero())
         .map(|((p, bucket), d)| (p.as_str(), *bucket, d.kopecks()))
         .collect();
-    let ps_providers: Vec<&str> = spend.iter().map(|x| x.0).collect();
-    let ps_buckets: Vec<i64> = spend.iter().map(|x| x.1).collect();
-    let ps_deltas: Vec<i64> = spend.iter().map(|x| x.2).collect();
-
-    let counts: (i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(WRITE_CHANGES)
-        .bind(&tx_ids)
-        .bind(&keys)
-        .bind(&fingerprints)
-        .bind(&kinds)
-        .bind(&tx_users)
-        .bind(&tx_holds)
-        .bind(&tx_payments)
-        .bind(&actors)
-        .bind(&reasons)
-        .bind(&tx_amounts)
-        .bind(&released)
-        .bind(&ats)
-        .bind(&p_tx)
-        .bind(&p_idx)
-        .bind(&p_acc)
-        .bind(&p_user)
-        .bind(&p_amount)
-        .bind(&b_users)
-        .bind(&b_available)
-        .bind(&b_held)
-        .bind(&b_limits)
-        .bind(&h_ids)
-        .bind(&h_users)
-        .bind(&h_providers)
-        .bind(&h_amounts)
-        .bind(&h_captured)
-        .bind(&h_refunded)
-        .bind(&h_states)
-        .bind(&h_created)
-        .bind(&h_expires)
-        .bind(&h_new)
-        .bind(&pay_ids)
-        .bind(&pay_users)
-        .bind(&pay_amounts)
-        .bind(&pay_refunded)
-        .bind(&pay_new)
-        .bind(&s_accounts)
-        .bind(&s_deltas)
-        .bind(shard)
-        .bind(SHARD_BALANCE_MAX)
-        .bind(&h_budgeted)
-        .bind(&ps_providers)
-        .bind(&ps_buckets)
-        .bind(&ps_deltas)
-        .fetch_one(&mut *tx)
-        .await?;
-    let expected = (
-        count(txs.len()),
-        count(p_amount.len()),
-        count(b.len()),
-        count(h.len()),
-        count(pay.len()),
-        count(s_accounts.len()),
-        count(spend.len()),
-    );
-    if counts.5 != expected.5 && counts.0 == expected.0 {
-        return Err(BatchError::ShardBound);
-    }
-    if counts != expected {
-        return Err(corrupt(format!("wrote {counts:?} rows where {expected:?} were due")).into());
-    }
-    Ok(())
+    let n = spend.len();
+    let q = q
+        .bind(spend.iter().map(|x| x.0).collect::<Vec<_>>())
+        .bind(spend.iter().map(|x| x.1).collect::<Vec<_>>())
+        .bind(spend.iter().map(|x| x.2).collect::<Vec<_>>());
+    (q, n)
 }
 
 fn count(n: usize) -> i64 {

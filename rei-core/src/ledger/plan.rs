@@ -1,8 +1,8 @@
 //! The pure semantics of every ledger operation: from the rows an operation touches to the transaction and the
 //! new rows. Every store calls [`plan`] inside its atomic step, so the rules live in one place.
 
-use crate::caps::{CapExceeded, CapUsage};
-use crate::ids::{HoldId, IdError, IdempotencyKey, PaymentId, TxId};
+use crate::caps::{CapExceeded, CapUsage, SpendCaps};
+use crate::ids::{HoldId, IdError, IdempotencyKey, PaymentId, ProviderId, TxId};
 use crate::ledger::StoreError;
 use crate::ledger::model::{
     Account, Balance, Hold, HoldState, LedgerCommand, LedgerOp, PaymentRecord, Posting, Receipt, SystemAccount,
@@ -207,6 +207,56 @@ fn spendable(balance: &Balance, amount: Money) -> Result<(), LedgerError> {
     Ok(())
 }
 
+/// What one operation does to the user's balance, before the transaction and receipt are put together.
+struct Step {
+    balance: Balance,
+    postings: Vec<Posting>,
+    hold: Option<Hold>,
+    payment: Option<PaymentRecord>,
+    /// The hold the receipt names.
+    receipt_hold: Option<HoldId>,
+    /// What went back from `held` to `available`.
+    released: Money,
+    /// The receipt's main amount.
+    amount: Money,
+}
+
+impl Step {
+    fn new(view: &LedgerView) -> Step {
+        Step {
+            balance: view.balance,
+            postings: Vec::with_capacity(3),
+            hold: None,
+            payment: None,
+            receipt_hold: None,
+            released: Money::ZERO,
+            amount: Money::ZERO,
+        }
+    }
+
+    fn post(&mut self, account: Account, amount: Money) {
+        self.postings.push(Posting { account, amount });
+    }
+
+    /// Moves `amount` from the user's `available` to `held`.
+    fn reserve(&mut self, amount: Money) -> Result<(), LedgerError> {
+        let user = self.balance.user;
+        self.balance.available = sub(self.balance.available, amount)?;
+        self.balance.held = add(self.balance.held, amount)?;
+        self.post(Account::Available(user), neg(amount)?);
+        self.post(Account::Held(user), amount);
+        Ok(())
+    }
+
+    /// Credits `amount` to the user's `available` from system account `from`.
+    fn credit(&mut self, from: SystemAccount, amount: Money) -> Result<(), LedgerError> {
+        self.balance.available = add(self.balance.available, amount)?;
+        self.post(Account::System(from), neg(amount)?);
+        self.post(Account::Available(self.balance.user), amount);
+        Ok(())
+    }
+}
+
 /// Plans one operation.
 ///
 /// Invariants of every returned plan: the postings sum to zero; the new balance keeps
@@ -216,200 +266,236 @@ fn spendable(balance: &Balance, amount: Money) -> Result<(), LedgerError> {
 /// # Errors
 /// [`LedgerError`] naming the rule the operation would break; nothing is to be written then.
 pub fn plan(cmd: &LedgerCommand, view: &LedgerView) -> Result<Plan, LedgerError> {
-    let user = view.balance.user;
-    let mut balance = view.balance;
-    let mut hold_out = None;
-    let mut payment_out = None;
-    let mut postings = Vec::with_capacity(3);
-    let mut receipt_hold = None;
-    let mut released = Money::ZERO;
+    let mut step = Step::new(view);
     let (mut actor, mut reason) = (None, None);
-    let main_amount;
-    let post = |postings: &mut Vec<Posting>, account, amount| postings.push(Posting { account, amount });
-
     match &cmd.op {
-        LedgerOp::TopUp { amount, payment, .. } => {
-            let amount = positive(*amount)?;
-            if view.payment.is_some() {
-                return Err(LedgerError::PaymentExists { payment: payment.clone() });
-            }
-            balance.available = add(balance.available, amount)?;
-            post(&mut postings, Account::System(SystemAccount::Payments), neg(amount)?);
-            post(&mut postings, Account::Available(user), amount);
-            payment_out = Some(PaymentRecord { id: payment.clone(), user, amount, refunded: Money::ZERO });
-            main_amount = amount;
-        }
+        LedgerOp::TopUp { amount, payment, .. } => top_up(&mut step, view, *amount, payment)?,
         LedgerOp::Hold { hold, amount, provider, expires_at, caps, .. } => {
-            let amount = positive(*amount)?;
-            if view.hold.is_some() {
-                return Err(LedgerError::HoldExists { hold: *hold });
-            }
-            if *expires_at <= cmd.at {
-                return Err(LedgerError::InvalidExpiry { expires_at: *expires_at, not_before: cmd.at });
-            }
-            spendable(&balance, amount)?;
-            caps.check(&view.cap_usage, amount)?;
-            balance.available = sub(balance.available, amount)?;
-            balance.held = add(balance.held, amount)?;
-            post(&mut postings, Account::Available(user), neg(amount)?);
-            post(&mut postings, Account::Held(user), amount);
-            hold_out = Some(Hold {
-                id: *hold,
-                user,
-                provider: provider.clone(),
-                amount,
-                captured: Money::ZERO,
-                refunded: Money::ZERO,
-                state: HoldState::Active,
-                created_at: cmd.at,
-                expires_at: *expires_at,
-                budgeted: provider.is_some() && caps.provider_daily.is_some(),
-            });
-            receipt_hold = Some(*hold);
-            main_amount = amount;
+            let new = NewHold { id: *hold, amount: *amount, provider, expires_at: *expires_at, caps };
+            place(&mut step, cmd, view, &new)?;
         }
         LedgerOp::Raise { hold, amount, expires_at, caps } => {
-            let mut h = live_hold(view, *hold, cmd.at)?;
-            if amount.is_negative() {
-                return Err(LedgerError::InvalidAmount { amount: *amount });
-            }
-            if *expires_at <= cmd.at {
-                return Err(LedgerError::InvalidExpiry { expires_at: *expires_at, not_before: cmd.at });
-            }
-            if amount.is_positive() {
-                spendable(&balance, *amount)?;
-                caps.check(&view.cap_usage, *amount)?;
-                balance.available = sub(balance.available, *amount)?;
-                balance.held = add(balance.held, *amount)?;
-                post(&mut postings, Account::Available(user), neg(*amount)?);
-                post(&mut postings, Account::Held(user), *amount);
-            }
-            h.amount = add(h.amount, *amount)?;
-            // The expiry composes with the hold as it stands now, so concurrent raises that read the hold at
-            // different moments all apply: the latest expiry asked for wins, and none moves it back.
-            h.expires_at = h.expires_at.max(*expires_at);
-            hold_out = Some(h);
-            receipt_hold = Some(*hold);
-            main_amount = *amount;
+            raise(&mut step, cmd, view, *hold, *amount, *expires_at, caps)?
         }
-        LedgerOp::Capture { hold, amount } => {
-            let mut h = live_hold(view, *hold, cmd.at)?;
-            if amount.is_negative() {
-                return Err(LedgerError::InvalidAmount { amount: *amount });
-            }
-            if *amount > h.amount {
-                return Err(LedgerError::CaptureExceedsHold { held: h.amount, requested: *amount });
-            }
-            let rest = sub(h.amount, *amount)?;
-            balance.held = sub(balance.held, h.amount)?;
-            balance.available = add(balance.available, rest)?;
-            post(&mut postings, Account::Held(user), neg(h.amount)?);
-            if amount.is_positive() {
-                post(&mut postings, Account::System(SystemAccount::Revenue), *amount);
-            }
-            if rest.is_positive() {
-                post(&mut postings, Account::Available(user), rest);
-            }
-            h.captured = *amount;
-            h.state = HoldState::Captured;
-            hold_out = Some(h);
-            receipt_hold = Some(*hold);
-            released = rest;
-            main_amount = *amount;
-        }
-        LedgerOp::Release { hold } | LedgerOp::Expire { hold } => {
-            let is_expire = matches!(cmd.op, LedgerOp::Expire { .. });
-            let mut h = view.hold.clone().ok_or(LedgerError::HoldNotFound { hold: *hold })?;
-            if h.state != HoldState::Active {
-                return Err(LedgerError::HoldNotActive { hold: *hold, state: h.state });
-            }
-            if is_expire && cmd.at < h.expires_at {
-                return Err(LedgerError::HoldNotExpired { hold: *hold, expires_at: h.expires_at });
-            }
-            balance.held = sub(balance.held, h.amount)?;
-            balance.available = add(balance.available, h.amount)?;
-            post(&mut postings, Account::Held(user), neg(h.amount)?);
-            post(&mut postings, Account::Available(user), h.amount);
-            h.state = if is_expire { HoldState::Expired } else { HoldState::Released };
-            released = h.amount;
-            main_amount = h.amount;
-            hold_out = Some(h);
-            receipt_hold = Some(*hold);
-        }
-        LedgerOp::Refund { hold, amount } => {
-            let amount = positive(*amount)?;
-            let mut h = view.hold.clone().ok_or(LedgerError::HoldNotFound { hold: *hold })?;
-            if h.state != HoldState::Captured {
-                return Err(LedgerError::HoldNotActive { hold: *hold, state: h.state });
-            }
-            let refundable = sub(h.captured, h.refunded)?;
-            if amount > refundable {
-                return Err(LedgerError::RefundExceedsCaptured { refundable, requested: amount });
-            }
-            balance.available = add(balance.available, amount)?;
-            post(&mut postings, Account::System(SystemAccount::Revenue), neg(amount)?);
-            post(&mut postings, Account::Available(user), amount);
-            h.refunded = add(h.refunded, amount)?;
-            hold_out = Some(h);
-            receipt_hold = Some(*hold);
-            main_amount = amount;
-        }
-        LedgerOp::RefundToCard { payment, amount, .. } => {
-            let amount = positive(*amount)?;
-            let mut p =
-                view.payment.clone().ok_or_else(|| LedgerError::PaymentNotFound { payment: payment.clone() })?;
-            if p.user != user {
-                return Err(LedgerError::PaymentOwner { payment: payment.clone() });
-            }
-            let refundable = sub(p.amount, p.refunded)?;
-            if amount > refundable {
-                return Err(LedgerError::RefundExceedsPayment { refundable, requested: amount });
-            }
-            spendable(&balance, amount)?;
-            balance.available = sub(balance.available, amount)?;
-            post(&mut postings, Account::Available(user), neg(amount)?);
-            post(&mut postings, Account::System(SystemAccount::RefundsOut), amount);
-            p.refunded = add(p.refunded, amount)?;
-            payment_out = Some(p);
-            main_amount = amount;
-        }
+        LedgerOp::Capture { hold, amount } => capture(&mut step, cmd, view, *hold, *amount)?,
+        LedgerOp::Release { hold } | LedgerOp::Expire { hold } => give_back(&mut step, cmd, view, *hold)?,
+        LedgerOp::Refund { hold, amount } => refund(&mut step, view, *hold, *amount)?,
+        LedgerOp::RefundToCard { payment, amount, .. } => refund_to_card(&mut step, view, payment, *amount)?,
         LedgerOp::Adjust { amount, actor: who, reason: why, .. } => {
-            if amount.is_zero() {
-                return Err(LedgerError::InvalidAmount { amount: *amount });
-            }
-            if amount.is_negative() {
-                spendable(&balance, neg(*amount)?)?;
-            }
-            balance.available = add(balance.available, *amount)?;
-            post(&mut postings, Account::System(SystemAccount::Promo), neg(*amount)?);
-            post(&mut postings, Account::Available(user), *amount);
+            adjust(&mut step, *amount)?;
             actor = Some(*who);
             reason = Some(why.clone());
-            main_amount = *amount;
         }
     }
-
     let tx = Transaction {
         id: cmd.tx,
         key: cmd.key.clone(),
         kind: cmd.op.kind(),
-        user,
-        hold: receipt_hold,
+        user: view.balance.user,
+        hold: step.receipt_hold,
         payment: cmd.op.payment().cloned(),
         actor,
         reason,
         at: cmd.at,
-        postings,
+        postings: step.postings,
     };
     assert!(tx.sum() == Some(Money::ZERO), "invariant broken: postings of {:?} do not sum to zero", tx.kind);
     let receipt = Receipt {
         tx: cmd.tx,
         kind: cmd.op.kind(),
-        user,
-        hold: receipt_hold,
-        amount: main_amount,
-        released,
+        user: view.balance.user,
+        hold: step.receipt_hold,
+        amount: step.amount,
+        released: step.released,
         at: cmd.at,
     };
-    Ok(Plan { tx, balance, hold: hold_out, payment: payment_out, receipt })
+    Ok(Plan { tx, balance: step.balance, hold: step.hold, payment: step.payment, receipt })
+}
+
+fn top_up(step: &mut Step, view: &LedgerView, amount: Money, payment: &PaymentId) -> Result<(), LedgerError> {
+    let amount = positive(amount)?;
+    if view.payment.is_some() {
+        return Err(LedgerError::PaymentExists { payment: payment.clone() });
+    }
+    step.credit(SystemAccount::Payments, amount)?;
+    step.payment = Some(PaymentRecord { id: payment.clone(), user: view.balance.user, amount, refunded: Money::ZERO });
+    step.amount = amount;
+    Ok(())
+}
+
+/// The parts of a [`LedgerOp::Hold`].
+struct NewHold<'a> {
+    id: HoldId,
+    amount: Money,
+    provider: &'a Option<ProviderId>,
+    expires_at: Timestamp,
+    caps: &'a SpendCaps,
+}
+
+fn place(step: &mut Step, cmd: &LedgerCommand, view: &LedgerView, new: &NewHold<'_>) -> Result<(), LedgerError> {
+    let amount = positive(new.amount)?;
+    if view.hold.is_some() {
+        return Err(LedgerError::HoldExists { hold: new.id });
+    }
+    if new.expires_at <= cmd.at {
+        return Err(LedgerError::InvalidExpiry { expires_at: new.expires_at, not_before: cmd.at });
+    }
+    spendable(&step.balance, amount)?;
+    new.caps.check(&view.cap_usage, amount)?;
+    step.reserve(amount)?;
+    step.hold = Some(Hold {
+        id: new.id,
+        user: view.balance.user,
+        provider: new.provider.clone(),
+        amount,
+        captured: Money::ZERO,
+        refunded: Money::ZERO,
+        state: HoldState::Active,
+        created_at: cmd.at,
+        expires_at: new.expires_at,
+        budgeted: new.provider.is_some() && new.caps.provider_daily.is_some(),
+    });
+    step.receipt_hold = Some(new.id);
+    step.amount = amount;
+    Ok(())
+}
+
+fn raise(
+    step: &mut Step,
+    cmd: &LedgerCommand,
+    view: &LedgerView,
+    id: HoldId,
+    amount: Money,
+    expires_at: Timestamp,
+    caps: &SpendCaps,
+) -> Result<(), LedgerError> {
+    let mut h = live_hold(view, id, cmd.at)?;
+    if amount.is_negative() {
+        return Err(LedgerError::InvalidAmount { amount });
+    }
+    if expires_at <= cmd.at {
+        return Err(LedgerError::InvalidExpiry { expires_at, not_before: cmd.at });
+    }
+    if amount.is_positive() {
+        spendable(&step.balance, amount)?;
+        caps.check(&view.cap_usage, amount)?;
+        step.reserve(amount)?;
+    }
+    h.amount = add(h.amount, amount)?;
+    // The expiry composes with the hold as it stands now, so concurrent raises that read the hold at different
+    // moments all apply: the latest expiry asked for wins, and none moves it back.
+    h.expires_at = h.expires_at.max(expires_at);
+    step.hold = Some(h);
+    step.receipt_hold = Some(id);
+    step.amount = amount;
+    Ok(())
+}
+
+fn capture(
+    step: &mut Step,
+    cmd: &LedgerCommand,
+    view: &LedgerView,
+    id: HoldId,
+    amount: Money,
+) -> Result<(), LedgerError> {
+    let mut h = live_hold(view, id, cmd.at)?;
+    if amount.is_negative() {
+        return Err(LedgerError::InvalidAmount { amount });
+    }
+    if amount > h.amount {
+        return Err(LedgerError::CaptureExceedsHold { held: h.amount, requested: amount });
+    }
+    let user = view.balance.user;
+    let rest = sub(h.amount, amount)?;
+    step.balance.held = sub(step.balance.held, h.amount)?;
+    step.balance.available = add(step.balance.available, rest)?;
+    step.post(Account::Held(user), neg(h.amount)?);
+    if amount.is_positive() {
+        step.post(Account::System(SystemAccount::Revenue), amount);
+    }
+    if rest.is_positive() {
+        step.post(Account::Available(user), rest);
+    }
+    h.captured = amount;
+    h.state = HoldState::Captured;
+    step.hold = Some(h);
+    step.receipt_hold = Some(id);
+    step.released = rest;
+    step.amount = amount;
+    Ok(())
+}
+
+/// A release, or the reaper's expiry once the TTL passed: the whole hold goes back.
+fn give_back(step: &mut Step, cmd: &LedgerCommand, view: &LedgerView, id: HoldId) -> Result<(), LedgerError> {
+    let is_expire = matches!(cmd.op, LedgerOp::Expire { .. });
+    let mut h = view.hold.clone().ok_or(LedgerError::HoldNotFound { hold: id })?;
+    if h.state != HoldState::Active {
+        return Err(LedgerError::HoldNotActive { hold: id, state: h.state });
+    }
+    if is_expire && cmd.at < h.expires_at {
+        return Err(LedgerError::HoldNotExpired { hold: id, expires_at: h.expires_at });
+    }
+    let user = view.balance.user;
+    step.balance.held = sub(step.balance.held, h.amount)?;
+    step.balance.available = add(step.balance.available, h.amount)?;
+    step.post(Account::Held(user), neg(h.amount)?);
+    step.post(Account::Available(user), h.amount);
+    h.state = if is_expire { HoldState::Expired } else { HoldState::Released };
+    step.released = h.amount;
+    step.amount = h.amount;
+    step.hold = Some(h);
+    step.receipt_hold = Some(id);
+    Ok(())
+}
+
+fn refund(step: &mut Step, view: &LedgerView, id: HoldId, amount: Money) -> Result<(), LedgerError> {
+    let amount = positive(amount)?;
+    let mut h = view.hold.clone().ok_or(LedgerError::HoldNotFound { hold: id })?;
+    if h.state != HoldState::Captured {
+        return Err(LedgerError::HoldNotActive { hold: id, state: h.state });
+    }
+    let refundable = sub(h.captured, h.refunded)?;
+    if amount > refundable {
+        return Err(LedgerError::RefundExceedsCaptured { refundable, requested: amount });
+    }
+    step.credit(SystemAccount::Revenue, amount)?;
+    h.refunded = add(h.refunded, amount)?;
+    step.hold = Some(h);
+    step.receipt_hold = Some(id);
+    step.amount = amount;
+    Ok(())
+}
+
+fn refund_to_card(step: &mut Step, view: &LedgerView, payment: &PaymentId, amount: Money) -> Result<(), LedgerError> {
+    let amount = positive(amount)?;
+    let mut p = view.payment.clone().ok_or_else(|| LedgerError::PaymentNotFound { payment: payment.clone() })?;
+    if p.user != view.balance.user {
+        return Err(LedgerError::PaymentOwner { payment: payment.clone() });
+    }
+    let refundable = sub(p.amount, p.refunded)?;
+    if amount > refundable {
+        return Err(LedgerError::RefundExceedsPayment { refundable, requested: amount });
+    }
+    spendable(&step.balance, amount)?;
+    step.balance.available = sub(step.balance.available, amount)?;
+    step.post(Account::Available(view.balance.user), neg(amount)?);
+    step.post(Account::System(SystemAccount::RefundsOut), amount);
+    p.refunded = add(p.refunded, amount)?;
+    step.payment = Some(p);
+    step.amount = amount;
+    Ok(())
+}
+
+fn adjust(step: &mut Step, amount: Money) -> Result<(), LedgerError> {
+    if amount.is_zero() {
+        return Err(LedgerError::InvalidAmount { amount });
+    }
+    if amount.is_negative() {
+        spendable(&step.balance, neg(amount)?)?;
+    }
+    step.balance.available = add(step.balance.available, amount)?;
+    step.post(Account::System(SystemAccount::Promo), neg(amount)?);
+    step.post(Account::Available(step.balance.user), amount);
+    step.amount = amount;
+    Ok(())
 }

@@ -18,8 +18,8 @@ use std::time::Duration;
 use rei_core::caps::Tranche;
 use rei_core::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use rei_core::ledger::{
-    Balance, Changes, Hold, HoldState, KeyRecord, LedgerCommand, LedgerError, OpKind, PaymentRecord, Receipt,
-    StoreError, SystemAccount, WorkingSet,
+    Balance, Changes, Hold, HoldState, KeyRecord, LedgerCommand, LedgerError, NewTransaction, OpKind, PaymentRecord,
+    Receipt, StoreError, SystemAccount, WorkingSet,
 };
 use rei_core::money::Money;
 use rei_core::time::Timestamp;
@@ -32,6 +32,7 @@ use super::{
     BUSY_BACKOFF_FIRST, BUSY_RETRIES_MAX, HOLD_COLUMNS, KEY_COLUMNS, Outcome, Request, Work, account_columns, corrupt,
     op_kind, sql_count,
 };
+use crate::sql::retry::{Failure, Next, after_failure};
 use crate::sql::{id_bytes, id_from_bytes};
 
 /// The writer connection's page cache: 64 MiB (a negative `cache_size` counts KiB), so the pages at the hot ends
@@ -212,43 +213,31 @@ impl Writer {
         }
     }
 
-    /// Commits `work` in one transaction; when that fails for a reason other than a busy database and there is
-    /// more than one item, commits each item alone so that one bad command cannot fail the others.
+    /// Commits `work` in one transaction under the ledgers' one retry and split policy
+    /// ([`crate::sql::retry`]): a busy or locked database is waited for and retried (and, past the retries,
+    /// fails the whole batch, since another process holds it); any other failure of several items commits
+    /// each item alone, so that one bad command cannot fail the others. The writer has a thread of its own, so
+    /// waiting here holds up only the batch that waits.
     fn commit_or_split(&mut self, work: &[Work]) -> Vec<Outcome> {
-        match self.commit_retrying(work) {
-            Ok(outcomes) => outcomes,
-            Err(e) if work.len() > 1 && !e.is_busy() => {
-                let mut outcomes = Vec::with_capacity(work.len());
-                for item in work {
-                    match self.commit_retrying(std::slice::from_ref(item)) {
-                        Ok(mut one) => {
-                            outcomes.push(one.pop().unwrap_or_else(|| Err(corrupt("no outcome for a command").into())));
-                        }
-                        Err(e) => outcomes.push(Err(LedgerError::Store(e.to_store()))),
-                    }
-                }
-                outcomes
-            }
-            Err(e) => {
-                let e = e.to_store();
-                work.iter().map(|_| Err(LedgerError::Store(e.clone()))).collect()
-            }
-        }
-    }
-
-    /// [`commit_once`], retried with a doubling backoff while the database is busy or locked. The writer has a
-    /// thread of its own, so waiting here holds up only the batch that waits.
-    fn commit_retrying(&mut self, work: &[Work]) -> Result<Vec<Outcome>, WriteError> {
-        let mut backoff = BUSY_BACKOFF_FIRST;
-        let mut retries = 0;
+        let mut attempt = 0;
         loop {
-            match commit_once(&mut self.conn, work) {
-                Err(e) if e.is_busy() && retries < BUSY_RETRIES_MAX => {
-                    retries += 1;
-                    std::thread::sleep(backoff);
-                    backoff = backoff.saturating_mul(2);
+            let e = match commit_once(&mut self.conn, work) {
+                Ok(outcomes) => return outcomes,
+                Err(e) => e,
+            };
+            let failure = Failure { retryable: e.is_busy(), unreachable: e.is_busy() };
+            match after_failure(failure, attempt, BUSY_RETRIES_MAX, work.len(), BUSY_BACKOFF_FIRST) {
+                Next::Retry(wait) => {
+                    attempt += 1;
+                    std::thread::sleep(wait);
                 }
-                result => return result,
+                Next::Split => {
+                    return work.iter().flat_map(|item| self.commit_or_split(std::slice::from_ref(item))).collect();
+                }
+                Next::Fail => {
+                    let e = e.to_store();
+                    return work.iter().map(|_| Err(LedgerError::Store(e.clone()))).collect();
+                }
             }
         }
     }
@@ -283,7 +272,40 @@ fn load(conn: &Connection, work: &[Work]) -> Result<WorkingSet, WriteError> {
             Work::Overdraft { .. } => None,
         })
         .collect();
+    load_keys(conn, &cmds, &mut ws)?;
+    let hold_ids: BTreeSet<HoldId> = cmds.iter().filter_map(|c| c.op.hold()).collect();
+    let mut by_id = conn.prepare_cached(&format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE id = ?1"))?;
+    for id in hold_ids {
+        if let Some(hold) = by_id.query_row([id_bytes(id.as_u128())], hold_from_row).optional()? {
+            ws.load_hold(hold?);
+        }
+    }
+    let mut users = batch_users(&ws, &cmds);
+    users.extend(work.iter().filter_map(|w| match w {
+        Work::Overdraft { user, .. } => Some(*user),
+        Work::Apply(_) => None,
+    }));
+    load_caps(conn, &cmds, &mut ws)?;
+    let mut balance = conn
+        .prepare_cached("SELECT user_id, available, held, overdraft_limit FROM ledger_accounts WHERE user_id = ?1")?;
+    for user in users {
+        if let Some(b) = balance.query_row([user.0], balance_from_row).optional()? {
+            ws.load_balance(b);
+        }
+    }
+    let payments: BTreeSet<&PaymentId> = cmds.iter().filter_map(|c| c.op.payment()).collect();
+    let mut payment = conn.prepare_cached("SELECT id, user_id, amount, refunded FROM ledger_payments WHERE id = ?1")?;
+    for id in payments {
+        if let Some(p) = payment.query_row([id.as_str()], payment_from_row).optional()? {
+            ws.load_payment(p?);
+        }
+    }
+    Ok(ws)
+}
 
+/// Loads the key records of the batch's keys, marks its transaction ids that are taken, and loads the system
+/// balances (whole rows here, so the working set refuses a command that would overflow one).
+fn load_keys(conn: &Connection, cmds: &[&LedgerCommand], ws: &mut WorkingSet) -> Result<(), WriteError> {
     let keys: BTreeSet<&str> = cmds.iter().map(|c| c.key.as_str()).collect();
     let mut by_key =
         conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM ledger_transactions WHERE idem_key = ?1"))?;
@@ -293,12 +315,11 @@ fn load(conn: &Connection, work: &[Work]) -> Result<WorkingSet, WriteError> {
         }
     }
     let mut tx_taken = conn.prepare_cached("SELECT 1 FROM ledger_transactions WHERE id = ?1")?;
-    for cmd in &cmds {
+    for cmd in cmds {
         if tx_taken.query_row([id_bytes(cmd.tx.as_u128())], |_| Ok(())).optional()?.is_some() {
             ws.load_tx(cmd.tx);
         }
     }
-    // System balances are whole rows here, so the working set refuses a command that would overflow one.
     let mut system = conn.prepare_cached("SELECT account, balance FROM ledger_system_accounts")?;
     for row in system.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))? {
         let (account, balance) = row?;
@@ -306,63 +327,27 @@ fn load(conn: &Connection, work: &[Work]) -> Result<WorkingSet, WriteError> {
             SystemAccount::parse(&account).ok_or_else(|| corrupt(format!("unknown system account {account:?}")))?;
         ws.load_system_balance(account, Money::from_kopecks(balance));
     }
+    Ok(())
+}
 
-    let hold_ids: BTreeSet<HoldId> = cmds.iter().filter_map(|c| c.op.hold()).collect();
-    let mut by_id = conn.prepare_cached(&format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE id = ?1"))?;
-    for id in hold_ids {
-        if let Some(hold) = by_id.query_row([id_bytes(id.as_u128())], hold_from_row).optional()? {
-            ws.load_hold(hold?);
-        }
-    }
-
-    // Who a hold-based command touches when its hold is created earlier in this same batch.
-    let batch_holds: BTreeMap<HoldId, (UserId, Option<ProviderId>)> = cmds
+/// Every user a command of the batch touches: named by the command, or owning its hold (a hold placed by an
+/// earlier command of the same batch included).
+fn batch_users(ws: &WorkingSet, cmds: &[&LedgerCommand]) -> BTreeSet<UserId> {
+    let placed: BTreeMap<HoldId, UserId> = cmds
         .iter()
         .filter_map(|c| match (c.op.hold(), c.op.user()) {
-            (Some(h), Some(u)) if c.op.kind() == OpKind::Hold => Some((h, (u, c.op.provider().cloned()))),
+            (Some(h), Some(u)) if c.op.kind() == OpKind::Hold => Some((h, u)),
             _ => None,
         })
         .collect();
-    let owner = |ws: &WorkingSet, cmd: &LedgerCommand| -> Option<(UserId, Option<ProviderId>)> {
-        if let Some(user) = cmd.op.user() {
-            return Some((user, cmd.op.provider().cloned()));
-        }
-        let id = cmd.op.hold()?;
-        match ws.hold(id) {
-            Some(h) => Some((h.user, h.provider.clone())),
-            None => batch_holds.get(&id).cloned(),
-        }
-    };
-
-    let mut users: BTreeSet<UserId> = BTreeSet::new();
-    for cmd in &cmds {
-        if let Some((user, _)) = owner(&ws, cmd) {
-            users.insert(user);
-        }
-    }
-    users.extend(work.iter().filter_map(|w| match w {
-        Work::Overdraft { user, .. } => Some(*user),
-        Work::Apply(_) => None,
-    }));
-
-    load_caps(conn, &cmds, &mut ws)?;
-
-    let mut balance = conn
-        .prepare_cached("SELECT user_id, available, held, overdraft_limit FROM ledger_accounts WHERE user_id = ?1")?;
-    for user in users {
-        if let Some(b) = balance.query_row([user.0], balance_from_row).optional()? {
-            ws.load_balance(b);
-        }
-    }
-
-    let payments: BTreeSet<&PaymentId> = cmds.iter().filter_map(|c| c.op.payment()).collect();
-    let mut payment = conn.prepare_cached("SELECT id, user_id, amount, refunded FROM ledger_payments WHERE id = ?1")?;
-    for id in payments {
-        if let Some(p) = payment.query_row([id.as_str()], payment_from_row).optional()? {
-            ws.load_payment(p?);
-        }
-    }
-    Ok(ws)
+    cmds.iter()
+        .filter_map(|cmd| {
+            cmd.op.user().or_else(|| {
+                let id = cmd.op.hold()?;
+                ws.hold(id).map(|h| h.user).or_else(|| placed.get(&id).copied())
+            })
+        })
+        .collect()
 }
 
 /// Loads what the batch's caps need ([`WorkingSet::cap_loads`]): the per-minute counters of the providers whose
@@ -477,7 +462,19 @@ fn opt<T>(v: Option<T>, f: impl FnOnce(T) -> Value) -> Value {
 /// then balances, holds, payments and system deltas.
 fn write(conn: &Connection, changes: Changes) -> Result<(), WriteError> {
     let Changes { transactions, balances, holds, payments, system_deltas, provider_spend } = changes;
-    if !transactions.is_empty() {
+    write_transactions(conn, &transactions)?;
+    write_balances(conn, &balances)?;
+    write_holds(conn, &holds)?;
+    write_payments(conn, &payments)?;
+    write_system(conn, &system_deltas, &provider_spend)
+}
+
+/// Writes the transactions and their postings, postings first.
+fn write_transactions(conn: &Connection, transactions: &[NewTransaction]) -> Result<(), WriteError> {
+    if transactions.is_empty() {
+        return Ok(());
+    }
+    {
         let max: i64 = conn
             .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM ledger_transactions")?
             .query_row([], |row| row.get(0))?;
@@ -525,7 +522,11 @@ fn write(conn: &Connection, changes: Changes) -> Result<(), WriteError> {
             &rows,
         )?;
     }
+    Ok(())
+}
 
+/// Writes the balances as they now stand.
+fn write_balances(conn: &Connection, balances: &[Balance]) -> Result<(), WriteError> {
     let rows: Vec<Vec<Value>> = balances
         .iter()
         .map(|b| {
@@ -544,8 +545,11 @@ fn write(conn: &Connection, changes: Changes) -> Result<(), WriteError> {
          overdraft_limit = excluded.overdraft_limit",
         4,
         &rows,
-    )?;
+    )
+}
 
+/// Writes the holds as they now stand.
+fn write_holds(conn: &Connection, holds: &[(Hold, bool)]) -> Result<(), WriteError> {
     let rows: Vec<Vec<Value>> = holds
         .iter()
         .map(|(h, _)| {
@@ -571,8 +575,11 @@ fn write(conn: &Connection, changes: Changes) -> Result<(), WriteError> {
          refunded = excluded.refunded, state = excluded.state, expires_ms = excluded.expires_ms",
         10,
         &rows,
-    )?;
+    )
+}
 
+/// Writes the payments as they now stand.
+fn write_payments(conn: &Connection, payments: &[(PaymentRecord, bool)]) -> Result<(), WriteError> {
     let rows: Vec<Vec<Value>> = payments
         .iter()
         .map(|(p, _)| {
@@ -590,11 +597,18 @@ fn write(conn: &Connection, changes: Changes) -> Result<(), WriteError> {
         " ON CONFLICT (id) DO UPDATE SET refunded = excluded.refunded",
         4,
         &rows,
-    )?;
+    )
+}
 
+/// Adds the system deltas and the provider budget counters' changes.
+fn write_system(
+    conn: &Connection,
+    system_deltas: &BTreeMap<SystemAccount, Money>,
+    provider_spend: &BTreeMap<(ProviderId, i64), Money>,
+) -> Result<(), WriteError> {
     let mut system =
         conn.prepare_cached("UPDATE ledger_system_accounts SET balance = balance + ?1 WHERE account = ?2")?;
-    for (account, delta) in system_deltas {
+    for (account, delta) in system_deltas.iter().map(|(a, d)| (*a, *d)) {
         if delta.is_zero() {
             continue;
         }
@@ -612,7 +626,7 @@ fn write(conn: &Connection, changes: Changes) -> Result<(), WriteError> {
         "UPDATE ledger_provider_spend SET amount = amount + ?3 WHERE provider = ?1 AND bucket_ms = ?2",
     )?;
     for ((provider, bucket), delta) in provider_spend {
-        let args = (provider.as_str(), bucket, delta.kopecks());
+        let args = (provider.as_str(), *bucket, delta.kopecks());
         if delta.is_positive() {
             up.execute(args)?;
         } else if delta.is_negative() && down.execute(args)? != 1 {
