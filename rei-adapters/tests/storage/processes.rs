@@ -22,6 +22,8 @@ const STORM_PER_PROCESS: u128 = 200;
 const BANK_WRITERS: u128 = 2;
 const BANK_OPS: u64 = 150;
 const BANK_USERS: u64 = 20;
+/// Copies of each command one child sends at once in the repeats run.
+const REPEAT_COPIES: u128 = 8;
 
 /// Where a child finds the database: a SQLite URL, or a PostgreSQL URL and schema.
 #[derive(Clone)]
@@ -79,6 +81,7 @@ fn child_process_entry() {
                 let first = 10 + index * STORM_PER_PROCESS;
                 workloads::storm(store, first..first + STORM_PER_PROCESS).await
             }
+            "repeats" => workloads::repeats(store, REPEAT_COPIES, 10_000_000 * (index + 1)).await,
             "bank" => {
                 let writers: Vec<_> = (0..BANK_WRITERS)
                     .map(|w| {
@@ -192,4 +195,31 @@ async fn a_bank_from_several_processes_conserves_money_postgres() {
     // move, refuse only holds short of funds, and leave a ledger that verifies with one transaction per move.
     let (target, store) = pg_target().await;
     bank_from_processes(target, store).await;
+}
+
+async fn repeats_from_processes(target: Target, store: Arc<dyn LedgerStore>) {
+    let target2 = target.clone();
+    let outcomes = tokio::task::spawn_blocking(move || run_children("repeats", &target2)).await.expect("children");
+    workloads::assert_repeats(&outcomes, u64::from(PROCESSES) * u64::try_from(REPEAT_COPIES).unwrap_or(0));
+    let b = store.balance(rei_core::ids::UserId(workloads::REPEATS_USER)).await.expect("balance");
+    assert_eq!((b.available.kopecks(), b.held.kopecks()), (0, 0), "every move once: 10 + 5 - 15");
+    let report = store.verify().await.expect("verify");
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.transactions, 8, "eight commands, eight transactions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_from_several_processes_replay_sqlite() {
+    // Proves the same commands sent at once by 24 callers in three processes on one SQLite file apply once
+    // each, and every other caller gets the first receipt as a replay, never an error.
+    let (target, store) = sqlite_target("processes-repeats").await;
+    repeats_from_processes(target, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_from_several_processes_replay_postgres() {
+    // Proves the same commands sent at once by 24 callers in three processes on one PostgreSQL schema apply
+    // once each, and every other caller gets the first receipt as a replay, never an error.
+    let (target, store) = pg_target().await;
+    repeats_from_processes(target, store).await;
 }

@@ -213,3 +213,54 @@ pub(crate) fn assert_bank(outcomes: &Outcomes) {
 pub(crate) fn applied(outcomes: &Outcomes) -> u64 {
     ["top_up", "hold", "capture", "release", "refund"].iter().map(|op| outcomes.count(op, "applied")).sum()
 }
+
+/// The user of [`repeats`]; the sequence starts from an empty wallet.
+pub(crate) const REPEATS_USER: i64 = 2;
+
+/// One caller's run of the same command sequence as every other caller's (same keys, so all but one of each
+/// command must replay): a top-up of 10.00, a hold of all of it, a capture of 8.00, a refund of the 8.00, a
+/// second hold of all of it and its release, an adjustment in and back out. Each command goes out `copies`
+/// times at once, each copy with its own transaction id from `tx_base`.
+pub(crate) async fn repeats(store: Arc<dyn LedgerStore>, copies: u128, tx_base: u128) -> Outcomes {
+    let user = UserId(REPEATS_USER);
+    let reason = rei_core::guards::Reason::parse("repeats").expect("reason");
+    let ops = [
+        LedgerOp::TopUp { user, amount: Money::from_kopecks(1_000), payment: PaymentId::parse("rep-pay").expect("id") },
+        hold(REPEATS_USER, 7_001, Money::from_kopecks(1_000)),
+        LedgerOp::Capture { hold: HoldId::from(7_001), amount: Money::from_kopecks(800) },
+        LedgerOp::Refund { hold: HoldId::from(7_001), amount: Money::from_kopecks(800) },
+        hold(REPEATS_USER, 7_002, Money::from_kopecks(1_000)),
+        LedgerOp::Release { hold: HoldId::from(7_002) },
+        LedgerOp::Adjust { user, amount: Money::from_kopecks(500), actor: UserId(1), reason: reason.clone() },
+        LedgerOp::Adjust { user, amount: Money::from_kopecks(-1_500), actor: UserId(1), reason },
+    ];
+    let mut out = Outcomes::default();
+    for (n, op) in ops.iter().enumerate() {
+        let step = u128::try_from(n).unwrap_or(0);
+        let tasks: Vec<_> = (0..copies)
+            .map(|c| {
+                let (store, op) = (Arc::clone(&store), op.clone());
+                let tx = tx_base + step * 1_000 + c;
+                tokio::spawn(async move { store.apply(cmd(&format!("rep-{n}"), tx, op)).await })
+            })
+            .collect();
+        for t in tasks {
+            let result = t.await.expect("repeat task");
+            out.record(op, &result);
+        }
+    }
+    out
+}
+
+/// Checks the sum of every caller's [`repeats`]: each command applied once, every other copy replayed.
+pub(crate) fn assert_repeats(outcomes: &Outcomes, callers: u64) {
+    for (op, times) in [("top_up", 1), ("hold", 2), ("capture", 1), ("refund", 1), ("release", 1), ("adjust", 2)] {
+        assert_eq!(outcomes.count(op, "applied"), times, "{op} must apply once per command: {outcomes}");
+        assert_eq!(outcomes.count(op, "replayed"), times * (callers - 1), "every other {op} replays: {outcomes}");
+    }
+    let allowed: Vec<(&str, &str)> = ["top_up", "hold", "capture", "refund", "release", "adjust"]
+        .iter()
+        .flat_map(|op| [(*op, "applied"), (*op, "replayed")])
+        .collect();
+    assert!(outcomes.unexpected(&allowed).is_empty(), "a repeat must never fail: {outcomes}");
+}
