@@ -203,6 +203,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0004_ledger_postings_no_account_index.sql"),
     },
     Migration {
+        version: 5,
+        name: "0005_ledger_verify_exact_sums.sql",
+        sql: include_str!("../../migrations/sqlite/0005_ledger_verify_exact_sums.sql"),
+    },
+    Migration {
         version: 6,
         name: "0006_spend_by_tranche.sql",
         sql: include_str!("../../migrations/sqlite/0006_spend_by_tranche.sql"),
