@@ -74,6 +74,11 @@ async fn confirmed_job(e: &Engine) -> Job {
         .top_up(ALICE, Money::from_kopecks(100_000), PaymentId::parse("pay-1").expect("id"))
         .await
         .expect("top-up");
+    submitted_job(e).await
+}
+
+/// Quotes one image, confirms, and submits the job; returns it.
+async fn submitted_job(e: &Engine) -> Job {
     let quote = e
         .billing
         .quote(ALICE, &ProductId::parse("image.nano-banana").expect("id"), 1, Tier::Basic)
@@ -306,30 +311,13 @@ async fn a_job_follows_the_ledger_after_a_crash_on_either_side() {
     assert_eq!(revenue, job.price, "charged once");
 
     // A second job: dispatched, outcome unknown, never resolved; the reaper expires its hold.
-    let quote = e
-        .billing
-        .quote(ALICE, &ProductId::parse("image.nano-banana").expect("id"), 1, Tier::Basic)
-        .await
-        .expect("quote");
-    let held = e.billing.confirm(ALICE, quote.id, None).await.expect("confirm");
-    let spec = NewJob {
-        id: JobId::from(quote.id.as_u128()),
-        user: ALICE,
-        product: quote.product.clone(),
-        priority: Priority::Normal,
-        price: quote.price,
-        hold: held.hold,
-        max_attempts: 2,
-    };
-    let mut second = Job::new(spec, e.clock.now()).expect("job");
-    second.apply(JobEvent::Confirm, e.clock.now()).expect("confirm");
-    let second = e.jobs.submit(second).await.expect("submit");
+    let second = submitted_job(&e).await;
     let leased = e.jobs.lease(&worker).await.expect("lease").expect("the second job");
     e.jobs.mark_unknown(&leased, ErrorText::new("provider timed out")).await.expect("unknown");
     let before = e.billing.balance(ALICE).await.expect("balance");
     e.clock.advance(Duration::from_secs(3 * 60 * 60));
     let reaped = e.billing.reap_expired().await.expect("reap");
-    assert_eq!(reaped.expired, vec![held.hold]);
+    assert_eq!(reaped.expired, vec![second.hold]);
     let report = e.jobs.recover_expired_leases(10).await.expect("recover");
     assert_eq!(report.settled, 1, "{report:?}");
     let stored = e.store.get(second.id).await.expect("get").expect("stored");

@@ -1,7 +1,7 @@
 -- Spend caps count each amount when it was held (a hold's own amount and every raise), not the whole hold at
 -- its creation, so a hold that lives for hours is bound by every window it runs through.
 --   * A user's tranches are their hold and raise transactions: an index finds those of the last day.
---   * A budgeted hold's tranches are found by hold id when it ends, to give back what it released.
+--   * A budgeted hold's tranches are found through its user's when it ends, to give back what it released.
 --   * A provider's daily budget is kept in per-minute counters, so checking it is a bounded read (at most
 --     1,440 rows) rather than a scan of a day of every user's holds.
 -- Holds placed before this migration are not budgeted: provider budgets count holds placed from now on.
@@ -16,8 +16,6 @@ CREATE TABLE ledger_provider_spend (
 ) STRICT, WITHOUT ROWID;
 
 CREATE INDEX ledger_transactions_user_tranches ON ledger_transactions (user_id, at_ms)
-    WHERE kind IN ('hold', 'raise') AND amount > 0;
-CREATE INDEX ledger_transactions_hold_tranches ON ledger_transactions (hold_id, at_ms)
     WHERE kind IN ('hold', 'raise') AND amount > 0;
 
 -- The caps no longer read holds by creation time.

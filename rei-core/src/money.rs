@@ -191,10 +191,16 @@ impl FromStr for Money {
 
 /// Parses a plain decimal: optional sign, digits, optional point and digits. No exponent, no spaces.
 fn parse_decimal(text: &str) -> Result<Decimal, MoneyError> {
-    if text.is_empty() || text.len() > PARSE_LEN_MAX {
+    plain_decimal(text, PARSE_LEN_MAX, &['-', '+'])
+}
+
+/// Parses a plain decimal of at most `len_max` characters: one optional sign of `signs`, digits, optional
+/// point and digits. No exponent, no spaces.
+pub(crate) fn plain_decimal(text: &str, len_max: usize, signs: &[char]) -> Result<Decimal, MoneyError> {
+    if text.is_empty() || text.len() > len_max {
         return Err(MoneyError::Length);
     }
-    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let digits = text.strip_prefix(signs).unwrap_or(text);
     let (int_part, frac_part) = match digits.split_once('.') {
         Some((i, f)) => (i, Some(f)),
         None => (digits, None),

@@ -39,19 +39,7 @@ pub(crate) use via_text;
 /// # Errors
 /// [`MoneyError`] for anything else.
 pub(crate) fn exact_decimal(text: &str) -> Result<Decimal, MoneyError> {
-    if text.is_empty() || text.len() > EXACT_LEN_MAX {
-        return Err(MoneyError::Length);
-    }
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    let (int_part, frac_part) = match digits.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (digits, None),
-    };
-    let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    if !plain(int_part) || frac_part.is_some_and(|f| !plain(f)) {
-        return Err(MoneyError::Syntax(text.to_owned()));
-    }
-    Decimal::from_str_exact(text).map_err(|_| MoneyError::Overflow)
+    crate::money::plain_decimal(text, EXACT_LEN_MAX, &['-'])
 }
 
 /// `#[serde(with = "crate::serde_text::decimal")]` for an exact [`Decimal`] field: a plain decimal string.

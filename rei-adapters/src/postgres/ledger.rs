@@ -203,7 +203,9 @@ async fn apply_with_retries(
 ) -> Result<Vec<Result<Applied, LedgerError>>, StoreError> {
     let mut attempt = 0;
     loop {
-        let e = match run_batch(pool, cmds, shard).await {
+        // Taken transaction ids are looked for only when a run failed: a clash is rare, and the unique index
+        // finds it first.
+        let e = match run_batch(pool, cmds, shard, attempt > 0).await {
             Ok(results) => return Ok(results),
             Err(e) => e,
         };
@@ -313,6 +315,7 @@ async fn run_batch(
     pool: &PgPool,
     cmds: &[LedgerCommand],
     shard: i16,
+    probe_tx_ids: bool,
 ) -> Result<Vec<Result<Applied, LedgerError>>, BatchError> {
     let mut tx = pool.begin().await?;
     let mut ws = WorkingSet::new();
@@ -324,7 +327,7 @@ async fn run_batch(
     // Keys are read only now, after the rows are locked: a concurrent twin of a command (same key, so same
     // user) held the user's row until it committed, so its key row is visible to this statement, and the
     // twin replays instead of being refused against balances the first one already changed.
-    load_keys(&mut tx, cmds, &mut ws).await?;
+    load_keys(&mut tx, cmds, &mut ws, probe_tx_ids).await?;
     load_cap_windows(&mut tx, cmds, &mut ws).await?;
 
     let results: Vec<Result<Applied, LedgerError>> = cmds.iter().map(|cmd| ws.apply(cmd)).collect();
@@ -374,13 +377,22 @@ async fn lock_payments(tx: &mut PgConnection, cmds: &[LedgerCommand], ws: &mut W
     Ok(())
 }
 
-/// Loads the key records of the batch's keys, and marks the batch's transaction ids that are taken.
-async fn load_keys(tx: &mut PgConnection, cmds: &[LedgerCommand], ws: &mut WorkingSet) -> Result<(), sqlx::Error> {
+/// Loads the key records of the batch's keys and, with `probe_tx_ids`, marks the batch's transaction ids that
+/// are taken.
+async fn load_keys(
+    tx: &mut PgConnection,
+    cmds: &[LedgerCommand],
+    ws: &mut WorkingSet,
+    probe_tx_ids: bool,
+) -> Result<(), sqlx::Error> {
     let keys: Vec<&str> = cmds.iter().map(|c| c.key.as_str()).collect();
-    let ids: Vec<Vec<u8>> = cmds.iter().map(|c| id_bytes(c.tx.as_u128())).collect();
+    let ids: Vec<Vec<u8>> =
+        if probe_tx_ids { cmds.iter().map(|c| id_bytes(c.tx.as_u128())).collect() } else { Vec::new() };
     let rows = sqlx::query(
         "SELECT idem_key, fingerprint, id, kind, user_id, hold_id, amount, released, at_ms \
-         FROM ledger_transactions WHERE idem_key = ANY($1) OR id = ANY($2)",
+         FROM ledger_transactions WHERE idem_key = ANY($1) \
+         UNION SELECT idem_key, fingerprint, id, kind, user_id, hold_id, amount, released, at_ms \
+         FROM ledger_transactions WHERE id = ANY($2)",
     )
     .bind(&keys)
     .bind(&ids)
@@ -458,14 +470,17 @@ async fn load_cap_windows(
         }
     }
     let users: Vec<i64> = loads.users.iter().map(|u| u.0).collect();
+    // An ending hold's tranches are found through its user's (one index serves both).
     let ending: Vec<Vec<u8>> = loads.ending.iter().map(|h| id_bytes(h.as_u128())).collect();
+    let owners: Vec<i64> = loads.ending.iter().filter_map(|h| ws.hold(*h)).map(|h| h.user.0).collect();
     let rows = sqlx::query(
         "SELECT hold_id, id, at_ms, amount FROM ledger_transactions \
-         WHERE user_id = ANY($1) AND kind IN ('hold', 'raise') AND amount > 0 AND at_ms > $3 \
+         WHERE user_id = ANY($1) AND kind IN ('hold', 'raise') AND amount > 0 AND at_ms > $4 \
          UNION SELECT hold_id, id, at_ms, amount FROM ledger_transactions \
-         WHERE hold_id = ANY($2) AND kind IN ('hold', 'raise') AND amount > 0 AND at_ms > $3",
+         WHERE user_id = ANY($2) AND hold_id = ANY($3) AND kind IN ('hold', 'raise') AND amount > 0 AND at_ms > $4",
     )
     .bind(&users)
+    .bind(&owners)
     .bind(&ending)
     .bind(floor)
     .fetch_all(&mut *tx)

@@ -219,12 +219,22 @@ impl Writer {
     /// each item alone, so that one bad command cannot fail the others. The writer has a thread of its own, so
     /// waiting here holds up only the batch that waits.
     fn commit_or_split(&mut self, work: &[Work]) -> Vec<Outcome> {
+        self.commit_probing(work, false)
+    }
+
+    /// [`Writer::commit_or_split`], looking for taken transaction ids when `probe_tx_ids` (a run that failed
+    /// for another reason than a busy database runs again with it once before it splits: a clash is rare, and
+    /// the unique index finds it first).
+    fn commit_probing(&mut self, work: &[Work], probe_tx_ids: bool) -> Vec<Outcome> {
         let mut attempt = 0;
         loop {
-            let e = match commit_once(&mut self.conn, work) {
+            let e = match commit_once(&mut self.conn, work, probe_tx_ids) {
                 Ok(outcomes) => return outcomes,
                 Err(e) => e,
             };
+            if !probe_tx_ids && !e.is_busy() {
+                return self.commit_probing(work, true);
+            }
             let failure = Failure { retryable: e.is_busy(), unreachable: e.is_busy() };
             match after_failure(failure, attempt, BUSY_RETRIES_MAX, work.len(), BUSY_BACKOFF_FIRST) {
                 Next::Retry(wait) => {
@@ -232,7 +242,10 @@ impl Writer {
                     std::thread::sleep(wait);
                 }
                 Next::Split => {
-                    return work.iter().flat_map(|item| self.commit_or_split(std::slice::from_ref(item))).collect();
+                    return work
+                        .iter()
+                        .flat_map(|item| self.commit_probing(std::slice::from_ref(item), true))
+                        .collect();
                 }
                 Next::Fail => {
                     let e = e.to_store();
@@ -245,9 +258,9 @@ impl Writer {
 
 /// Loads, decides and writes `work` in one immediate transaction. On error nothing is written (the transaction
 /// rolls back when dropped).
-fn commit_once(conn: &mut Connection, work: &[Work]) -> Result<Vec<Outcome>, WriteError> {
+fn commit_once(conn: &mut Connection, work: &[Work], probe_tx_ids: bool) -> Result<Vec<Outcome>, WriteError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut ws = load(&tx, work)?;
+    let mut ws = load(&tx, work, probe_tx_ids)?;
     let outcomes: Vec<Outcome> = work
         .iter()
         .map(|item| match item {
@@ -263,7 +276,7 @@ fn commit_once(conn: &mut Connection, work: &[Work]) -> Result<Vec<Outcome>, Wri
 /// Reads the rows `work` touches into a working set: key records of the batch's keys, holds by id, every hold
 /// of a capped command's user and provider created within the last day (so the caps see real usage), the
 /// balances of every user a command can touch, and payments.
-fn load(conn: &Connection, work: &[Work]) -> Result<WorkingSet, WriteError> {
+fn load(conn: &Connection, work: &[Work], probe_tx_ids: bool) -> Result<WorkingSet, WriteError> {
     let mut ws = WorkingSet::new();
     let cmds: Vec<&LedgerCommand> = work
         .iter()
@@ -272,7 +285,7 @@ fn load(conn: &Connection, work: &[Work]) -> Result<WorkingSet, WriteError> {
             Work::Overdraft { .. } => None,
         })
         .collect();
-    load_keys(conn, &cmds, &mut ws)?;
+    load_keys(conn, &cmds, &mut ws, probe_tx_ids)?;
     let hold_ids: BTreeSet<HoldId> = cmds.iter().filter_map(|c| c.op.hold()).collect();
     let mut by_id = conn.prepare_cached(&format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE id = ?1"))?;
     for id in hold_ids {
@@ -303,9 +316,14 @@ fn load(conn: &Connection, work: &[Work]) -> Result<WorkingSet, WriteError> {
     Ok(ws)
 }
 
-/// Loads the key records of the batch's keys, marks its transaction ids that are taken, and loads the system
-/// balances (whole rows here, so the working set refuses a command that would overflow one).
-fn load_keys(conn: &Connection, cmds: &[&LedgerCommand], ws: &mut WorkingSet) -> Result<(), WriteError> {
+/// Loads the key records of the batch's keys, with `probe_tx_ids` marks its transaction ids that are taken, and
+/// loads the system balances (whole rows here, so the working set refuses a command that would overflow one).
+fn load_keys(
+    conn: &Connection,
+    cmds: &[&LedgerCommand],
+    ws: &mut WorkingSet,
+    probe_tx_ids: bool,
+) -> Result<(), WriteError> {
     let keys: BTreeSet<&str> = cmds.iter().map(|c| c.key.as_str()).collect();
     let mut by_key =
         conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} FROM ledger_transactions WHERE idem_key = ?1"))?;
@@ -315,7 +333,7 @@ fn load_keys(conn: &Connection, cmds: &[&LedgerCommand], ws: &mut WorkingSet) ->
         }
     }
     let mut tx_taken = conn.prepare_cached("SELECT 1 FROM ledger_transactions WHERE id = ?1")?;
-    for cmd in cmds {
+    for cmd in cmds.iter().filter(|_| probe_tx_ids) {
         if tx_taken.query_row([id_bytes(cmd.tx.as_u128())], |_| Ok(())).optional()?.is_some() {
             ws.load_tx(cmd.tx);
         }
@@ -377,12 +395,14 @@ fn load_caps(conn: &Connection, cmds: &[&LedgerCommand], ws: &mut WorkingSet) ->
             tranches.push(row??);
         }
     }
+    // An ending hold's tranches are found through its user's (one index serves both).
     let mut by_hold = conn.prepare_cached(
         "SELECT hold_id, id, at_ms, amount FROM ledger_transactions \
-         WHERE hold_id = ?1 AND kind IN ('hold', 'raise') AND amount > 0 AND at_ms > ?2",
+         WHERE user_id = ?1 AND hold_id = ?2 AND kind IN ('hold', 'raise') AND amount > 0 AND at_ms > ?3",
     )?;
     for hold in &loads.ending {
-        for row in by_hold.query_map((id_bytes(hold.as_u128()), floor), tranche_from_row)? {
+        let Some(user) = ws.hold(*hold).map(|h| h.user) else { continue };
+        for row in by_hold.query_map((user.0, id_bytes(hold.as_u128()), floor), tranche_from_row)? {
             tranches.push(row??);
         }
     }
