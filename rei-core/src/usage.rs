@@ -322,14 +322,21 @@ impl UsageService {
         };
         match self.ledger(Self::key("session-open", id, 0)?, now, op).await {
             Ok(()) => Ok(stored),
-            Err(LedgerError::Store(e)) => Err(e.into()),
-            Err(refusal) => {
+            // Only a refusal that says the money cannot be held ends the session; anything else (a store
+            // failure, a key used for another hold) leaves it open for a retry, since its hold may exist.
+            Err(
+                refusal @ (LedgerError::InsufficientFunds { .. }
+                | LedgerError::SpendCap(_)
+                | LedgerError::InvalidExpiry { .. }
+                | LedgerError::InvalidAmount { .. }),
+            ) => {
                 let mut refused = stored.clone();
                 refused.state = SessionState::Stopped;
                 refused.held = Money::ZERO;
                 self.sessions.update(&stored, refused).await?;
                 Err(refusal.into())
             }
+            Err(e) => Err(e.into()),
         }
     }
 

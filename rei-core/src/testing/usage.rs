@@ -369,4 +369,21 @@ mod tests {
         let b = w.ledger.balance(ALICE).await.expect("b");
         assert_eq!((b.available, b.held), (Money::from_kopecks(10_000), Money::ZERO));
     }
+
+    #[tokio::test]
+    async fn an_open_refused_for_funds_leaves_a_stopped_session_and_nothing_held() {
+        // Proves a session whose first chunk cannot be held is stored stopped with nothing held, says why, and
+        // is not reopened under the same id.
+        let w = world(10_00, SpendCaps::NONE).await;
+        let id = SessionId::from(61);
+        let e = w.svc.open(id, spec()).await;
+        assert!(matches!(e, Err(crate::usage::UsageError::Ledger(LedgerError::InsufficientFunds { .. }))), "{e:?}");
+        let again = w.svc.open(id, spec()).await;
+        assert!(
+            matches!(again, Err(crate::usage::UsageError::NotOpen { state: SessionState::Stopped, .. })),
+            "{again:?}"
+        );
+        let b = w.ledger.balance(ALICE).await.expect("b");
+        assert_eq!((b.available, b.held), (Money::from_kopecks(10_00), Money::ZERO));
+    }
 }
