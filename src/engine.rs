@@ -151,22 +151,26 @@ impl Engine {
     fn maintenance(&self) -> maintenance::Maintenance {
         maintenance::Maintenance {
             billing: self.billing.clone(),
+            usage: self.usage.clone(),
+            jobs: self.jobs.clone(),
             quotes: self.quotes.clone(),
             clock: self.clock.clone(),
             quote_retention: self.config.quote_retention,
-            quote_purge_batch_max: self.config.quote_purge_batch_max,
+            maintenance_batch_max: self.config.maintenance_batch_max,
         }
     }
 
-    /// One maintenance pass, now: expires up to [`BillingConfig::reap_batch_max`] lapsed holds (each with the
-    /// key `expire:<hold>`, so concurrent reapers expire a hold once), then purges up to
-    /// [`EngineConfig::quote_purge_batch_max`] quotes that expired more than [`EngineConfig::quote_retention`]
-    /// ago.
+    /// One maintenance pass, now: ends up to [`EngineConfig::maintenance_batch_max`] usage sessions nobody
+    /// will close, expires up to [`BillingConfig::reap_batch_max`] lapsed holds (each with the key
+    /// `expire:<hold>`, so concurrent reapers expire a hold once), recovers up to as many jobs whose worker
+    /// vanished (a job whose hold the ledger settled ends as the ledger says), then purges up to as many
+    /// quotes that expired more than [`EngineConfig::quote_retention`] ago.
     ///
     /// [`BillingConfig::reap_batch_max`]: rei_core::billing::BillingConfig::reap_batch_max
     ///
     /// # Errors
-    /// [`EngineError::Maintenance`] or [`EngineError::QuotePurge`] when a store failed.
+    /// [`EngineError::SessionReap`], [`EngineError::Maintenance`], [`EngineError::JobRecovery`] or
+    /// [`EngineError::QuotePurge`] when a store failed.
     pub async fn run_maintenance(&self) -> Result<MaintenanceReport, EngineError> {
         self.maintenance().run_once().await
     }

@@ -62,8 +62,9 @@ pub struct EngineConfig {
     /// How long a quote is kept past its expiry before maintenance purges it, so that a repeated confirm of a
     /// quote already confirmed still finds it. Default: 24 h.
     pub quote_retention: Duration,
-    /// Most quotes one maintenance pass purges. Default: 1,000.
-    pub quote_purge_batch_max: usize,
+    /// Most rows each step of one maintenance pass handles: abandoned usage sessions ended, jobs recovered,
+    /// quotes purged (the hold reaper has its own, `BillingConfig::reap_batch_max`). Default: 1,000.
+    pub maintenance_batch_max: usize,
     /// Redis: the key prefix of the job queue, when the queue is in Redis. Default: `"rei"`.
     pub redis_namespace: String,
 }
@@ -89,7 +90,7 @@ impl Default for EngineConfig {
             },
             lease: Duration::from_secs(5 * 60),
             quote_retention: Duration::from_secs(24 * 60 * 60),
-            quote_purge_batch_max: 1_000,
+            maintenance_batch_max: 1_000,
             redis_namespace: "rei".to_owned(),
         }
     }

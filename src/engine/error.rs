@@ -75,6 +75,12 @@ pub enum EngineError {
     /// A maintenance pass failed (the store is unavailable); the next pass tries again.
     #[error("maintenance failed: {0}")]
     Maintenance(#[from] BillingError),
+    /// A maintenance pass failed to recover jobs.
+    #[error("maintenance failed to recover jobs: {0}")]
+    JobRecovery(#[from] rei_core::jobs::JobError),
+    /// A maintenance pass failed to end abandoned usage sessions.
+    #[error("maintenance failed to end abandoned sessions: {0}")]
+    SessionReap(#[from] rei_core::usage::UsageError),
     /// A maintenance pass failed to purge quotes.
     #[error("maintenance failed to purge quotes: {0}")]
     QuotePurge(#[from] rei_core::ledger::StoreError),

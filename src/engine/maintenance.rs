@@ -4,7 +4,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rei_core::billing::{BillingService, QuoteStore};
+use rei_core::jobs::JobService;
 use rei_core::time::Clock;
+use rei_core::usage::UsageService;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -22,6 +24,12 @@ pub struct MaintenanceReport {
     pub holds_skipped: usize,
     /// Quotes purged, long past their expiry.
     pub quotes_purged: usize,
+    /// Usage sessions ended that nobody would close: their hold lapsed (the money went back), was never
+    /// placed, or was already settled by a close that crashed.
+    pub sessions_ended: usize,
+    /// Jobs whose worker vanished, moved on by [`JobService::recover_expired_leases`]: retried, marked unknown,
+    /// failed, or ended as the ledger had settled their hold.
+    pub jobs_recovered: usize,
 }
 
 /// What a maintenance task did since it started.
@@ -59,23 +67,31 @@ impl MaintenanceTotals {
 #[derive(Clone)]
 pub(super) struct Maintenance {
     pub(super) billing: Arc<BillingService>,
+    pub(super) usage: Arc<UsageService>,
+    pub(super) jobs: Arc<JobService>,
     pub(super) quotes: Arc<dyn QuoteStore>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) quote_retention: Duration,
-    pub(super) quote_purge_batch_max: usize,
+    pub(super) maintenance_batch_max: usize,
 }
 
 impl Maintenance {
-    /// One pass: expires up to the reaper's batch of lapsed holds, then purges up to a batch of quotes that
-    /// expired more than the retention ago.
+    /// One pass: ends up to a batch of abandoned usage sessions, expires up to the reaper's batch of lapsed
+    /// holds, recovers up to a batch of jobs whose worker vanished (so that a job whose hold the ledger
+    /// settled ends as the ledger says), then purges up to a batch of quotes that expired more than the
+    /// retention ago.
     pub(super) async fn run_once(&self) -> Result<MaintenanceReport, EngineError> {
+        let sessions = self.usage.reap(self.maintenance_batch_max).await?;
         let reaped = self.billing.reap_expired().await?;
+        let jobs = self.jobs.recover_expired_leases(self.maintenance_batch_max).await?;
         let before = self.clock.now().minus(self.quote_retention);
-        let quotes_purged = self.quotes.purge_expired(before, self.quote_purge_batch_max).await?;
+        let quotes_purged = self.quotes.purge_expired(before, self.maintenance_batch_max).await?;
         Ok(MaintenanceReport {
             holds_expired: reaped.expired.len(),
             holds_skipped: reaped.skipped.len(),
             quotes_purged,
+            sessions_ended: sessions.lapsed.len() + sessions.settled.len(),
+            jobs_recovered: jobs.unknown + jobs.requeued + jobs.failed + jobs.settled,
         })
     }
 

@@ -272,7 +272,8 @@ async fn the_job_queue_lives_in_redis_when_given_a_redis_url() {
 
 #[tokio::test]
 async fn maintenance_expires_lapsed_holds_and_purges_old_quotes() {
-    // Proves one maintenance pass expires a hold past its TTL and purges a quote past its retention, and
+    // Proves one maintenance pass expires a hold past its TTL, ends a usage session nobody closed and purges a
+    // quote past its retention, and
     // that the spawned task does the same in the background and stops when asked.
     let config = EngineConfig {
         billing: BillingConfig { hold_ttl: Duration::from_secs(60), ..BillingConfig::default() },
@@ -295,11 +296,21 @@ async fn maintenance_expires_lapsed_holds_and_purges_old_quotes() {
         .expect("hold");
     let quote =
         billing.quote(user, &ProductId::parse("image.nano-banana").expect("id"), 1, Tier::Basic).await.expect("quote");
+    let session = rei::core::usage::SessionSpec {
+        user,
+        rate: rei::core::money::UnitPrice::parse("1").expect("rate"),
+        chunk_units: 10,
+        hold_ttl: Duration::from_secs(60),
+        provider: None,
+    };
+    engine.usage().open(rei::core::ids::SessionId::from(50), session).await.expect("a session nobody closes");
     let nothing = engine.run_maintenance().await.expect("pass");
-    assert_eq!((nothing.holds_expired, nothing.quotes_purged), (0, 0), "nothing is due yet");
+    assert_eq!((nothing.holds_expired, nothing.quotes_purged, nothing.sessions_ended), (0, 0, 0), "nothing is due");
     clock.set(quote.expires_at.plus(Duration::from_secs(61)));
     let pass = engine.run_maintenance().await.expect("pass");
-    assert_eq!((pass.holds_expired, pass.quotes_purged), (1, 1));
+    assert_eq!((pass.holds_expired, pass.quotes_purged, pass.sessions_ended), (1, 1, 1));
+    let b = billing.balance(user).await.expect("balance");
+    assert_eq!(b.held, Money::ZERO, "the abandoned session's money is back too");
     let hold = engine.ledger().hold(HoldId::from(1)).await.expect("hold").expect("exists");
     assert_eq!(hold.state, HoldState::Expired);
 
