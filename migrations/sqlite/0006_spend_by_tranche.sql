@@ -18,6 +18,8 @@ CREATE TABLE ledger_provider_spend (
 CREATE INDEX ledger_transactions_user_tranches ON ledger_transactions (user_id, at_ms)
     WHERE kind IN ('hold', 'raise') AND amount > 0;
 
--- The caps no longer read holds by creation time.
+-- A limit on holds active at once (jobs running at once) reads a user's active holds; the caps no longer read
+-- holds by creation time.
+CREATE INDEX ledger_holds_user_active ON ledger_holds (user_id) WHERE state = 'active';
 DROP INDEX ledger_holds_user_created;
 DROP INDEX ledger_holds_provider_created;

@@ -34,16 +34,29 @@ pub struct SpendCaps {
     pub user_daily: Option<Money>,
     /// Most all users together may spend on the hold's provider in any rolling day.
     pub provider_daily: Option<Money>,
+    /// Most holds the user may have active when this one is placed is one less than this: a limit on jobs
+    /// running at once, checked with the hold (raises are not counted again).
+    pub active_holds_max: Option<u32>,
 }
 
 impl SpendCaps {
     /// No caps at all.
-    pub const NONE: SpendCaps = SpendCaps { user_hourly: None, user_daily: None, provider_daily: None };
+    pub const NONE: SpendCaps =
+        SpendCaps { user_hourly: None, user_daily: None, provider_daily: None, active_holds_max: None };
 
     /// `true` when no cap is set, so the store can skip computing usage.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.user_hourly.is_none() && self.user_daily.is_none() && self.provider_daily.is_none()
+        self.user_hourly.is_none()
+            && self.user_daily.is_none()
+            && self.provider_daily.is_none()
+            && self.active_holds_max.is_none()
+    }
+
+    /// `true` when a user window (hourly or daily) is capped, so the store must load the user's tranches.
+    #[must_use]
+    pub fn has_user_windows(&self) -> bool {
+        self.user_hourly.is_some() || self.user_daily.is_some()
     }
 
     /// Checks that spending `requested` more stays within every cap.
@@ -95,6 +108,8 @@ pub struct CapUsage {
     pub user_day: Money,
     /// Everyone's spend on the provider in the last day.
     pub provider_day: Money,
+    /// The user's holds active now.
+    pub user_active_holds: u32,
 }
 
 /// Which cap.
@@ -202,8 +217,8 @@ mod tests {
     #[test]
     fn first_cap_passed_is_named() {
         // Proves the check names the cap that a request would pass and lets through one that fits exactly.
-        let caps = SpendCaps { user_hourly: Some(m(1_000)), user_daily: Some(m(5_000)), provider_daily: None };
-        let usage = CapUsage { user_hour: m(900), user_day: m(4_950), provider_day: m(0) };
+        let caps = SpendCaps { user_hourly: Some(m(1_000)), user_daily: Some(m(5_000)), ..SpendCaps::NONE };
+        let usage = CapUsage { user_hour: m(900), user_day: m(4_950), ..CapUsage::default() };
         assert_eq!(caps.check(&usage, m(100)).map_err(|e| e.scope), Err(CapScope::UserDaily));
         assert_eq!(caps.check(&usage, m(50)), Ok(()));
         let usage = CapUsage { user_hour: m(950), ..usage };
@@ -259,7 +274,7 @@ mod tests {
         #[test]
         fn admitted_spend_never_exceeds_a_cap(cap in 0i64..10_000, used in 0i64..10_000, req in 1i64..10_000) {
             // Proves the check admits a request exactly when used + requested stays within the cap.
-            let caps = SpendCaps { user_hourly: None, user_daily: Some(m(cap)), provider_daily: None };
+            let caps = SpendCaps { user_daily: Some(m(cap)), ..SpendCaps::NONE };
             let usage = CapUsage { user_day: m(used), ..CapUsage::default() };
             let ok = caps.check(&usage, m(req)).is_ok();
             prop_assert_eq!(ok, used + req <= cap);
@@ -268,7 +283,7 @@ mod tests {
         #[test]
         fn no_caps_admit_everything(used in 0i64..i64::MAX / 2, req in 0i64..i64::MAX / 2) {
             // Proves an empty cap set never refuses.
-            let usage = CapUsage { user_hour: m(used), user_day: m(used), provider_day: m(used) };
+            let usage = CapUsage { user_hour: m(used), user_day: m(used), provider_day: m(used), user_active_holds: 9 };
             prop_assert!(SpendCaps::NONE.check(&usage, m(req)).is_ok());
         }
     }

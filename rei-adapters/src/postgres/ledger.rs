@@ -485,6 +485,17 @@ async fn load_cap_windows(
     .bind(floor)
     .fetch_all(&mut *tx)
     .await?;
+    if !loads.active.is_empty() {
+        // Not locked, as below; every active hold of these users, however old, for the limit on holds at once.
+        let active: Vec<i64> = loads.active.iter().map(|u| u.0).collect();
+        let sql = format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE user_id = ANY($1) AND state = 'active'");
+        for row in sqlx::query(&sql).bind(&active).fetch_all(&mut *tx).await? {
+            let hold = hold_from_row(&row)?;
+            if ws.hold(hold.id).is_none() {
+                ws.load_hold(hold);
+            }
+        }
+    }
     let mut missing = BTreeSet::new();
     for row in rows {
         let hold = HoldId::from(id_from_bytes(row.try_get::<&[u8], _>("hold_id")?).map_err(corrupt)?);

@@ -28,6 +28,10 @@ pub struct BillingConfig {
     pub provider_budgets: BTreeMap<ProviderId, Money>,
     /// Most holds the reaper expires in one pass.
     pub reap_batch_max: usize,
+    /// Most jobs a user may have running at once: a confirm is refused with
+    /// [`LedgerError::TooManyActiveHolds`] while the user has this many holds active (jobs not yet charged or
+    /// given back, and usage sessions), checked atomically with the hold. `None`: no limit. Default: 2.
+    pub jobs_running_max: Option<u32>,
 }
 
 impl Default for BillingConfig {
@@ -37,6 +41,7 @@ impl Default for BillingConfig {
             user_caps: SpendCaps::NONE,
             provider_budgets: BTreeMap::new(),
             reap_batch_max: 1_000,
+            jobs_running_max: Some(2),
         }
     }
 }
@@ -231,7 +236,7 @@ impl BillingService {
             amount: record.price,
             provider: provider.cloned(),
             expires_at,
-            caps: self.config.caps_for(provider),
+            caps: SpendCaps { active_holds_max: self.config.jobs_running_max, ..self.config.caps_for(provider) },
         }
     }
 

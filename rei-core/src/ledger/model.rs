@@ -415,7 +415,8 @@ impl LedgerOp {
     pub fn fingerprint(&self) -> String {
         let caps = |c: &SpendCaps| {
             let o = |m: Option<Money>| m.map_or_else(|| "-".to_owned(), |m| m.kopecks().to_string());
-            format!("{}/{}/{}", o(c.user_hourly), o(c.user_daily), o(c.provider_daily))
+            let active = c.active_holds_max.map_or_else(String::new, |n| format!("/{n}"));
+            format!("{}/{}/{}{active}", o(c.user_hourly), o(c.user_daily), o(c.provider_daily))
         };
         match self {
             LedgerOp::TopUp { user, amount, payment } => {

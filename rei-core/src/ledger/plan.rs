@@ -134,6 +134,14 @@ pub enum LedgerError {
     /// An idempotency key could not be made (its parts are not key syntax).
     #[error("invalid idempotency key: {0}")]
     Key(#[from] IdError),
+    /// The user has as many holds active as the limit allows (jobs running at once); wait for one to end.
+    #[error("{active} holds are active, the most allowed at once is {max}")]
+    TooManyActiveHolds {
+        /// Active now.
+        active: u32,
+        /// The limit.
+        max: u32,
+    },
     /// An amount overflowed.
     #[error("amount overflow")]
     Overflow,
@@ -342,6 +350,12 @@ fn place(step: &mut Step, cmd: &LedgerCommand, view: &LedgerView, new: &NewHold<
     }
     spendable(&step.balance, amount)?;
     new.caps.check(&view.cap_usage, amount)?;
+    if let Some(max) = new.caps.active_holds_max {
+        let active = view.cap_usage.user_active_holds;
+        if active >= max {
+            return Err(LedgerError::TooManyActiveHolds { active, max });
+        }
+    }
     step.reserve(amount)?;
     step.hold = Some(Hold {
         id: new.id,

@@ -406,6 +406,17 @@ fn load_caps(conn: &Connection, cmds: &[&LedgerCommand], ws: &mut WorkingSet) ->
             tranches.push(row??);
         }
     }
+    // Every active hold of these users, however old, for the limit on holds active at once.
+    let mut active = conn
+        .prepare_cached(&format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE user_id = ?1 AND state = 'active'"))?;
+    for user in &loads.active {
+        for hold in active.query_map([user.0], hold_from_row)? {
+            let hold = hold??;
+            if ws.hold(hold.id).is_none() {
+                ws.load_hold(hold);
+            }
+        }
+    }
     // Not locked: the writer is the only one, and the batch's transaction is immediate.
     let mut hold_by_id = conn.prepare_cached(&format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE id = ?1"))?;
     for (hold, tranche) in tranches {

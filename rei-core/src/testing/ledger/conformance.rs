@@ -117,6 +117,7 @@ where
     transactions_are_listed_in_order(&*make().await).await;
     caps_count_each_amount_when_it_was_held(&*make().await).await;
     provider_budgets_count_what_budgeted_holds_spend(&*make().await).await;
+    holds_active_at_once_are_limited(&*make().await).await;
     repeats::concurrent_repeats_replay(&*make().await).await;
     repeats::concurrent_raises_compose(&*make().await).await;
     repeats::a_zero_raise_verifies_clean(&*make().await).await;
@@ -282,7 +283,12 @@ async fn caps_are_checked_with_the_hold(s: &dyn LedgerStore) {
     let mut c = Cmds::new();
     ok(s, c.cmd("pa", top_up(ALICE, rub(1000), "pa"))).await;
     ok(s, c.cmd("pb", top_up(BOB, rub(1000), "pb"))).await;
-    let caps = SpendCaps { user_hourly: Some(rub(50)), user_daily: Some(rub(120)), provider_daily: Some(rub(200)) };
+    let caps = SpendCaps {
+        user_hourly: Some(rub(50)),
+        user_daily: Some(rub(120)),
+        provider_daily: Some(rub(200)),
+        active_holds_max: None,
+    };
     let kling = ProviderId::parse("kling").unwrap_or_else(|e| panic!("{e}"));
     let capped = |user, id: u128, amount, at: Timestamp| LedgerOp::Hold {
         user,
@@ -411,7 +417,12 @@ async fn caps_count_each_amount_when_it_was_held(s: &dyn LedgerStore) {
     // hold bind the hourly cap, and a capture counts what was captured, from the earliest amounts on.
     let mut c = Cmds::new();
     ok(s, c.cmd("pay", top_up(ALICE, rub(1000), "p1"))).await;
-    let caps = SpendCaps { user_hourly: Some(rub(100)), user_daily: Some(rub(150)), provider_daily: None };
+    let caps = SpendCaps {
+        user_hourly: Some(rub(100)),
+        user_daily: Some(rub(150)),
+        provider_daily: None,
+        active_holds_max: None,
+    };
     let hour = Duration::from_secs(3600);
     let long = LedgerOp::Hold {
         user: ALICE,
@@ -483,5 +494,40 @@ async fn provider_budgets_count_what_budgeted_holds_spend(s: &dyn LedgerStore) {
     ok(s, c.cmd("b5", on_kling(BOB, 7, rub(70), T0, budget))).await;
     let next_day = T0.plus(Duration::from_secs(24 * 3600 + 60));
     ok(s, c.at("b6", next_day, on_kling(BOB, 8, rub(100), next_day, budget))).await;
+    assert_clean(s).await;
+}
+
+async fn holds_active_at_once_are_limited(s: &dyn LedgerStore) {
+    // A hold that limits how many may be active at once counts every active hold of its user, however old,
+    // and none that ended; the limit binds only the holds that carry it.
+    let mut c = Cmds::new();
+    ok(s, c.cmd("pay", top_up(ALICE, rub(100), "p1"))).await;
+    let limited = |id: u128, at: Timestamp| LedgerOp::Hold {
+        user: ALICE,
+        hold: HoldId::from(id),
+        amount: rub(1),
+        provider: None,
+        expires_at: at.plus(Duration::from_secs(3 * 24 * 3600)),
+        caps: SpendCaps { active_holds_max: Some(2), ..SpendCaps::NONE },
+    };
+    ok(s, c.cmd("h1", limited(1, T0))).await;
+    let later = T0.plus(Duration::from_secs(2 * 24 * 3600));
+    ok(s, c.at("h2", later, limited(2, later))).await;
+    let e = refused(s, c.at("h3", later, limited(3, later))).await;
+    assert_eq!(e, LedgerError::TooManyActiveHolds { active: 2, max: 2 }, "a two-day-old hold still counts");
+    let unlimited = LedgerOp::Hold {
+        user: ALICE,
+        hold: HoldId::from(4),
+        amount: rub(1),
+        provider: None,
+        expires_at: later.plus(TTL),
+        caps: SpendCaps::NONE,
+    };
+    ok(s, c.at("free", later, unlimited)).await;
+    ok(s, c.at("rel1", later, LedgerOp::Release { hold: HoldId::from(1) })).await;
+    let e = refused(s, c.at("h5", later, limited(5, later))).await;
+    assert_eq!(e, LedgerError::TooManyActiveHolds { active: 2, max: 2 }, "an unlimited hold counts too");
+    ok(s, c.at("cap2", later, LedgerOp::Capture { hold: HoldId::from(2), amount: rub(1) })).await;
+    ok(s, c.at("h6", later, limited(6, later))).await;
     assert_clean(s).await;
 }

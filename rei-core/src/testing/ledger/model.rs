@@ -63,8 +63,10 @@ impl LedgerHarness for MemoryHarness {
 
 /// Runs `cases` random sequences of up to `steps_max` steps against the harness's store and panics, with the
 /// seed and the shrunk sequence, on the first broken invariant. The seed comes from `REI_MODEL_SEED` when set,
-/// otherwise from the clock, and is printed either way.
+/// otherwise from the clock, and is printed either way; `REI_MODEL_CASES` overrides `cases` for a deeper run.
 pub fn run_ledger_model<H: LedgerHarness>(cases: u32, steps_max: usize) {
+    // A deeper run on demand: REI_MODEL_CASES=<n> sets the number of cases of every harness.
+    let cases = std::env::var("REI_MODEL_CASES").ok().and_then(|s| s.parse::<u32>().ok()).unwrap_or(cases);
     let seed = std::env::var("REI_MODEL_SEED").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -96,6 +98,7 @@ const CAPS: SpendCaps = SpendCaps {
     user_hourly: Some(Money::from_kopecks(15_000)),
     user_daily: Some(Money::from_kopecks(40_000)),
     provider_daily: Some(Money::from_kopecks(60_000)),
+    active_holds_max: Some(3),
 };
 
 /// One step of a sequence.
@@ -194,6 +197,7 @@ fn code(e: &LedgerError) -> &'static str {
         LedgerError::RefundExceedsPayment { .. } => "refund_exceeds_payment",
         LedgerError::KeyConflict { .. } => "key_conflict",
         LedgerError::TransactionExists { .. } => "transaction_exists",
+        LedgerError::TooManyActiveHolds { .. } => "too_many_active_holds",
         LedgerError::Key(_) => "key",
         LedgerError::Overflow => "overflow",
         LedgerError::Store(_) => "store",
@@ -328,6 +332,10 @@ impl Model {
                 let prov = provider.as_ref().map(|p| p.as_str().to_owned());
                 if self.caps_refusal(caps, user.0, prov.as_ref(), at, a) {
                     return Err("spend_cap");
+                }
+                let active = self.holds.values().filter(|h| h.user == user.0 && h.state == HoldState::Active).count();
+                if caps.active_holds_max.is_some_and(|max| active >= max as usize) {
+                    return Err("too_many_active_holds");
                 }
                 let e = self.users.entry(user.0).or_insert(u);
                 e.available -= a;
