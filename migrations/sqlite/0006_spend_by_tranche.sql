@@ -18,8 +18,12 @@ CREATE TABLE ledger_provider_spend (
 CREATE INDEX ledger_transactions_user_tranches ON ledger_transactions (user_id, at_ms)
     WHERE kind IN ('hold', 'raise') AND amount > 0;
 
--- A limit on holds active at once (jobs running at once) reads a user's active holds; the caps no longer read
--- holds by creation time.
-CREATE INDEX ledger_holds_user_active ON ledger_holds (user_id) WHERE state = 'active';
+-- A limit on holds active at once (jobs running at once) is checked on the user's balance row, which keeps the
+-- count of the user's active holds (so the check needs no read of the holds).
+ALTER TABLE ledger_accounts ADD COLUMN active_holds INTEGER NOT NULL DEFAULT 0 CHECK (active_holds >= 0);
+UPDATE ledger_accounts SET active_holds =
+    (SELECT COUNT(*) FROM ledger_holds h WHERE h.user_id = ledger_accounts.user_id AND h.state = 'active');
+
+-- The caps no longer read holds by creation time.
 DROP INDEX ledger_holds_user_created;
 DROP INDEX ledger_holds_provider_created;

@@ -108,8 +108,6 @@ pub struct CapUsage {
     pub user_day: Money,
     /// Everyone's spend on the provider in the last day.
     pub provider_day: Money,
-    /// The user's holds active now.
-    pub user_active_holds: u32,
 }
 
 /// Which cap.
@@ -283,7 +281,7 @@ mod tests {
         #[test]
         fn no_caps_admit_everything(used in 0i64..i64::MAX / 2, req in 0i64..i64::MAX / 2) {
             // Proves an empty cap set never refuses.
-            let usage = CapUsage { user_hour: m(used), user_day: m(used), provider_day: m(used), user_active_holds: 9 };
+            let usage = CapUsage { user_hour: m(used), user_day: m(used), provider_day: m(used) };
             prop_assert!(SpendCaps::NONE.check(&usage, m(req)).is_ok());
         }
     }

@@ -293,6 +293,7 @@ fn balance_from_row(row: &PgRow) -> Result<Balance, sqlx::Error> {
         available: Money::from_kopecks(row.try_get("available")?),
         held: Money::from_kopecks(row.try_get("held")?),
         overdraft_limit: Money::from_kopecks(row.try_get("overdraft_limit")?),
+        active_holds: u32::try_from(row.try_get::<i64, _>("active_holds")?).map_err(corrupt)?,
     })
 }
 
@@ -414,7 +415,7 @@ async fn lock_users(tx: &mut PgConnection, users: &BTreeSet<i64>, ws: &mut Worki
         return Ok(());
     }
     let ids: Vec<i64> = users.iter().copied().collect();
-    const LOCK: &str = "SELECT user_id, available, held, overdraft_limit FROM ledger_accounts \
+    const LOCK: &str = "SELECT user_id, available, held, overdraft_limit, active_holds FROM ledger_accounts \
                         WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE";
     let mut rows = sqlx::query(LOCK).bind(&ids).fetch_all(&mut *tx).await?;
     if rows.len() < ids.len() {
@@ -485,17 +486,6 @@ async fn load_cap_windows(
     .bind(floor)
     .fetch_all(&mut *tx)
     .await?;
-    if !loads.active.is_empty() {
-        // Not locked, as below; every active hold of these users, however old, for the limit on holds at once.
-        let active: Vec<i64> = loads.active.iter().map(|u| u.0).collect();
-        let sql = format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE user_id = ANY($1) AND state = 'active'");
-        for row in sqlx::query(&sql).bind(&active).fetch_all(&mut *tx).await? {
-            let hold = hold_from_row(&row)?;
-            if ws.hold(hold.id).is_none() {
-                ws.load_hold(hold);
-            }
-        }
-    }
     let mut missing = BTreeSet::new();
     for row in rows {
         let hold = HoldId::from(id_from_bytes(row.try_get::<&[u8], _>("hold_id")?).map_err(corrupt)?);
@@ -540,10 +530,10 @@ WITH t AS (
     JOIN t ON t.id = v.tx_id
     RETURNING 1
 ), a AS (
-    INSERT INTO ledger_accounts (user_id, available, held, overdraft_limit)
-    SELECT * FROM UNNEST($18::BIGINT[], $19::BIGINT[], $20::BIGINT[], $21::BIGINT[])
+    INSERT INTO ledger_accounts (user_id, available, held, overdraft_limit, active_holds)
+    SELECT * FROM UNNEST($18::BIGINT[], $19::BIGINT[], $20::BIGINT[], $21::BIGINT[], $45::BIGINT[])
     ON CONFLICT (user_id) DO UPDATE SET available = EXCLUDED.available, held = EXCLUDED.held,
-        overdraft_limit = EXCLUDED.overdraft_limit
+        overdraft_limit = EXCLUDED.overdraft_limit, active_holds = EXCLUDED.active_holds
     RETURNING 1
 ), hn AS (
     INSERT INTO ledger_holds
@@ -617,6 +607,7 @@ async fn write_changes(tx: &mut PgConnection, changes: &Changes, shard: i16) -> 
     let systems = s_accounts.len();
     let q = q.bind(s_accounts).bind(s_deltas).bind(shard).bind(SHARD_BALANCE_MAX);
     let (q, counters) = bind_provider_spend(q, changes);
+    let q = q.bind(changes.balances.iter().map(|b| i64::from(b.active_holds)).collect::<Vec<_>>());
     let counts: WriteCounts = q.fetch_one(&mut *tx).await?;
     let expected = (
         count(changes.transactions.len()),
@@ -748,12 +739,13 @@ impl LedgerStore for PgLedger {
     }
 
     async fn balance(&self, user: UserId) -> Result<Balance, StoreError> {
-        let row =
-            sqlx::query("SELECT user_id, available, held, overdraft_limit FROM ledger_accounts WHERE user_id = $1")
-                .bind(user.0)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| store_error(&e))?;
+        let row = sqlx::query(
+            "SELECT user_id, available, held, overdraft_limit, active_holds FROM ledger_accounts WHERE user_id = $1",
+        )
+        .bind(user.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| store_error(&e))?;
         match row {
             Some(row) => balance_from_row(&row).map_err(|e| store_error(&e)),
             None => Ok(Balance::empty(user)),
@@ -917,7 +909,7 @@ async fn verify_in(tx: &mut PgConnection) -> Result<VerifyTally, sqlx::Error> {
         );
     }
     let below = sqlx::query(
-        "SELECT user_id, available, held, overdraft_limit FROM ledger_accounts \
+        "SELECT user_id, available, held, overdraft_limit, active_holds FROM ledger_accounts \
          WHERE available < -overdraft_limit OR held < 0 ORDER BY user_id",
     )
     .fetch_all(&mut *tx)

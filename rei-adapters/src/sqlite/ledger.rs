@@ -226,11 +226,13 @@ impl LedgerStore for SqliteLedger {
     }
 
     async fn balance(&self, user: UserId) -> Result<Balance, StoreError> {
-        let row = sqlx::query("SELECT available, held, overdraft_limit FROM ledger_accounts WHERE user_id = ?1")
-            .bind(user.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(SqlError::from)?;
+        let row = sqlx::query(
+            "SELECT available, held, overdraft_limit, active_holds FROM ledger_accounts WHERE user_id = ?1",
+        )
+        .bind(user.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(SqlError::from)?;
         match row {
             Some(row) => Ok(balance_from_row(user, &row)?),
             None => Ok(Balance::empty(user)),
@@ -358,17 +360,13 @@ async fn verify_in(conn: &mut SqliteConnection) -> Result<VerifyReport, SqlError
         tally_transactions(&mut tally, &rows)?;
         from = to;
     }
-    let accounts =
-        sqlx::query("SELECT user_id, available, held, overdraft_limit FROM ledger_accounts ORDER BY user_id")
-            .fetch_all(&mut *conn)
-            .await?;
+    let accounts = sqlx::query(
+        "SELECT user_id, available, held, overdraft_limit, active_holds FROM ledger_accounts ORDER BY user_id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
     for row in &accounts {
-        let b = Balance {
-            user: UserId(row.try_get("user_id")?),
-            available: Money::from_kopecks(row.try_get("available")?),
-            held: Money::from_kopecks(row.try_get("held")?),
-            overdraft_limit: Money::from_kopecks(row.try_get("overdraft_limit")?),
-        };
+        let b = balance_from_row(UserId(row.try_get("user_id")?), row)?;
         tally.user(&b);
         tally.cached(Account::Available(b.user), b.available);
         tally.cached(Account::Held(b.user), b.held);
@@ -502,6 +500,7 @@ fn balance_from_row(user: UserId, row: &SqliteRow) -> Result<Balance, SqlError> 
         available: Money::from_kopecks(row.try_get("available")?),
         held: Money::from_kopecks(row.try_get("held")?),
         overdraft_limit: Money::from_kopecks(row.try_get("overdraft_limit")?),
+        active_holds: u32::try_from(row.try_get::<i64, _>("active_holds")?).unwrap_or(u32::MAX),
     })
 }
 

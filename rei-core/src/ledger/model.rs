@@ -166,13 +166,16 @@ pub struct Balance {
     pub held: Money,
     /// How far below zero `available` may go; zero by default.
     pub overdraft_limit: Money,
+    /// How many of the user's holds are active (kept with the balance, so a limit on holds at once is
+    /// checked on the row the store locks anyway). Invariant: the count of the user's active holds.
+    pub active_holds: u32,
 }
 
 impl Balance {
     /// The balances of a user the ledger has never seen.
     #[must_use]
     pub const fn empty(user: UserId) -> Balance {
-        Balance { user, available: Money::ZERO, held: Money::ZERO, overdraft_limit: Money::ZERO }
+        Balance { user, available: Money::ZERO, held: Money::ZERO, overdraft_limit: Money::ZERO, active_holds: 0 }
     }
 }
 

@@ -256,6 +256,14 @@ impl Step {
         Ok(())
     }
 
+    /// Counts one active hold of the user less.
+    fn hold_ended(&mut self) -> Result<(), LedgerError> {
+        let left = self.balance.active_holds.checked_sub(1);
+        let message = "an active hold ended, yet the user's count of active holds was zero";
+        self.balance.active_holds = left.ok_or_else(|| StoreError::Corrupt { message: message.into() })?;
+        Ok(())
+    }
+
     /// Credits `amount` to the user's `available` from system account `from`.
     fn credit(&mut self, from: SystemAccount, amount: Money) -> Result<(), LedgerError> {
         self.balance.available = add(self.balance.available, amount)?;
@@ -351,12 +359,13 @@ fn place(step: &mut Step, cmd: &LedgerCommand, view: &LedgerView, new: &NewHold<
     spendable(&step.balance, amount)?;
     new.caps.check(&view.cap_usage, amount)?;
     if let Some(max) = new.caps.active_holds_max {
-        let active = view.cap_usage.user_active_holds;
+        let active = step.balance.active_holds;
         if active >= max {
             return Err(LedgerError::TooManyActiveHolds { active, max });
         }
     }
     step.reserve(amount)?;
+    step.balance.active_holds = step.balance.active_holds.checked_add(1).ok_or(LedgerError::Overflow)?;
     step.hold = Some(Hold {
         id: new.id,
         user: view.balance.user,
@@ -432,6 +441,7 @@ fn capture(
     }
     h.captured = amount;
     h.state = HoldState::Captured;
+    step.hold_ended()?;
     step.hold = Some(h);
     step.receipt_hold = Some(id);
     step.released = rest;
@@ -455,6 +465,7 @@ fn give_back(step: &mut Step, cmd: &LedgerCommand, view: &LedgerView, id: HoldId
     step.post(Account::Held(user), neg(h.amount)?);
     step.post(Account::Available(user), h.amount);
     h.state = if is_expire { HoldState::Expired } else { HoldState::Released };
+    step.hold_ended()?;
     step.released = h.amount;
     step.amount = h.amount;
     step.hold = Some(h);

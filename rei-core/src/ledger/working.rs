@@ -10,8 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use crate::caps::{CapUsage, DAY, HOUR, SpendCaps, Tranche, bucket_of, day_floor, released_by_bucket, spend_since};
 use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use crate::ledger::model::{
-    Account, Applied, Balance, Hold, HoldState, LedgerCommand, LedgerOp, PaymentRecord, Receipt, SystemAccount,
-    Transaction,
+    Account, Applied, Balance, Hold, LedgerCommand, LedgerOp, PaymentRecord, Receipt, SystemAccount, Transaction,
 };
 use crate::ledger::plan::{LedgerError, LedgerView, plan};
 use crate::ledger::store::StoreError;
@@ -68,8 +67,6 @@ impl Changes {
 pub struct CapLoads {
     /// Users whose tranches held after `floor` are to be loaded, each with its hold.
     pub users: BTreeSet<UserId>,
-    /// Users whose active holds are all to be loaded (a hold limits how many may be active at once).
-    pub active: BTreeSet<UserId>,
     /// Providers whose budget a command checks or raises: lock them (in this order) and load their buckets
     /// after `floor`.
     pub providers: BTreeSet<ProviderId>,
@@ -83,7 +80,7 @@ impl CapLoads {
     /// `true` when the batch needs none of it.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.providers.is_empty() && self.ending.is_empty() && self.active.is_empty()
+        self.users.is_empty() && self.providers.is_empty() && self.ending.is_empty()
     }
 }
 
@@ -190,9 +187,6 @@ impl WorkingSet {
             if cmd.op.caps().is_some_and(SpendCaps::has_user_windows) {
                 loads.users.insert(user);
             }
-            if matches!(&cmd.op, LedgerOp::Hold { caps, .. } if caps.active_holds_max.is_some()) {
-                loads.active.insert(user);
-            }
             if let Some(p) = provider.filter(|_| budget) {
                 loads.providers.insert(p);
             }
@@ -281,19 +275,7 @@ impl WorkingSet {
             let spent = buckets.range(floor.saturating_add(1)..).map(|(_, m)| *m);
             Money::checked_sum(spent).unwrap_or(Money::from_kopecks(i64::MAX))
         });
-        let user_active_holds = self
-            .user_holds
-            .get(&user)
-            .into_iter()
-            .flatten()
-            .filter(|id| self.holds.get(id).is_some_and(|h| h.state == HoldState::Active))
-            .count();
-        CapUsage {
-            user_hour: user_since(at.minus(HOUR)),
-            user_day: user_since(at.minus(DAY)),
-            provider_day,
-            user_active_holds: u32::try_from(user_active_holds).unwrap_or(u32::MAX),
-        }
+        CapUsage { user_hour: user_since(at.minus(HOUR)), user_day: user_since(at.minus(DAY)), provider_day }
     }
 
     /// What a planned command holds or gives back, decided before anything changes: a new tranche for a hold

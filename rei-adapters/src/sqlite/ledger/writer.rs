@@ -299,8 +299,9 @@ fn load(conn: &Connection, work: &[Work], probe_tx_ids: bool) -> Result<WorkingS
         Work::Apply(_) => None,
     }));
     load_caps(conn, &cmds, &mut ws)?;
-    let mut balance = conn
-        .prepare_cached("SELECT user_id, available, held, overdraft_limit FROM ledger_accounts WHERE user_id = ?1")?;
+    let mut balance = conn.prepare_cached(
+        "SELECT user_id, available, held, overdraft_limit, active_holds FROM ledger_accounts WHERE user_id = ?1",
+    )?;
     for user in users {
         if let Some(b) = balance.query_row([user.0], balance_from_row).optional()? {
             ws.load_balance(b);
@@ -404,17 +405,6 @@ fn load_caps(conn: &Connection, cmds: &[&LedgerCommand], ws: &mut WorkingSet) ->
         let Some(user) = ws.hold(*hold).map(|h| h.user) else { continue };
         for row in by_hold.query_map((user.0, id_bytes(hold.as_u128()), floor), tranche_from_row)? {
             tranches.push(row??);
-        }
-    }
-    // Every active hold of these users, however old, for the limit on holds active at once.
-    let mut active = conn
-        .prepare_cached(&format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE user_id = ?1 AND state = 'active'"))?;
-    for user in &loads.active {
-        for hold in active.query_map([user.0], hold_from_row)? {
-            let hold = hold??;
-            if ws.hold(hold.id).is_none() {
-                ws.load_hold(hold);
-            }
         }
     }
     // Not locked: the writer is the only one, and the batch's transaction is immediate.
@@ -566,15 +556,16 @@ fn write_balances(conn: &Connection, balances: &[Balance]) -> Result<(), WriteEr
                 Value::Integer(b.available.kopecks()),
                 Value::Integer(b.held.kopecks()),
                 Value::Integer(b.overdraft_limit.kopecks()),
+                Value::Integer(i64::from(b.active_holds)),
             ]
         })
         .collect();
     insert_rows(
         conn,
-        "ledger_accounts (user_id, available, held, overdraft_limit)",
+        "ledger_accounts (user_id, available, held, overdraft_limit, active_holds)",
         " ON CONFLICT (user_id) DO UPDATE SET available = excluded.available, held = excluded.held, \
-         overdraft_limit = excluded.overdraft_limit",
-        4,
+         overdraft_limit = excluded.overdraft_limit, active_holds = excluded.active_holds",
+        5,
         &rows,
     )
 }
@@ -734,13 +725,14 @@ fn hold_from_row(row: &Row<'_>) -> rusqlite::Result<Decoded<Hold>> {
     })())
 }
 
-/// A balance from `user_id, available, held, overdraft_limit`.
+/// A balance from `user_id, available, held, overdraft_limit, active_holds`.
 fn balance_from_row(row: &Row<'_>) -> rusqlite::Result<Balance> {
     Ok(Balance {
         user: UserId(row.get(0)?),
         available: Money::from_kopecks(row.get(1)?),
         held: Money::from_kopecks(row.get(2)?),
         overdraft_limit: Money::from_kopecks(row.get(3)?),
+        active_holds: u32::try_from(row.get::<_, i64>(4)?).unwrap_or(u32::MAX),
     })
 }
 

@@ -711,6 +711,8 @@ impl<H: LedgerHarness> StateMachineTest for ModelTest<H> {
                 (o.available, o.held, o.overdraft),
                 "balances of user {id}"
             );
+            let active = m.holds.values().filter(|h| h.user == id && h.state == HoldState::Active).count();
+            assert_eq!(usize::try_from(b.active_holds).ok(), Some(active), "active holds of user {id}");
             assert!(b.available.kopecks() >= -b.overdraft_limit.kopecks(), "I2: available below the overdraft limit");
             assert!(!b.held.is_negative(), "I2: negative held");
         }
