@@ -21,7 +21,7 @@ use rei_core::time::Clock;
 use rei_core::usage::UsageService;
 
 pub use config::{EngineConfig, MigrateMode};
-pub use database::Database;
+pub use database::{Database, Leadership};
 pub use error::EngineError;
 pub use maintenance::{MAINTENANCE_INTERVAL_MIN, MaintenanceHandle, MaintenanceReport, MaintenanceTotals};
 

@@ -91,7 +91,7 @@ pub mod engine;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use engine::{
-    Database, Engine, EngineBuilder, EngineConfig, EngineError, MaintenanceHandle, MaintenanceReport,
+    Database, Engine, EngineBuilder, EngineConfig, EngineError, Leadership, MaintenanceHandle, MaintenanceReport,
     MaintenanceTotals, MigrateMode,
 };
 

@@ -238,3 +238,30 @@ pub async fn analyze_ledger(pool: &PgPool) -> Result<(), sqlx::Error> {
     .await
     .map(|_| ())
 }
+
+/// Leadership of a role among processes on one PostgreSQL database: a session advisory lock held on a
+/// connection of its own, outside the pool. Dropping it closes the connection, which releases the lock; so does
+/// the process dying.
+#[derive(Debug)]
+pub struct PgLeader {
+    _conn: sqlx::PgConnection,
+}
+
+/// The advisory lock key of a role: a 64-bit FNV-1a hash of `rei-lead:<role>`.
+fn lead_key(role: &str) -> i64 {
+    let hash = format!("rei-lead:{role}")
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    i64::from_ne_bytes(hash.to_ne_bytes())
+}
+
+/// Takes the lead of `role` if no other process holds it, without waiting.
+///
+/// # Errors
+/// The driver's error when the server cannot be reached.
+pub async fn try_lead(pool: &PgPool, role: &str) -> Result<Option<PgLeader>, sqlx::Error> {
+    let mut conn = pool.acquire().await?.detach();
+    let led: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(lead_key(role)).fetch_one(&mut conn).await?;
+    if led { Ok(Some(PgLeader { _conn: conn })) } else { Ok(None) }
+}

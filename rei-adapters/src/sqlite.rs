@@ -141,3 +141,29 @@ pub async fn migrate(pool: &SqlitePool) -> Result<Vec<i64>, MigrateError> {
         }
     }
 }
+
+/// Leadership of a role among processes on one SQLite file: an exclusive lock on `<file>.<role>.lock` beside
+/// it. Dropping it closes the file, which releases the lock; so does the process dying.
+#[derive(Debug)]
+pub struct SqliteLeader {
+    _file: Option<std::fs::File>,
+}
+
+/// Takes the lead of `role` if no other process holds it, without waiting. An in-memory database has one
+/// process by nature: its caller always leads.
+///
+/// # Errors
+/// The I/O error when the lock file cannot be opened or locked for another reason than another holder.
+pub fn try_lead(pool: &SqlitePool, role: &str) -> Result<Option<SqliteLeader>, std::io::Error> {
+    let path = pool.connect_options().get_filename().to_path_buf();
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+        return Ok(Some(SqliteLeader { _file: None }));
+    }
+    let lock = PathBuf::from(format!("{}.{role}.lock", path.display()));
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(SqliteLeader { _file: Some(file) })),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}

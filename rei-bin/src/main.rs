@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_queue;
+mod roles;
 mod wiring;
 
 use std::process::ExitCode;
@@ -42,6 +43,19 @@ enum Command {
         /// postgres://… or sqlite://path.
         #[arg(long, env = "REI_DATABASE_URL")]
         database_url: String,
+    },
+    /// The maintenance singleton: ends abandoned usage sessions, expires lapsed holds, recovers jobs whose
+    /// worker vanished, purges old quotes. Run as many as you like: one leads, the others stand by.
+    Gc {
+        /// postgres://… or sqlite://path.
+        #[arg(long, env = "REI_DATABASE_URL")]
+        database_url: String,
+        /// Seconds between passes.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        interval_seconds: u64,
+        /// One pass (if this process leads), then exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Benchmarks.
     #[command(subcommand)]
@@ -145,6 +159,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Migrate { database_url } => runtime()?.block_on(migrate(&database_url)).map(|()| ExitCode::SUCCESS),
         Command::Verify { database_url } => runtime()?.block_on(verify(&database_url)),
+        Command::Gc { database_url, interval_seconds, once } => {
+            let gc = roles::gc::Gc { database_url, interval: std::time::Duration::from_secs(interval_seconds), once };
+            runtime()?.block_on(roles::gc::run(gc)).map(|()| ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::Ledger {
             database_url,
             clients,

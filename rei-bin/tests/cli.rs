@@ -231,3 +231,76 @@ async fn assert_untouched(url: &str, schema: Option<&str>) {
     assert_eq!(balance.available, rei::core::money::Money::from_kopecks(12_345));
     engine.close().await;
 }
+
+/// Starts a long-running `rei gc` on `url` and waits (bounded) until it says it leads.
+fn leading_gc(url: &str) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rei"))
+        .args(["gc", "--database-url", url, "--interval-seconds", "3600"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start rei gc");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first = lines.next().expect("a line").expect("text");
+    assert!(first.contains("leading"), "the first gc must lead: {first}");
+    child
+}
+
+/// One `rei gc --once` beside a leading one stands by; once the leader is gone, it leads and runs a pass.
+fn one_gc_leads(url: &str) {
+    let mut leader = leading_gc(url);
+    let (ok, out, err) = rei(&["gc", "--database-url", url, "--once"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("another rei gc leads; standing by"), "{out}");
+    assert!(!out.contains("pass:"), "a gc that does not lead runs no pass: {out}");
+    leader.kill().expect("kill the leader");
+    leader.wait().expect("reap the leader");
+    // The server notices the dead leader's connection a moment later: ask again, a bounded number of times.
+    let mut last = String::new();
+    for _ in 0..50 {
+        let (ok, out, err) = rei(&["gc", "--database-url", url, "--once"]);
+        assert!(ok, "{err}");
+        if out.contains("leading") {
+            assert!(out.contains("pass: 0 sessions ended"), "{out}");
+            return;
+        }
+        last = out;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the lead never passed on: {last}");
+}
+
+#[test]
+fn one_rei_gc_leads_on_sqlite() {
+    // Proves two `rei gc` on one SQLite file never both lead (a lock file beside it), and that the lead passes
+    // on when the leader dies.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("gc.db").display());
+    let (ok, _, err) = rei(&["migrate", "--database-url", &url]);
+    assert!(ok, "{err}");
+    one_gc_leads(&url);
+}
+
+#[test]
+fn one_rei_gc_leads_on_postgres() {
+    // Proves two `rei gc` on one PostgreSQL database never both lead (an advisory lock), and that the lead
+    // passes on when the leader dies.
+    let admin = pg_url();
+    let name = format!("rei_cli_gc_{}", std::process::id());
+    runtime().block_on(async {
+        let pool = rei::adapters::postgres::connect(&admin, 1, std::time::Duration::from_secs(10)).await.expect("pool");
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}")).execute(&pool).await.expect("create database");
+        pool.close().await;
+    });
+    let url = with_database(&admin, &name);
+    let (ok, _, err) = rei(&["migrate", "--database-url", &url]);
+    assert!(ok, "{err}");
+    one_gc_leads(&url);
+    runtime().block_on(async {
+        let pool = rei::adapters::postgres::connect(&admin, 1, std::time::Duration::from_secs(10)).await.expect("pool");
+        sqlx::raw_sql(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&pool).await.expect("drop database");
+        pool.close().await;
+    });
+}

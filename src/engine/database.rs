@@ -24,6 +24,22 @@ pub enum Database {
     Sqlite(rei_adapters::sqlx_pools::SqlitePool),
 }
 
+/// The lead of a role among the processes on one database (see [`Database::try_lead`]); released when dropped,
+/// or when the process dies.
+#[derive(Debug)]
+pub struct Leadership {
+    _held: Held,
+}
+
+#[derive(Debug)]
+#[expect(dead_code, reason = "held for its drop: the lock lasts as long as the value")]
+enum Held {
+    #[cfg(feature = "postgres")]
+    Postgres(rei_adapters::postgres::PgLeader),
+    #[cfg(feature = "sqlite")]
+    Sqlite(rei_adapters::sqlite::SqliteLeader),
+}
+
 /// The stores an engine runs on, all on one database.
 pub(super) struct Stores {
     pub(super) ledger: Arc<dyn LedgerStore>,
@@ -68,6 +84,28 @@ impl Database {
             Database::Postgres(p) => Some(p),
             #[cfg(feature = "sqlite")]
             Database::Sqlite(_) => None,
+        }
+    }
+
+    /// Takes the lead of `role` (say `"gc"`) among the processes on this database if none holds it, without
+    /// waiting: on PostgreSQL a session advisory lock, on SQLite an exclusive lock on a file beside the
+    /// database. `None` while another process leads.
+    ///
+    /// # Errors
+    /// [`EngineError::Leadership`] when the lock cannot be taken or asked for.
+    pub async fn try_lead(&self, role: &str) -> Result<Option<Leadership>, EngineError> {
+        let failed =
+            |e: &dyn std::fmt::Display| EngineError::Leadership { role: role.to_owned(), reason: e.to_string() };
+        match self {
+            #[cfg(feature = "postgres")]
+            Database::Postgres(p) => Ok(rei_adapters::postgres::try_lead(p, role)
+                .await
+                .map_err(|e| failed(&e))?
+                .map(|l| Leadership { _held: Held::Postgres(l) })),
+            #[cfg(feature = "sqlite")]
+            Database::Sqlite(p) => Ok(rei_adapters::sqlite::try_lead(p, role)
+                .map_err(|e| failed(&e))?
+                .map(|l| Leadership { _held: Held::Sqlite(l) })),
         }
     }
 

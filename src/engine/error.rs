@@ -75,6 +75,14 @@ pub enum EngineError {
     /// A maintenance pass failed (the store is unavailable); the next pass tries again.
     #[error("maintenance failed: {0}")]
     Maintenance(#[from] BillingError),
+    /// The lead of a role could not be taken or asked for.
+    #[error("cannot take the lead of {role}: {reason}")]
+    Leadership {
+        /// Which role.
+        role: String,
+        /// What failed.
+        reason: String,
+    },
     /// A maintenance pass failed to recover jobs.
     #[error("maintenance failed to recover jobs: {0}")]
     JobRecovery(#[from] rei_core::jobs::JobError),

@@ -304,7 +304,7 @@ fn parse_dead_letter(job: JobId, text: &str) -> Result<DeadLetter, CallError> {
 
 /// The leases in a take script's answer, `job, ticket, lease_id` for each, leased to `worker` until `deadline`.
 fn leases(flat: &[String], worker: &WorkerId, deadline: Timestamp) -> Result<Vec<Lease>, CallError> {
-    if flat.len() % 3 != 0 {
+    if !flat.len().is_multiple_of(3) {
         return Err(CallError::Corrupt(format!("take answer of {} fields", flat.len())));
     }
     flat.chunks_exact(3)

@@ -288,10 +288,10 @@ mod tests {
 
     impl Model {
         fn tick(&mut self, now: Timestamp) {
-            if let BreakerState::Open { until } = self.state {
-                if now >= until {
-                    self.state = BreakerState::HalfOpen { probes_in_flight: 0, successes: 0 };
-                }
+            if let BreakerState::Open { until } = self.state
+                && now >= until
+            {
+                self.state = BreakerState::HalfOpen { probes_in_flight: 0, successes: 0 };
             }
         }
 

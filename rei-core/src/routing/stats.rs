@@ -27,10 +27,10 @@ impl Window {
     }
 
     pub(super) fn push(&mut self, success: bool) {
-        if self.outcomes.len() == self.cap {
-            if let Some(true) = self.outcomes.pop_front() {
-                self.successes -= 1;
-            }
+        if self.outcomes.len() == self.cap
+            && let Some(true) = self.outcomes.pop_front()
+        {
+            self.successes -= 1;
         }
         self.outcomes.push_back(success);
         self.successes += usize::from(success);

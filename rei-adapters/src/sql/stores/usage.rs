@@ -87,7 +87,7 @@ fn numbers(s: &UsageSession) -> Result<Numbers, UsageError> {
     let fit = |n: u64| i64::try_from(n).map_err(|_| UsageError::Invalid { reason: "a count does not fit the store" });
     let ttl_ms = s.hold_ttl.as_millis();
     // Durations are stored in whole milliseconds; a finer TTL would come back different from what was put.
-    if s.hold_ttl.subsec_nanos() % 1_000_000 != 0 {
+    if !s.hold_ttl.subsec_nanos().is_multiple_of(1_000_000) {
         return Err(UsageError::Invalid { reason: "hold_ttl must be whole milliseconds" });
     }
     Ok(Numbers {

@@ -410,10 +410,10 @@ fn load_caps(conn: &Connection, cmds: &[&LedgerCommand], ws: &mut WorkingSet) ->
     // Not locked: the writer is the only one, and the batch's transaction is immediate.
     let mut hold_by_id = conn.prepare_cached(&format!("SELECT {HOLD_COLUMNS} FROM ledger_holds WHERE id = ?1"))?;
     for (hold, tranche) in tranches {
-        if ws.hold(hold).is_none() {
-            if let Some(h) = hold_by_id.query_row([id_bytes(hold.as_u128())], hold_from_row).optional()? {
-                ws.load_hold(h?);
-            }
+        if ws.hold(hold).is_none()
+            && let Some(h) = hold_by_id.query_row([id_bytes(hold.as_u128())], hold_from_row).optional()?
+        {
+            ws.load_hold(h?);
         }
         ws.load_tranche(hold, tranche);
     }

@@ -291,12 +291,11 @@ impl Model {
     fn plan(&mut self, cmd: &LedgerCommand) -> Result<(i64, i64), &'static str> {
         let at = cmd.at.as_millis();
         let hold_of = |s: &Self, id: HoldId| s.holds.get(&id.as_u128()).cloned();
-        if cmd.op.user().is_none() {
-            if let Some(id) = cmd.op.hold() {
-                if hold_of(self, id).is_none() {
-                    return Err("hold_not_found");
-                }
-            }
+        if cmd.op.user().is_none()
+            && let Some(id) = cmd.op.hold()
+            && hold_of(self, id).is_none()
+        {
+            return Err("hold_not_found");
         }
         let headroom = |u: &MUser| u.available + u.overdraft;
         match &cmd.op {

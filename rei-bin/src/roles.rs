@@ -1,0 +1,3 @@
+//! The binary's long-running roles.
+
+pub(crate) mod gc;

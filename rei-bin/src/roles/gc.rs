@@ -1,0 +1,87 @@
+//! `rei gc`: the maintenance singleton. It ends abandoned usage sessions, expires lapsed holds, recovers jobs
+//! whose worker vanished and purges old quotes, one bounded pass per interval. Any number may run: exactly one
+//! leads (a PostgreSQL advisory lock, or a lock file beside the SQLite database) and the others stand by, taking
+//! the lead when the leader stops or dies.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rei::{Engine, MaintenanceReport};
+
+/// The role's name: the lock every `rei gc` on one database competes for.
+const ROLE: &str = "gc";
+
+/// What `rei gc` was asked to do.
+pub(crate) struct Gc {
+    pub(crate) database_url: String,
+    pub(crate) interval: Duration,
+    pub(crate) once: bool,
+}
+
+fn describe(r: &MaintenanceReport) -> String {
+    format!(
+        "{} sessions ended, {} holds expired ({} skipped), {} jobs recovered, {} quotes purged",
+        r.sessions_ended, r.holds_expired, r.holds_skipped, r.jobs_recovered, r.quotes_purged
+    )
+}
+
+/// Runs until Ctrl-C or SIGTERM (or after one pass with `once`), leading when it can.
+pub(crate) async fn run(gc: Gc) -> Result<()> {
+    let engine = crate::wiring::open(&gc.database_url, crate::wiring::config()).await?;
+    let result = serve(&engine, &gc).await;
+    engine.close().await;
+    result
+}
+
+async fn serve(engine: &Engine, gc: &Gc) -> Result<()> {
+    let mut stop = std::pin::pin!(shutdown());
+    let mut leading = None;
+    loop {
+        if leading.is_none() {
+            leading = engine.database().try_lead(ROLE).await.context("failed to ask for the gc lead")?;
+            match &leading {
+                Some(_) => println!("rei gc: leading on {}", engine.database().engine()),
+                None => println!("rei gc: another rei gc leads; standing by"),
+            }
+        }
+        if leading.is_some() {
+            match engine.run_maintenance().await {
+                Ok(report) => println!("rei gc: pass: {}", describe(&report)),
+                // A failed pass is told and the next one tries again: the store may be back by then.
+                Err(e) => eprintln!("rei gc: pass failed: {e}"),
+            }
+        }
+        if gc.once {
+            return Ok(());
+        }
+        tokio::select! {
+            () = &mut stop => {
+                println!("rei gc: stopping");
+                return Ok(());
+            }
+            () = tokio::time::sleep(gc.interval) => {}
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
