@@ -244,11 +244,21 @@ pub async fn analyze_ledger(pool: &PgPool) -> Result<(), sqlx::Error> {
 /// the process dying.
 #[derive(Debug)]
 pub struct PgLeader {
-    _conn: sqlx::PgConnection,
+    conn: sqlx::PgConnection,
 }
 
-/// The advisory lock key of a role: a 64-bit FNV-1a hash of `rei-lead:<role>`.
-fn lead_key(role: &str) -> i64 {
+impl PgLeader {
+    /// `true` while the lock's connection is alive (the server holds a session lock as long as its session):
+    /// a leader checks before each round of work, so that after a lost connection it stops leading.
+    pub async fn still_held(&mut self) -> bool {
+        sqlx::Connection::ping(&mut self.conn).await.is_ok()
+    }
+}
+
+/// The advisory lock key of a role: a 64-bit FNV-1a hash of `rei-lead:<role>` (`pg_locks` shows it as
+/// `classid` and `objid`, its high and low 32 bits).
+#[must_use]
+pub fn lead_key(role: &str) -> i64 {
     let hash = format!("rei-lead:{role}")
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
@@ -263,5 +273,5 @@ pub async fn try_lead(pool: &PgPool, role: &str) -> Result<Option<PgLeader>, sql
     let mut conn = pool.acquire().await?.detach();
     let led: bool =
         sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(lead_key(role)).fetch_one(&mut conn).await?;
-    if led { Ok(Some(PgLeader { _conn: conn })) } else { Ok(None) }
+    if led { Ok(Some(PgLeader { conn })) } else { Ok(None) }
 }

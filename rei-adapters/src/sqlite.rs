@@ -149,6 +149,14 @@ pub struct SqliteLeader {
     _file: Option<std::fs::File>,
 }
 
+impl SqliteLeader {
+    /// Always `true`: a lock on an open file lasts until the file is closed, and this value keeps it open.
+    #[must_use]
+    pub fn still_held(&self) -> bool {
+        true
+    }
+}
+
 /// Takes the lead of `role` if no other process holds it, without waiting. An in-memory database has one
 /// process by nature: its caller always leads.
 ///

@@ -28,11 +28,23 @@ pub enum Database {
 /// or when the process dies.
 #[derive(Debug)]
 pub struct Leadership {
-    _held: Held,
+    held: Held,
+}
+
+impl Leadership {
+    /// `true` while the lead is still held: on PostgreSQL, while the lock's connection is alive (a server
+    /// restart ends it, and another process may lead since); a lock file stays held while the process lives.
+    pub async fn still_held(&mut self) -> bool {
+        match &mut self.held {
+            #[cfg(feature = "postgres")]
+            Held::Postgres(l) => l.still_held().await,
+            #[cfg(feature = "sqlite")]
+            Held::Sqlite(l) => l.still_held(),
+        }
+    }
 }
 
 #[derive(Debug)]
-#[expect(dead_code, reason = "held for its drop: the lock lasts as long as the value")]
 enum Held {
     #[cfg(feature = "postgres")]
     Postgres(rei_adapters::postgres::PgLeader),
@@ -101,11 +113,11 @@ impl Database {
             Database::Postgres(p) => Ok(rei_adapters::postgres::try_lead(p, role)
                 .await
                 .map_err(|e| failed(&e))?
-                .map(|l| Leadership { _held: Held::Postgres(l) })),
+                .map(|l| Leadership { held: Held::Postgres(l) })),
             #[cfg(feature = "sqlite")]
             Database::Sqlite(p) => Ok(rei_adapters::sqlite::try_lead(p, role)
                 .map_err(|e| failed(&e))?
-                .map(|l| Leadership { _held: Held::Sqlite(l) })),
+                .map(|l| Leadership { held: Held::Sqlite(l) })),
         }
     }
 

@@ -239,3 +239,28 @@ async fn sqlite_corrupt_rows_are_errors_not_panics() {
     let read = store.get(JobId::from(1)).await;
     assert!(matches!(&read, Err(JobStoreError::Unavailable { reason }) if reason.contains("jobs.state")), "{read:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_lead_is_exclusive_and_lost_with_its_connection() {
+    // Proves one process leads a role at a time, and that a leader whose connection the server ended knows it
+    // lost the lead, which another can then take.
+    let pool = pg_pool(4).await;
+    let role = format!("test-{}", std::process::id());
+    let key = u64::from_ne_bytes(rei_adapters::postgres::lead_key(&role).to_ne_bytes());
+    let mut lead = rei_adapters::postgres::try_lead(&pool, &role).await.expect("ask").expect("the first leads");
+    assert!(rei_adapters::postgres::try_lead(&pool, &role).await.expect("ask").is_none(), "only one leads");
+    assert!(lead.still_held().await);
+    // Only this role's lock: other tests hold advisory locks of their own (migrations).
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted \
+         AND l.objsubid = 1 AND l.classid::TEXT::NUMERIC * 4294967296 + l.objid::TEXT::NUMERIC = $1::NUMERIC",
+    )
+    .bind(key.to_string())
+    .fetch_all(&pool)
+    .await
+    .expect("end the leader's session");
+    assert_eq!(ended, vec![true], "the leader's session is the one holding the lock");
+    assert!(!lead.still_held().await, "the leader must notice its session ended");
+    let again = rei_adapters::postgres::try_lead(&pool, &role).await.expect("ask");
+    assert!(again.is_some(), "the lead is free again");
+}

@@ -35,8 +35,15 @@ pub(crate) async fn run(gc: Gc) -> Result<()> {
 
 async fn serve(engine: &Engine, gc: &Gc) -> Result<()> {
     let mut stop = std::pin::pin!(shutdown());
-    let mut leading = None;
+    let mut leading: Option<rei::Leadership> = None;
     loop {
+        // A lead lost with its connection (a database restart) is given up, and asked for again.
+        if let Some(lead) = leading.as_mut()
+            && !lead.still_held().await
+        {
+            println!("rei gc: lost the lead; asking again");
+            leading = None;
+        }
         if leading.is_none() {
             leading = engine.database().try_lead(ROLE).await.context("failed to ask for the gc lead")?;
             match &leading {
