@@ -93,6 +93,7 @@ async fn submitted_job(e: &Engine) -> Job {
         price: quote.price,
         hold: held.hold,
         max_attempts: 2,
+        request: None,
     };
     let mut job = Job::new(spec, e.clock.now()).expect("job");
     job.apply(JobEvent::Confirm, e.clock.now()).expect("confirm the job: its money is held");

@@ -8,6 +8,7 @@
 
 pub mod billing;
 pub mod caps;
+pub mod generation;
 pub mod guards;
 pub mod ids;
 pub mod jobs;

@@ -157,6 +157,7 @@ mod tests {
             price: Money::from_kopecks(1_500),
             hold: HoldId::from(9),
             max_attempts: 3,
+            request: None,
         };
         let mut job = Job::new(spec.clone(), t0).expect("job");
         for event in [JobEvent::Confirm, JobEvent::Enqueue, JobEvent::Start] {

@@ -211,6 +211,7 @@ async fn submitted_job(engine: &Engine, clock: &ManualClock, user: UserId) -> (J
         price: quote.price,
         hold: held.hold,
         max_attempts: 2,
+        request: None,
     };
     let mut job = Job::new(spec, clock.now()).expect("job");
     job.apply(JobEvent::Confirm, clock.now()).expect("confirmed");

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::generation::{AssetKey, GenerationRequest};
 use crate::ids::{HoldId, IdError, JobId, ProductId, ProviderId, UserId};
 use crate::money::Money;
 use crate::time::Timestamp;
@@ -278,6 +279,8 @@ pub struct NewJob {
     pub hold: HoldId,
     /// How many attempts the job may have, 1 to [`ATTEMPTS_MAX`].
     pub max_attempts: u32,
+    /// What to generate; `None` for a job an embedder runs with its own providers.
+    pub request: Option<GenerationRequest>,
 }
 
 /// Why a [`NewJob`] cannot become a [`Job`].
@@ -336,6 +339,10 @@ pub struct Job {
     pub lease_deadline: Option<Timestamp>,
     /// The worker holding the current lease, while `Running`.
     pub lease_owner: Option<WorkerId>,
+    /// What to generate; `None` for a job an embedder runs with its own providers.
+    pub request: Option<GenerationRequest>,
+    /// The result in the asset store, once an attempt produced it.
+    pub result: Option<AssetKey>,
 }
 
 impl Job {
@@ -367,6 +374,8 @@ impl Job {
             not_before: now,
             lease_deadline: None,
             lease_owner: None,
+            request: spec.request,
+            result: None,
         })
     }
 
@@ -473,6 +482,7 @@ mod tests {
             price: Money::from_kopecks(kopecks),
             hold: HoldId::from(1),
             max_attempts,
+            request: None,
         };
         let now = Timestamp::from_millis(5);
         assert!(Job::new(spec(0, 1), now).is_err());

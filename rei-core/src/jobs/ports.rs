@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::model::{ErrorText, Job, JobState, Priority, WorkerId};
+use crate::generation::AssetKey;
 use crate::ids::{HoldId, IdempotencyKey, JobId, UserId};
 use crate::money::Money;
 use crate::time::Timestamp;
@@ -468,6 +469,8 @@ pub enum JobNotice {
     Succeeded {
         /// The job.
         job: JobId,
+        /// The result in the asset store, when the job has one ([`super::Job::result`]).
+        result: Option<AssetKey>,
     },
     /// The job failed for good; the money was returned.
     Failed {
@@ -493,7 +496,7 @@ impl JobNotice {
     #[must_use]
     pub fn job(&self) -> JobId {
         match self {
-            JobNotice::Succeeded { job }
+            JobNotice::Succeeded { job, .. }
             | JobNotice::Failed { job, .. }
             | JobNotice::Cancelled { job }
             | JobNotice::DeadLettered { job } => *job,

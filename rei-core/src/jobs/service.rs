@@ -662,7 +662,7 @@ impl JobService {
         if let Some(lease) = lease {
             tolerate_lost(self.ports.queue.ack(lease).await)?;
         }
-        self.notify(&job, JobNotice::Succeeded { job: job.id }).await?;
+        self.notify(&job, JobNotice::Succeeded { job: job.id, result: job.result.clone() }).await?;
         Ok(job)
     }
 

@@ -445,6 +445,7 @@ pub fn sample_job(id: u128, priority: Priority, at: Timestamp) -> Job {
         price: Money::from_kopecks(100),
         hold: HoldId::from(id),
         max_attempts: 3,
+        request: None,
     };
     let mut job = Job::new(spec, at).unwrap_or_else(|e| panic!("sample job is valid: {e}"));
     job.state = JobState::Queued;

@@ -76,6 +76,7 @@ impl Harness {
             price: Money::from_kopecks(1_500),
             hold: HoldId::from(id + 100),
             max_attempts: 5,
+            request: None,
         };
         let mut job = Job::new(spec, self.clock.now()).expect("valid job");
         job.apply(JobEvent::Confirm, self.clock.now()).expect("quoted -> confirmed");
@@ -135,7 +136,7 @@ async fn success_captures_once_even_when_complete_is_called_twice() {
     assert_eq!((done.state, done.provider.clone()), (JobState::Succeeded, Some(provider())));
     assert_eq!(replay, done);
     assert_eq!(h.billing.moves(), vec![h.capture(1)]);
-    assert_eq!(h.notices(), vec![JobNotice::Succeeded { job: JobId::from(1) }]);
+    assert_eq!(h.notices(), vec![JobNotice::Succeeded { job: JobId::from(1), result: None }]);
     assert!(!h.queue.contains(JobId::from(1)).await.expect("contains"), "the ticket is acked");
 
     // A crash between the capture and the state change: the replay's capture hits the same key.
@@ -349,7 +350,7 @@ async fn a_crash_after_the_capture_ends_the_job_succeeded() {
     let job = h.stored(1).await;
     assert_eq!((job.state, job.provider.clone()), (JobState::Succeeded, Some(provider())));
     assert_eq!(h.billing.moves(), vec![h.capture(1)], "charged once, nothing released");
-    assert_eq!(h.notices(), vec![JobNotice::Succeeded { job: JobId::from(1) }]);
+    assert_eq!(h.notices(), vec![JobNotice::Succeeded { job: JobId::from(1), result: None }]);
 }
 
 #[tokio::test]
