@@ -5,6 +5,7 @@
 //! - `postgres` (feature `postgres`): the ledger and the other stores in PostgreSQL, for scale.
 //! - `sqlite` (feature `sqlite`): the same stores in one SQLite file, the embedded default.
 //! - `redis` (feature `redis`): the job queue and the rate limiter shared by every process, in Redis.
+//! - `http` (feature `http`): the HTTP client the provider adapters share, and bounded downloads.
 //! - `fakes` (feature `fakes`): local fake servers of the external APIs, for tests, the sandbox and benchmarks.
 
 pub mod system;
@@ -23,6 +24,9 @@ pub mod redis;
 
 #[cfg(feature = "fakes")]
 pub mod fakes;
+
+#[cfg(feature = "http")]
+pub mod http;
 
 /// The driver's pool and error types, so that the facade and binaries can hold a pool without depending on the
 /// driver.

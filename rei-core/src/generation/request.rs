@@ -31,7 +31,9 @@ pub enum RequestError {
         got: usize,
     },
     /// Video-to-video without a source video, or a source video on another capability, or a malformed id.
-    #[error("a source video (1 to {SOURCE_VIDEO_LEN_MAX} characters of A-Za-z0-9 _ -) is required for, and only for, video-to-video")]
+    #[error(
+        "a source video (1 to {SOURCE_VIDEO_LEN_MAX} characters of A-Za-z0-9 _ -) is required for, and only for, video-to-video"
+    )]
     SourceVideo,
     /// A duration of 0 or above the longest video, or a duration on an image.
     #[error("duration must be 1 to {DURATION_MAX_S} seconds, and only on video")]
@@ -425,8 +427,14 @@ mod tests {
     #[test]
     fn malformed_forms_are_refused() {
         // Proves a reader refuses what it cannot fully understand rather than guessing.
-        for text in ["", "prompt=x\n", "capability=teleport\nprompt=x\n", "capability=text_to_image\nprompt=a\\q\n",
-            "capability=text_to_image\nprompt=x\ncolour=red\n", "capability=text_to_image\nprompt x\n"] {
+        for text in [
+            "",
+            "prompt=x\n",
+            "capability=teleport\nprompt=x\n",
+            "capability=text_to_image\nprompt=a\\q\n",
+            "capability=text_to_image\nprompt=x\ncolour=red\n",
+            "capability=text_to_image\nprompt x\n",
+        ] {
             assert!(GenerationRequest::decode(text).is_err(), "{text:?}");
         }
     }
