@@ -181,6 +181,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "0006_spend_by_tranche.sql",
         sql: include_str!("../../migrations/postgres/0006_spend_by_tranche.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_generation.sql",
+        sql: include_str!("../../migrations/postgres/0007_generation.sql"),
+    },
 ];
 
 /// The SQLite migrations, in order.
@@ -211,6 +216,11 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "0006_spend_by_tranche.sql",
         sql: include_str!("../../migrations/sqlite/0006_spend_by_tranche.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "0007_generation.sql",
+        sql: include_str!("../../migrations/sqlite/0007_generation.sql"),
     },
 ];
 

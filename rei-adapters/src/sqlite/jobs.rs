@@ -5,14 +5,14 @@ use sqlx::sqlite::SqlitePool;
 
 use crate::sql::stores::jobs::{self, JobSql};
 
-/// The replacement of every column but the id, guarded by the expected state (?17).
+/// The replacement of every column but the id, guarded by the expected state (?18).
 macro_rules! update_sql {
     ($fence:literal) => {
         concat!(
             "UPDATE jobs SET user_id = ?2, product = ?3, priority = ?4, price = ?5, hold_id = ?6, state = ?7, ",
             "attempts = ?8, max_attempts = ?9, last_error = ?10, provider = ?11, created_ms = ?12, ",
-            "updated_ms = ?13, not_before_ms = ?14, lease_deadline_ms = ?15, lease_owner = ?16 ",
-            "WHERE id = ?1 AND state = ?17",
+            "updated_ms = ?13, not_before_ms = ?14, lease_deadline_ms = ?15, lease_owner = ?16, ",
+            "result = ?17 WHERE id = ?1 AND state = ?18",
             $fence
         )
     };
@@ -20,8 +20,9 @@ macro_rules! update_sql {
 
 const SQL: JobSql = JobSql {
     insert: "INSERT INTO jobs (id, user_id, product, priority, price, hold_id, state, attempts, max_attempts, \
-             last_error, provider, created_ms, updated_ms, not_before_ms, lease_deadline_ms, lease_owner) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
+             last_error, provider, created_ms, updated_ms, not_before_ms, lease_deadline_ms, lease_owner, result, \
+             request) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
              ON CONFLICT (id) DO NOTHING",
     update: update_sql!(""),
     update_fenced: update_sql!(" AND attempts = ?8"),

@@ -66,7 +66,8 @@ pub trait JobStore: Send + Sync {
     /// [`JobStoreError::Unavailable`].
     async fn get(&self, id: JobId) -> Result<Option<Job>, JobStoreError>;
 
-    /// Replaces the stored job with `job`, atomically, only if the stored state equals `expected`.
+    /// Replaces the stored job with `job`, atomically, only if the stored state equals `expected`. The request
+    /// ([`Job::request`]) is written once, by `insert`: an update MUST keep the stored one.
     ///
     /// When `expected` is `Running` or `Unknown` the stored `attempts` MUST also equal `job.attempts`: the
     /// attempt number fences a run, so a worker whose lease expired and whose job was leased again cannot move

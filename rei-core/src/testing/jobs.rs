@@ -14,6 +14,7 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 
+use crate::generation::{AspectRatio, AssetKey, GenerationRequest};
 use crate::ids::{HoldId, IdempotencyKey, JobId, ProductId, UserId};
 use crate::jobs::{
     AckedAndTaken, DeadLetter, Enqueued, ErrorText, Job, JobBilling, JobBillingError, JobNotice, JobNotifier,
@@ -21,6 +22,7 @@ use crate::jobs::{
     NewJob, Priority, QueueLengths, Settlement, WorkerId,
 };
 use crate::money::Money;
+use crate::routing::Capability;
 use crate::time::Timestamp;
 
 /// Locks a mutex, taking the data even if another thread panicked while holding it: the fakes hold plain
@@ -81,7 +83,9 @@ impl JobStore for MemoryJobStore {
                 actual_attempts: stored.attempts,
             });
         }
+        let request = stored.request.take();
         *stored = job.clone();
+        stored.request = request;
         Ok(())
     }
 
@@ -525,6 +529,23 @@ where
     assert_eq!(ids(ok(store.expired_leases(at(100), 10).await, "expired")), vec![2, 1]);
     assert_eq!(ids(ok(store.expired_leases(at(100), 1).await, "expired limit")), vec![2]);
     assert_eq!(ids(ok(store.expired_leases(at(101), 10).await, "expired later")), vec![2, 1, 4]);
+
+    // The request is kept exactly, written once; the result is written by updates.
+    let store = make().await;
+    let mut asked = sample_job(9, Priority::Normal, at(0));
+    let mut request = GenerationRequest::text(Capability::ImageEdit, "line one\nline \\ two = ü");
+    request.images = vec![ok(AssetKey::parse("inputs/9/a.png"), "key")];
+    request.aspect_ratio = Some(ok(AspectRatio::parse("16:9"), "ratio"));
+    asked.request = Some(request.clone());
+    assert_eq!(ok(store.insert(&asked).await, "insert with request"), asked);
+    let mut done = asked.clone();
+    done.state = JobState::Failed;
+    done.result = Some(ok(AssetKey::parse("results/9.png"), "key"));
+    done.request = Some(GenerationRequest::text(Capability::TextToImage, "rewritten"));
+    ok(store.update(&done, JobState::Queued).await, "update with result");
+    let stored = ok(store.get(asked.id).await, "get").unwrap_or_else(|| panic!("job 9 stored"));
+    assert_eq!(stored.result, done.result, "an update writes the result");
+    assert_eq!(stored.request, Some(request), "the request is written once, by the insert");
 }
 
 fn ticket(id: u128, priority: Priority, enqueued_ms: i64) -> JobTicket {

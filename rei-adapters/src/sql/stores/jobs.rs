@@ -3,6 +3,7 @@
 //! Every compare-and-set is one conditional `UPDATE … WHERE id = … AND state = … [AND attempts = …]` whose row
 //! count decides; the row is read afterwards only to say why the update missed.
 
+use rei_core::generation::{AssetKey, GenerationRequest};
 use rei_core::ids::{HoldId, JobId, ProductId, ProviderId, UserId};
 use rei_core::jobs::{ErrorText, Job, JobState, JobStoreError, LIST_LIMIT_MAX, Priority, WorkerId};
 use rei_core::time::Timestamp;
@@ -16,14 +17,14 @@ const TABLE: &str = "jobs";
 /// The columns of `jobs`, in the order [`job_values`] lists them.
 const COLUMNS: &str = "id, user_id, product, priority, price, hold_id, state, attempts, max_attempts, \
                        last_error, provider, created_ms, updated_ms, not_before_ms, lease_deadline_ms, \
-                       lease_owner";
+                       lease_owner, result, request";
 
 /// The statements of the job store in one engine's dialect. Values are bound in the order each field says.
 pub(crate) struct JobSql {
-    /// Inserts a row from [`job_values`] unless its id exists.
+    /// Inserts a row from [`job_values`] and the request (the 18th value) unless its id exists.
     pub(crate) insert: &'static str,
-    /// Replaces every column but the id from [`job_values`], where the id is the 1st value and the state the
-    /// 17th.
+    /// Replaces every column but the id and the request (written once) from [`job_values`], where the id is the
+    /// 1st value and the expected state the 18th.
     pub(crate) update: &'static str,
     /// [`JobSql::update`] that also requires the stored attempts to be the 8th value.
     pub(crate) update_fenced: &'static str,
@@ -106,6 +107,8 @@ fn job_from_row<R: SqlRow>(row: &R) -> Result<Job, RowError> {
         not_before: f.time("not_before_ms")?,
         lease_deadline: f.int_or_null("lease_deadline_ms")?.map(Timestamp::from_millis),
         lease_owner: f.parsed_or_null("lease_owner", WorkerId::parse)?,
+        result: f.parsed_or_null("result", AssetKey::parse)?,
+        request: f.parsed_or_null("request", GenerationRequest::decode)?,
     })
 }
 
@@ -121,8 +124,8 @@ fn missed<R: SqlRow>(job: &Job, expected: JobState, row: Option<&R>) -> JobStore
     conflict().unwrap_or_else(corrupt)
 }
 
-/// Every column of `job`, in [`COLUMNS`] order.
-fn job_values(job: &Job) -> [Value<'_>; 16] {
+/// Every column of `job` but the request, in [`COLUMNS`] order.
+fn job_values(job: &Job) -> [Value<'_>; 17] {
     [
         Value::id(job.id.as_u128()),
         job.user.0.into(),
@@ -140,6 +143,7 @@ fn job_values(job: &Job) -> [Value<'_>; 16] {
         job.not_before.as_millis().into(),
         job.lease_deadline.map(Timestamp::as_millis).into(),
         job.lease_owner.as_ref().map(WorkerId::as_str).into(),
+        job.result.as_ref().map(AssetKey::as_str).into(),
     ]
 }
 
@@ -155,7 +159,9 @@ async fn select<E: Engine>(db: &E, tail: &str, values: Vec<Value<'_>>) -> Result
 
 /// [`JobStore::insert`](rei_core::jobs::JobStore::insert).
 pub(crate) async fn insert<E: Engine>(db: &E, sql: &JobSql, job: &Job) -> Result<Job, JobStoreError> {
-    db.execute(sql.insert, job_values(job).into()).await.map_err(unavailable)?;
+    let mut values = Vec::from(job_values(job));
+    values.push(job.request.as_ref().map(GenerationRequest::encode).into());
+    db.execute(sql.insert, values).await.map_err(unavailable)?;
     // Read back in a new statement (a new snapshot), so that losing a race to a concurrent insert of the same id
     // still returns the winner's row.
     get(db, sql, job.id)

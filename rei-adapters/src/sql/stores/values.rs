@@ -55,6 +55,12 @@ impl From<String> for Value<'_> {
     }
 }
 
+impl From<Option<String>> for Value<'_> {
+    fn from(text: Option<String>) -> Self {
+        Value::Text(text.map(Cow::Owned))
+    }
+}
+
 /// Binding [`Value`]s to a query of either engine.
 pub(crate) trait BindValues<'q> {
     /// Binds `values` in order, after whatever is bound already.
