@@ -11,12 +11,16 @@
 mod assets;
 mod attempts;
 mod messenger;
+mod pipeline;
 mod provider;
 mod request;
 
 pub use assets::{ASSET_KEY_LEN_MAX, AssetError, AssetInfo, AssetKey, AssetKeyError, AssetStore};
 pub use attempts::{AttemptLog, AttemptLogError, AttemptOutcome, AttemptRecord};
 pub use messenger::{MediaKind, Messenger, MessengerError, MessengerNotifier, UserMessage};
+pub use pipeline::{
+    FaultPoint, FaultPoints, NoFaults, Pipeline, PipelineConfig, PipelineError, PipelinePorts, RunOutcome, charge_for,
+};
 pub use provider::{
     AttemptRef, DownloadLimits, GenerationProvider, GenerationTask, InputImage, Media, Output, OutputMedia,
     ProviderError, RemoteMedia, Submission, TaskStatus,

@@ -3,6 +3,7 @@
 
 pub mod billing;
 pub mod clock;
+pub mod generation;
 pub mod guards;
 pub mod jobs;
 pub mod ledger;

@@ -71,3 +71,10 @@ pub trait Clock: Send + Sync {
     /// The current time.
     fn now(&self) -> Timestamp;
 }
+
+/// Waiting, as a port: the worker's polls and backoffs sleep through it, so the domain needs no runtime.
+#[async_trait::async_trait]
+pub trait Sleep: Send + Sync {
+    /// Returns after `d`.
+    async fn sleep(&self, d: Duration);
+}

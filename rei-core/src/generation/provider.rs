@@ -12,7 +12,7 @@ use crate::money::Money;
 use crate::routing::Capability;
 
 /// One attempt of one job: the id the provider knows it by (Kling's `external_task_id`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct AttemptRef {
     /// The job.
     pub job: JobId,

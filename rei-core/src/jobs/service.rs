@@ -15,7 +15,9 @@ use super::ports::{
     JobStoreError, JobTicket, LIST_LIMIT_MAX, Lease, Settlement,
 };
 use super::retry::RetryPolicy;
+use crate::generation::AssetKey;
 use crate::ids::{IdempotencyKey, JobId, ProviderId};
+use crate::money::Money;
 use crate::time::{Clock, Timestamp};
 
 /// The shortest lease a service may hand out.
@@ -74,6 +76,10 @@ pub enum Resolution {
     Succeeded {
         /// The provider that produced it.
         provider: ProviderId,
+        /// Where the result was stored, when it was.
+        result: Option<AssetKey>,
+        /// What to charge: `None` for the job's price; otherwise at most it.
+        amount: Option<Money>,
     },
     /// The provider never did the work: retry if attempts are left, else fail and release.
     NotDone,
@@ -298,6 +304,19 @@ impl JobService {
         Ok(LeasedJob { job, lease: leased.lease.clone() })
     }
 
+    /// Records where this attempt's result was stored ([`Job::result`]), before it is charged: a job that ends
+    /// `Succeeded` through recovery, after a crash between the capture and the job update, still names it.
+    ///
+    /// # Errors
+    /// [`JobError::LeaseLost`] when the job moved on; store errors.
+    pub async fn record_result(&self, leased: &LeasedJob, result: AssetKey) -> Result<LeasedJob, JobError> {
+        let mut job = self.load_running(leased).await?;
+        job.result = Some(result);
+        job.updated_at = self.now();
+        self.ports.store.update(&job, JobState::Running).await?;
+        Ok(LeasedJob { job, lease: leased.lease.clone() })
+    }
+
     /// The attempt produced the result: captures the job's price from its hold (key `capture:<job>`), marks
     /// it `Succeeded`, acks the ticket and tells the user. A repeated call never captures twice: the capture
     /// key is the same, and a job already `Succeeded` is not captured again.
@@ -306,13 +325,29 @@ impl JobService {
     /// [`JobError::LeaseLost`] when another attempt owns the job; [`JobError::Transition`] when it is neither
     /// running nor unknown; billing, store, queue and notifier errors (replay to finish).
     pub async fn complete(&self, leased: &LeasedJob, provider: ProviderId) -> Result<Job, JobError> {
+        self.complete_charging(leased, provider, leased.job.price).await
+    }
+
+    /// [`JobService::complete`] charging `amount` (at most the job's price; the rest of the hold goes back): a
+    /// video priced per second is charged for the seconds produced. A replay MUST pass the same amount (the
+    /// capture key is the job's).
+    ///
+    /// # Errors
+    /// As [`JobService::complete`]; [`JobError::Billing`] (rejected) for an amount above the price or negative.
+    pub async fn complete_charging(
+        &self,
+        leased: &LeasedJob,
+        provider: ProviderId,
+        amount: Money,
+    ) -> Result<Job, JobError> {
         let stored = self.load_attempt(leased).await?;
+        check_charge(&stored, amount)?;
         match stored.state {
             JobState::Succeeded => self.finish_success(stored, Some(&leased.lease)).await,
             JobState::Running | JobState::Unknown => {
                 // The capture comes first, and the job follows what the ledger says: a stored `Succeeded`
                 // proves the money was taken, and a hold that lapsed first makes the job `Failed`.
-                let settlement = self.capture(&stored).await?;
+                let settlement = self.capture(&stored, amount).await?;
                 self.settle(&stored, settlement, Some(provider), Some(&leased.lease)).await
             }
             other => Err(refused(stored.id, other, JobEvent::Succeed)),
@@ -326,6 +361,21 @@ impl JobService {
     /// # Errors
     /// As [`JobService::complete`]; replaying with the same arguments finishes a half-done call.
     pub async fn fail(&self, leased: &LeasedJob, error: ErrorText, retryable: bool) -> Result<FailOutcome, JobError> {
+        self.fail_after(leased, error, retryable, None).await
+    }
+
+    /// [`JobService::fail`], waiting at least `at_least` before the next attempt when the provider asked for a
+    /// pause (Gemini's `RetryInfo`), or the backoff when that is longer.
+    ///
+    /// # Errors
+    /// As [`JobService::fail`].
+    pub async fn fail_after(
+        &self,
+        leased: &LeasedJob,
+        error: ErrorText,
+        retryable: bool,
+        at_least: Option<Duration>,
+    ) -> Result<FailOutcome, JobError> {
         let now = self.now();
         let stored = self.load_attempt(leased).await?;
         let notice = if retryable {
@@ -342,7 +392,7 @@ impl JobService {
             JobState::Failed => self.finish_failure(stored, notice).await?,
             JobState::Running | JobState::Unknown => {
                 if retryable && stored.attempts < self.retry.attempts_allowed(stored.max_attempts) {
-                    let job = self.requeue(&stored, error.clone(), now).await?;
+                    let job = self.requeue_after(&stored, error.clone(), now, at_least).await?;
                     self.hand_back(&leased.lease, &job, now, &error).await?;
                     return Ok(FailOutcome::Retrying { job });
                 }
@@ -405,8 +455,19 @@ impl JobService {
             (state, r) => return Err(refused(id, state, r.event())),
         }
         match resolution {
-            Resolution::Succeeded { provider } => {
-                let settlement = self.capture(&stored).await?;
+            Resolution::Succeeded { provider, result, amount } => {
+                let amount = amount.unwrap_or(stored.price);
+                check_charge(&stored, amount)?;
+                let mut stored = stored;
+                if result.is_some() && stored.result != result {
+                    // Stored before the capture, as `record_result` does for a running attempt.
+                    let mut with_result = stored.clone();
+                    with_result.result = result;
+                    with_result.updated_at = now;
+                    self.ports.store.update(&with_result, JobState::Unknown).await?;
+                    stored = with_result;
+                }
+                let settlement = self.capture(&stored, amount).await?;
                 self.settle(&stored, settlement, Some(provider), None).await
             }
             Resolution::NotDone if stored.attempts < self.retry.attempts_allowed(stored.max_attempts) => {
@@ -575,8 +636,21 @@ impl JobService {
 
     /// Stores `stored` back as `Queued`, waiting for its backoff.
     async fn requeue(&self, stored: &Job, error: ErrorText, now: Timestamp) -> Result<Job, JobError> {
+        self.requeue_after(stored, error, now, None).await
+    }
+
+    /// [`Self::requeue`] waiting at least `at_least` (capped at the longest backoff the policy allows).
+    async fn requeue_after(
+        &self,
+        stored: &Job,
+        error: ErrorText,
+        now: Timestamp,
+        at_least: Option<Duration>,
+    ) -> Result<Job, JobError> {
         let mut job = moved(stored, JobEvent::Retry, now)?;
-        job.not_before = now.plus(self.retry.backoff(stored.id, stored.attempts));
+        let backoff = self.retry.backoff(stored.id, stored.attempts);
+        let wait = at_least.map_or(backoff, |asked| backoff.max(asked.min(crate::jobs::BACKOFF_CAP_MAX)));
+        job.not_before = now.plus(wait);
         job.last_error = Some(error);
         job.clear_lease();
         self.ports.store.update(&job, stored.state).await?;
@@ -666,9 +740,9 @@ impl JobService {
         Ok(job)
     }
 
-    async fn capture(&self, job: &Job) -> Result<Settlement, JobError> {
+    async fn capture(&self, job: &Job, amount: Money) -> Result<Settlement, JobError> {
         let key = IdempotencyKey::derived("capture", job.id).map_err(|e| key_error(job, &e))?;
-        let result = self.ports.billing.capture(job.hold, job.price, &key).await;
+        let result = self.ports.billing.capture(job.hold, amount, &key).await;
         result.map_err(|source| JobError::Billing { id: job.id, source })
     }
 
@@ -682,6 +756,15 @@ impl JobService {
         let result = self.ports.notifier.notify(job.user, notice).await;
         result.map_err(|source| JobError::Notify { id: job.id, source })
     }
+}
+
+/// Refuses a charge above the job's price (what the user confirmed) or below zero, before billing sees it.
+fn check_charge(job: &Job, amount: Money) -> Result<(), JobError> {
+    if amount.is_negative() || amount > job.price {
+        let reason = format!("charge {amount} is outside 0..={} (the confirmed price)", job.price);
+        return Err(JobError::Billing { id: job.id, source: JobBillingError::Rejected { reason } });
+    }
+    Ok(())
 }
 
 /// A key that could not be made: billing never saw the call.

@@ -236,7 +236,7 @@ async fn unknown_outcome_moves_no_money_until_resolved() {
     assert!(matches!(h.service.cancel(JobId::from(1)).await, Err(JobError::NotCancellable { .. })));
     assert_eq!(h.billing.calls(), 0, "no billing call while the outcome is unknown");
 
-    let resolved = Resolution::Succeeded { provider: provider() };
+    let resolved = Resolution::Succeeded { provider: provider(), result: None, amount: None };
     let done = h.service.resolve_unknown(JobId::from(1), resolved.clone()).await.expect("resolve");
     h.service.resolve_unknown(JobId::from(1), resolved).await.expect("replayed resolve");
     assert_eq!(done.state, JobState::Succeeded);
@@ -386,7 +386,10 @@ async fn a_job_whose_outcome_stays_unknown_fails_once_its_hold_expires() {
     let report = h.service.recover_expired_leases(10).await.expect("recover");
     assert_eq!(report.settled, 1);
     assert_eq!(h.stored(1).await.state, JobState::Failed);
-    let late = h.service.resolve_unknown(JobId::from(1), Resolution::Succeeded { provider: provider() }).await;
+    let late = h
+        .service
+        .resolve_unknown(JobId::from(1), Resolution::Succeeded { provider: provider(), result: None, amount: None })
+        .await;
     assert!(matches!(late, Err(JobError::Transition { .. })), "{late:?}");
     assert_eq!(h.billing.moves(), vec![BillingMove::Expire { hold: HoldId::from(101) }], "never charged");
 }
