@@ -6,6 +6,7 @@ mod config;
 mod database;
 mod error;
 mod maintenance;
+mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,17 +14,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rei_adapters::system::{SystemClock, TimeOrderedIds};
 use rei_core::billing::{AdminService, BillingService, QuoteStore};
+use rei_core::generation::{
+    AssetStore, AttemptLog, FaultPoints, GenerationProvider, Messenger, MessengerNotifier, NoFaults, Pipeline,
+    PipelineConfig, PipelinePorts,
+};
 use rei_core::ids::{IdGen, UserId};
-use rei_core::jobs::{JobNotice, JobNotifier, JobNotifyError, JobPorts, JobQueue, JobService, RetryPolicy};
+use rei_core::generation::{MessengerError, UserMessage};
+use rei_core::jobs::{JobNotifier, JobPorts, JobQueue, JobService, RetryPolicy};
 use rei_core::ledger::LedgerStore;
 use rei_core::pricing::{Pricer, PricingConfig};
-use rei_core::time::Clock;
+use rei_core::routing::Router;
+use rei_core::time::{Clock, Sleep};
 use rei_core::usage::UsageService;
 
 pub use config::{EngineConfig, MigrateMode};
 pub use database::{Database, Leadership};
 pub use error::EngineError;
 pub use maintenance::{MAINTENANCE_INTERVAL_MIN, MaintenanceHandle, MaintenanceReport, MaintenanceTotals};
+pub use worker::{WorkerOptions, WorkerReport, run_worker};
 
 /// The engine: one database, the services over it, and the maintenance that keeps it tidy.
 ///
@@ -57,6 +65,33 @@ pub struct Engine {
     usage: Arc<UsageService>,
     jobs: Arc<JobService>,
     admin: Arc<AdminService>,
+    attempts: Arc<dyn AttemptLog>,
+    messenger: Arc<dyn Messenger>,
+}
+
+/// What a generation pipeline needs beyond the engine: the providers, the router over their catalogue, the
+/// asset store, and how to wait.
+pub struct PipelineParts {
+    /// Every provider the router's catalogue names.
+    pub providers: Vec<Arc<dyn GenerationProvider>>,
+    /// The catalogue with its health and breakers.
+    pub router: Router,
+    /// Inputs and results.
+    pub assets: Arc<dyn AssetStore>,
+    /// Polling, timeouts, download limits, per-provider concurrency.
+    pub config: PipelineConfig,
+    /// Crash drill hooks; `None` in production.
+    pub faults: Option<Arc<dyn FaultPoints>>,
+}
+
+/// Sleeps on the tokio timer.
+struct TokioSleep;
+
+#[async_trait]
+impl Sleep for TokioSleep {
+    async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(d).await;
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -104,6 +139,30 @@ impl Engine {
     #[must_use]
     pub fn admin(&self) -> &Arc<AdminService> {
         &self.admin
+    }
+
+    /// One record per generation attempt, with the provider's cost.
+    #[must_use]
+    pub fn attempts(&self) -> &Arc<dyn AttemptLog> {
+        &self.attempts
+    }
+
+    /// A generation pipeline over this engine's services (see [`run_worker`] for the loop that feeds it).
+    #[must_use]
+    pub fn pipeline(&self, parts: PipelineParts) -> Pipeline {
+        let ports = PipelinePorts {
+            jobs: self.jobs.clone(),
+            billing: self.billing.clone(),
+            router: Arc::new(std::sync::Mutex::new(parts.router)),
+            providers: parts.providers,
+            assets: parts.assets,
+            attempts: self.attempts.clone(),
+            messenger: self.messenger.clone(),
+            clock: self.clock.clone(),
+            sleep: Arc::new(TokioSleep),
+            faults: parts.faults.unwrap_or_else(|| Arc::new(NoFaults)),
+        };
+        Pipeline::new(ports, parts.config)
     }
 
     /// The ledger every service writes to.
@@ -200,6 +259,7 @@ pub struct EngineBuilder {
     clock: Option<Arc<dyn Clock>>,
     ids: Option<Arc<dyn IdGen>>,
     notifier: Option<Arc<dyn JobNotifier>>,
+    messenger: Option<Arc<dyn Messenger>>,
     queue: Option<Arc<dyn JobQueue>>,
     #[cfg(feature = "redis")]
     redis_url: Option<String>,
@@ -243,6 +303,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Who tells users about their jobs: progress from the pipeline, and every final notice (delivered, failed
+    /// with the money back, cancelled) through [`MessengerNotifier`] unless [`EngineBuilder::notifier`] is set.
+    /// Default: nobody.
+    pub fn messenger(mut self, messenger: Arc<dyn Messenger>) -> EngineBuilder {
+        self.messenger = Some(messenger);
+        self
+    }
+
     /// The job queue. Default: a queue in the same database, sized by [`EngineConfig::queue`].
     pub fn job_queue(mut self, queue: Arc<dyn JobQueue>) -> EngineBuilder {
         self.queue = Some(queue);
@@ -282,7 +350,9 @@ impl EngineBuilder {
         let clock: Arc<dyn Clock> = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
         let ids: Arc<dyn IdGen> = self.ids.unwrap_or_else(|| Arc::new(TimeOrderedIds::new()));
         let pricer = self.pricer.unwrap_or_else(|| Pricer::new(PricingConfig::example()));
-        let notifier = self.notifier.unwrap_or_else(|| Arc::new(NoNotifier));
+        let messenger: Arc<dyn Messenger> = self.messenger.unwrap_or_else(|| Arc::new(NoNotifier));
+        let notifier: Arc<dyn JobNotifier> =
+            self.notifier.unwrap_or_else(|| Arc::new(MessengerNotifier::new(messenger.clone())));
 
         let billing = Arc::new(BillingService::new(
             stores.ledger.clone(),
@@ -324,6 +394,8 @@ impl EngineBuilder {
             usage,
             jobs,
             admin,
+            attempts: stores.attempts,
+            messenger,
         })
     }
 
@@ -346,12 +418,12 @@ impl EngineBuilder {
     }
 }
 
-/// The default notifier: drops every notice.
+/// The default messenger: drops every message.
 struct NoNotifier;
 
 #[async_trait]
-impl JobNotifier for NoNotifier {
-    async fn notify(&self, _user: UserId, _notice: JobNotice) -> Result<(), JobNotifyError> {
+impl Messenger for NoNotifier {
+    async fn send(&self, _user: UserId, _message: UserMessage) -> Result<(), MessengerError> {
         Ok(())
     }
 }

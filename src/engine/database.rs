@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rei_adapters::sql::{ConnectFailure, DatabaseUrl, redact};
 use rei_core::billing::QuoteStore;
+use rei_core::generation::AttemptLog;
 use rei_core::guards::AuditLog;
 use rei_core::jobs::{JobQueue, JobStore};
 use rei_core::ledger::LedgerStore;
@@ -60,6 +61,7 @@ pub(super) struct Stores {
     pub(super) jobs: Arc<dyn JobStore>,
     pub(super) queue: Arc<dyn JobQueue>,
     pub(super) audit: Arc<dyn AuditLog>,
+    pub(super) attempts: Arc<dyn AttemptLog>,
 }
 
 impl Database {
@@ -181,7 +183,7 @@ impl Database {
         match self {
             #[cfg(feature = "postgres")]
             Database::Postgres(p) => {
-                use rei_adapters::postgres::{audit, jobs, ledger, queue, quotes, usage};
+                use rei_adapters::postgres::{attempts, audit, jobs, ledger, queue, quotes, usage};
                 let ledger_config = ledger::PgLedgerConfig {
                     batch_max: config.ledger_batch_max,
                     writers: config.ledger_writers,
@@ -199,11 +201,12 @@ impl Database {
                         q.aging_step,
                     )),
                     audit: Arc::new(audit::PgAuditLog::new(p.clone())),
+                    attempts: Arc::new(attempts::PgAttemptLog::new(p.clone())),
                 }
             }
             #[cfg(feature = "sqlite")]
             Database::Sqlite(p) => {
-                use rei_adapters::sqlite::{audit, jobs, ledger, queue, quotes, usage};
+                use rei_adapters::sqlite::{attempts, audit, jobs, ledger, queue, quotes, usage};
                 let ledger_config =
                     ledger::SqliteLedgerConfig { batch_max: config.ledger_batch_max, ..Default::default() };
                 Stores {
@@ -218,6 +221,7 @@ impl Database {
                         q.aging_step,
                     )),
                     audit: Arc::new(audit::SqliteAuditLog::new(p.clone())),
+                    attempts: Arc::new(attempts::SqliteAttemptLog::new(p.clone())),
                 }
             }
         }

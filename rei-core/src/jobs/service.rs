@@ -216,6 +216,22 @@ impl JobService {
         Ok(JobService { ports, retry, lease })
     }
 
+    /// The stored job, or `None`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn get(&self, id: JobId) -> Result<Option<Job>, JobError> {
+        Ok(self.ports.store.get(id).await?)
+    }
+
+    /// Up to `limit` (at most [`LIST_LIMIT_MAX`]) jobs in `state` with ids above `after`, in id order.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn list(&self, state: JobState, after: Option<JobId>, limit: usize) -> Result<Vec<Job>, JobError> {
+        Ok(self.ports.store.list_by_state(state, after, limit).await?)
+    }
+
     /// Persists a confirmed job as `Queued` and dispatches it. Idempotent: a repeated submit returns the stored
     /// job, and re-dispatches it only if it is still `Queued` (the queue ignores a duplicate).
     ///
