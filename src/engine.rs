@@ -18,8 +18,8 @@ use rei_core::generation::{
     AssetStore, AttemptLog, FaultPoints, GenerationProvider, Messenger, MessengerNotifier, NoFaults, Pipeline,
     PipelineConfig, PipelinePorts,
 };
-use rei_core::ids::{IdGen, UserId};
 use rei_core::generation::{MessengerError, UserMessage};
+use rei_core::ids::{IdGen, UserId};
 use rei_core::jobs::{JobNotifier, JobPorts, JobQueue, JobService, RetryPolicy};
 use rei_core::ledger::LedgerStore;
 use rei_core::pricing::{Pricer, PricingConfig};

@@ -638,3 +638,6 @@ pub fn charge_for(job: &Job, request: &GenerationRequest, output: &Output) -> Mo
     let charged = per_second.and_then(|rate| crate::usage::metered_amount(rate, produced_s).ok());
     charged.map_or(job.price, |c| c.min(job.price))
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod tests;

@@ -148,6 +148,25 @@ pub struct RouterConfig {
     pub breaker: BreakerConfig,
 }
 
+impl Default for RouterConfig {
+    /// Cost counts most (0.4), then latency, quality and success (0.2 each); latency EWMA with alpha 0.3 and the
+    /// success rate over the last 50 outcomes; a breaker that opens after 5 failures in a row, stays open 30 s,
+    /// then lets one probe through and closes after 2 probe successes.
+    fn default() -> RouterConfig {
+        let r = Ratio::percent;
+        RouterConfig {
+            weights: Weights { cost: r(40), latency: r(20), quality: r(20), success: r(20) },
+            stats: StatsConfig { alpha: r(30), window_len: 50 },
+            breaker: BreakerConfig {
+                trip: super::breaker::Trip::ConsecutiveFailures { failures_min: 5 },
+                open_for: std::time::Duration::from_secs(30),
+                probes_max: 1,
+                successes_to_close: 2,
+            },
+        }
+    }
+}
+
 /// Why a [`Router`] cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouterConfigError {
