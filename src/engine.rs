@@ -13,14 +13,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rei_adapters::system::{SystemClock, TimeOrderedIds};
-use rei_core::billing::{AdminService, BillingService, QuoteStore};
+use rei_core::billing::{AdminService, BillingError, BillingService, QuoteStore};
 use rei_core::generation::{
     AssetStore, AttemptLog, FaultPoints, GenerationProvider, Messenger, MessengerNotifier, NoFaults, Pipeline,
     PipelineConfig, PipelinePorts,
 };
 use rei_core::generation::{MessengerError, UserMessage};
 use rei_core::ids::{IdGen, UserId};
-use rei_core::jobs::{JobNotifier, JobPorts, JobQueue, JobService, RetryPolicy};
+use rei_core::generation::GenerationRequest;
+use rei_core::ids::{JobId, QuoteId};
+use rei_core::jobs::{Job, JobEvent, JobNotifier, JobPorts, JobQueue, JobService, NewJob, Priority, RetryPolicy};
 use rei_core::ledger::LedgerStore;
 use rei_core::pricing::{Pricer, PricingConfig};
 use rei_core::routing::Router;
@@ -30,7 +32,9 @@ use rei_core::usage::UsageService;
 pub use config::{EngineConfig, MigrateMode};
 pub use database::{Database, Leadership};
 pub use error::EngineError;
-pub use maintenance::{MAINTENANCE_INTERVAL_MIN, MaintenanceHandle, MaintenanceReport, MaintenanceTotals};
+pub use maintenance::{
+    MAINTENANCE_INTERVAL_MIN, MaintenanceHandle, MaintenanceReport, MaintenanceTotals, sweep_assets,
+};
 pub use worker::{WorkerOptions, WorkerReport, run_worker};
 
 /// The engine: one database, the services over it, and the maintenance that keeps it tidy.
@@ -139,6 +143,41 @@ impl Engine {
     #[must_use]
     pub fn admin(&self) -> &Arc<AdminService> {
         &self.admin
+    }
+
+    /// Orders a generation: confirms `quote` for `user` (the money is held under the caps and the limit on jobs
+    /// running at once) and queues a job for `request`, whose id and hold number are the quote's. Ordering the
+    /// same quote again holds nothing more and returns the job already queued.
+    ///
+    /// # Errors
+    /// [`EngineError::Request`] for a request that does not fit its capability; [`EngineError::Confirm`] when
+    /// billing refuses; [`EngineError::Submit`] when the job could not be stored or queued (ordering again
+    /// finishes it).
+    pub async fn order(
+        &self,
+        user: UserId,
+        quote: QuoteId,
+        request: GenerationRequest,
+        priority: Priority,
+    ) -> Result<Job, EngineError> {
+        request.validate()?;
+        let confirmation = self.billing.confirm(user, quote, None).await.map_err(EngineError::Confirm)?;
+        let record = self.quotes.get(quote).await.map_err(|e| EngineError::Confirm(BillingError::Store(e)))?;
+        let record = record.ok_or(EngineError::Confirm(BillingError::QuoteNotFound { quote }))?;
+        let spec = NewJob {
+            id: JobId::from(quote.as_u128()),
+            user,
+            product: record.product,
+            priority,
+            price: confirmation.amount,
+            hold: confirmation.hold,
+            max_attempts: self.config.retry.max_attempts,
+            request: Some(request),
+        };
+        let now = self.clock.now();
+        let mut job = Job::new(spec, now).map_err(|e| EngineError::Config { reason: e.to_string() })?;
+        job.apply(JobEvent::Confirm, now).map_err(|e| EngineError::Config { reason: e.to_string() })?;
+        self.jobs.submit(job).await.map_err(EngineError::Submit)
     }
 
     /// One record per generation attempt, with the provider's cost.

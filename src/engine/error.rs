@@ -92,6 +92,20 @@ pub enum EngineError {
     /// A maintenance pass failed to purge quotes.
     #[error("maintenance failed to purge quotes: {0}")]
     QuotePurge(#[from] rei_core::ledger::StoreError),
+    /// A job could not be ordered: the request is invalid.
+    #[error("invalid generation request: {0}")]
+    Request(#[from] rei_core::generation::RequestError),
+    /// A job could not be ordered: billing refused the confirm (quote unknown or expired, not enough money, a
+    /// cap or too many jobs running).
+    #[error("confirm refused: {0}")]
+    Confirm(BillingError),
+    /// A job could not be ordered: the job store or queue failed after the money was held (ordering again with
+    /// the same quote finishes it).
+    #[error("job not queued: {0}")]
+    Submit(rei_core::jobs::JobError),
+    /// The asset store failed during a retention sweep.
+    #[error("asset sweep failed: {0}")]
+    Assets(#[from] rei_core::generation::AssetError),
     /// The maintenance task panicked: a broken invariant, reported as such.
     #[error("the maintenance task panicked: {reason}")]
     MaintenancePanicked {

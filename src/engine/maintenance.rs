@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use rei_core::billing::{BillingService, QuoteStore};
 use rei_core::jobs::JobService;
-use rei_core::time::Clock;
+use rei_core::generation::AssetStore;
+use rei_core::time::{Clock, Timestamp};
 use rei_core::usage::UsageService;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -30,6 +31,28 @@ pub struct MaintenanceReport {
     /// Jobs whose worker vanished, moved on by [`JobService::recover_expired_leases`]: retried, marked unknown,
     /// failed, or ended as the ledger had settled their hold.
     pub jobs_recovered: usize,
+    /// Assets past their retention deleted ([`sweep_assets`]; zero when the pass had no asset store).
+    pub assets_deleted: usize,
+}
+
+/// Deletes up to `limit` assets last written more than `retention` before `now`; returns how many went.
+///
+/// # Errors
+/// [`EngineError::Assets`] when the store failed; assets deleted before the failure stay deleted.
+pub async fn sweep_assets(
+    assets: &dyn AssetStore,
+    now: Timestamp,
+    retention: Duration,
+    limit: usize,
+) -> Result<usize, EngineError> {
+    let old = assets.list_older_than(now.minus(retention), limit).await?;
+    let mut deleted = 0;
+    for asset in old {
+        if assets.delete(&asset.key).await? {
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }
 
 /// What a maintenance task did since it started.
@@ -92,6 +115,7 @@ impl Maintenance {
             quotes_purged,
             sessions_ended: sessions.lapsed.len() + sessions.settled.len(),
             jobs_recovered: jobs.unknown + jobs.requeued + jobs.failed + jobs.settled,
+            assets_deleted: 0,
         })
     }
 
