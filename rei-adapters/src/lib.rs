@@ -6,6 +6,7 @@
 //! - `sqlite` (feature `sqlite`): the same stores in one SQLite file, the embedded default.
 //! - `redis` (feature `redis`): the job queue and the rate limiter shared by every process, in Redis.
 //! - `http` (feature `http`): the HTTP client the provider adapters share, and bounded downloads.
+//! - `assets` (feature `assets`): the asset store in a local directory or (feature `s3`) an S3-compatible bucket.
 //! - `fakes` (feature `fakes`): local fake servers of the external APIs, for tests, the sandbox and benchmarks.
 
 pub mod system;
@@ -21,6 +22,9 @@ pub mod sqlite;
 
 #[cfg(feature = "redis")]
 pub mod redis;
+
+#[cfg(feature = "assets")]
+pub mod assets;
 
 #[cfg(feature = "fakes")]
 pub mod fakes;
