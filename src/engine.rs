@@ -14,13 +14,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rei_adapters::system::{SystemClock, TimeOrderedIds};
 use rei_core::billing::{AdminService, BillingError, BillingService, QuoteStore};
+use rei_core::generation::GenerationRequest;
 use rei_core::generation::{
     AssetStore, AttemptLog, FaultPoints, GenerationProvider, Messenger, MessengerNotifier, NoFaults, Pipeline,
     PipelineConfig, PipelinePorts,
 };
 use rei_core::generation::{MessengerError, UserMessage};
 use rei_core::ids::{IdGen, UserId};
-use rei_core::generation::GenerationRequest;
 use rei_core::ids::{JobId, QuoteId};
 use rei_core::jobs::{Job, JobEvent, JobNotifier, JobPorts, JobQueue, JobService, NewJob, Priority, RetryPolicy};
 use rei_core::ledger::LedgerStore;

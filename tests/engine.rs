@@ -7,6 +7,9 @@ mod embedding;
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[path = "../examples/embed/walkthrough.rs"]
 mod walkthrough;
+#[cfg(feature = "sqlite")]
+#[path = "engine/worker.rs"]
+mod worker;
 
 use std::sync::Arc;
 use std::time::Duration;

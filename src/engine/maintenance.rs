@@ -4,8 +4,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rei_core::billing::{BillingService, QuoteStore};
-use rei_core::jobs::JobService;
 use rei_core::generation::AssetStore;
+use rei_core::jobs::JobService;
 use rei_core::time::{Clock, Timestamp};
 use rei_core::usage::UsageService;
 use tokio::sync::oneshot;

@@ -1,21 +1,19 @@
 //! The pipeline on the in-memory stores with scripted providers: each outcome's ledger effect (exactly one
 //! capture or one release), the job's final state and what the user is told.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-
 use super::*;
 use crate::billing::{BillingConfig, BillingService};
-use crate::generation::{AssetInfo, GenerationRequest, MessengerNotifier, RequestError, VideoMode};
+use crate::generation::{GenerationRequest, MessengerNotifier, RequestError, VideoMode};
 use crate::ids::{HoldId, IdempotencyKey, PaymentId, ProductId, UserId};
 use crate::jobs::{JobEvent, JobPorts, JobQueue, JobState, NewJob, Priority, QueueLimits, RetryPolicy, WorkerId};
 use crate::ledger::LedgerStore;
 use crate::money::Ratio;
 use crate::pricing::{Pricer, PricingConfig};
 use crate::routing::{Capability, Catalogue, Offer, RouterConfig};
+use crate::testing::assets::MemoryAssetStore;
 use crate::testing::billing::MemoryQuotes;
 use crate::testing::clock::{ManualClock, SeqIds};
 use crate::testing::generation::{ClockSleep, MemoryAttemptLog, RecordingMessenger, Scripted, ScriptedProvider};
@@ -27,28 +25,6 @@ const START: Money = Money::from_kopecks(100_000);
 const PRICE: Money = Money::from_kopecks(1_000);
 const AFTER: Money = Money::from_kopecks(99_000);
 
-/// Assets in a map (the pipeline's tests need nothing more).
-#[derive(Default)]
-struct MapAssets(Mutex<BTreeMap<AssetKey, Vec<u8>>>);
-
-#[async_trait]
-impl AssetStore for MapAssets {
-    async fn put(&self, key: &AssetKey, bytes: Vec<u8>) -> Result<AssetInfo, AssetError> {
-        let size = bytes.len() as u64;
-        self.0.lock().expect("lock").insert(key.clone(), bytes);
-        Ok(AssetInfo { key: key.clone(), size, modified_at: Timestamp::EPOCH })
-    }
-    async fn get(&self, key: &AssetKey) -> Result<Option<Vec<u8>>, AssetError> {
-        Ok(self.0.lock().expect("lock").get(key).cloned())
-    }
-    async fn delete(&self, key: &AssetKey) -> Result<bool, AssetError> {
-        Ok(self.0.lock().expect("lock").remove(key).is_some())
-    }
-    async fn list_older_than(&self, _: Timestamp, _: usize) -> Result<Vec<AssetInfo>, AssetError> {
-        Ok(Vec::new())
-    }
-}
-
 struct Harness {
     clock: Arc<ManualClock>,
     billing: Arc<BillingService>,
@@ -56,7 +32,7 @@ struct Harness {
     jobs: Arc<JobService>,
     messenger: Arc<RecordingMessenger>,
     attempts: Arc<MemoryAttemptLog>,
-    assets: Arc<MapAssets>,
+    assets: Arc<MemoryAssetStore>,
     alpha: Arc<ScriptedProvider>,
     beta: Arc<ScriptedProvider>,
     pipeline: Pipeline,
@@ -111,7 +87,7 @@ async fn harness(hold_ttl: Duration) -> Harness {
     .expect("catalogue");
     let router = Router::new(catalogue, RouterConfig::default()).expect("router");
     let attempts = Arc::new(MemoryAttemptLog::new());
-    let assets = Arc::new(MapAssets::default());
+    let assets = Arc::new(MemoryAssetStore::new(clock.clone()));
     let ports = PipelinePorts {
         jobs: jobs.clone(),
         billing: billing.clone(),
