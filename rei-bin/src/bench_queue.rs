@@ -75,11 +75,11 @@ pub(crate) async fn run(b: QueueBench) -> Result<()> {
     Ok(())
 }
 
-fn ms(us: u64) -> String {
+pub(crate) fn ms(us: u64) -> String {
     format!("{}.{:03}", us / 1000, us % 1000)
 }
 
-fn ratio(a: u64, b: u64) -> String {
+pub(crate) fn ratio(a: u64, b: u64) -> String {
     if b == 0 {
         return "null".to_owned();
     }
@@ -178,7 +178,7 @@ async fn drive(
 }
 
 /// Runs the RQ baseline (installing `rq` with pip when it is missing) and returns its jobs per second.
-fn rq(redis_url: &str, jobs: u64) -> Result<u64> {
+pub(crate) fn rq(redis_url: &str, jobs: u64) -> Result<u64> {
     let has_rq = Command::new("python3").args(["-c", "import rq, redis"]).output().is_ok_and(|o| o.status.success());
     if !has_rq {
         eprintln!("installing rq with pip ...");

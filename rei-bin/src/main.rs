@@ -4,7 +4,9 @@
 #![expect(clippy::print_stdout, reason = "a command-line tool prints its results")]
 
 mod bench;
+mod bench_pipeline;
 mod bench_queue;
+mod providers;
 mod roles;
 mod wiring;
 
@@ -57,6 +59,9 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Runs generation jobs: leases them, routes each to the best healthy provider, stores the result, charges
+    /// exactly once on success and gives the money back on failure. Run as many as you like.
+    Worker(roles::worker::WorkerArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -79,6 +84,32 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Confirmed image jobs through the real worker against the fake Gemini server answering at once: jobs/s
+    /// from confirm to capture and the user's message, p50/p99 per job, CPU per job; with Redis, Python RQ's no-op
+    /// dispatch on the same Redis for the ratio.
+    Pipeline {
+        /// postgres://… (runs in a scratch schema, dropped afterwards); without it a scratch SQLite file.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// redis://host:port[/db]: the job queue in Redis, and the RQ baseline on it.
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// Jobs to run through.
+        #[arg(long, default_value_t = 20_000)]
+        jobs: u64,
+        /// Worker loops in this process (as `rei worker` processes would be).
+        #[arg(long, default_value_t = 2)]
+        workers: u32,
+        /// Jobs each worker runs at once.
+        #[arg(long, default_value_t = 64)]
+        concurrency: u32,
+        /// Concurrent producers confirming jobs, one at a time each (as bot requests do).
+        #[arg(long, default_value_t = 64)]
+        producers: u32,
+        /// Print one JSON object as the last line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Enqueue -> dequeue -> ack of no-op jobs on one Redis, and Python RQ on the same Redis for the ratio.
     Queue {
         /// redis://host:port[/db].
@@ -163,6 +194,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let gc = roles::gc::Gc { database_url, interval: std::time::Duration::from_secs(interval_seconds), once };
             runtime()?.block_on(roles::gc::run(gc)).map(|()| ExitCode::SUCCESS)
         }
+        Command::Worker(args) => runtime()?.block_on(roles::worker::run(args)).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Ledger {
             database_url,
             clients,
@@ -184,6 +216,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 json,
             };
             runtime()?.block_on(bench::run(b)).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Pipeline { database_url, redis_url, jobs, workers, concurrency, producers, json }) => {
+            let b = bench_pipeline::PipelineBench { database_url, redis_url, jobs, workers, concurrency, producers, json };
+            runtime()?.block_on(bench_pipeline::run(b)).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Queue { redis_url, workers, producers, jobs, json }) => {
             let b = bench_queue::QueueBench { redis_url, workers, producers, jobs, json };

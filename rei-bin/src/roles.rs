@@ -1,3 +1,4 @@
 //! The binary's long-running roles.
 
 pub(crate) mod gc;
+pub(crate) mod worker;

@@ -72,7 +72,7 @@ async fn serve(engine: &Engine, gc: &Gc) -> Result<()> {
 }
 
 /// Resolves on Ctrl-C or, on Unix, SIGTERM.
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -1,0 +1,186 @@
+//! `rei worker`: leases generation jobs and runs them through the providers, charging each exactly once. Any
+//! number may run on one database (and one Redis queue); a worker killed anywhere is recovered by lease expiry.
+//! On SIGTERM or Ctrl-C it stops leasing, lets jobs in flight finish within the grace, and leaves the rest to
+//! lease expiry.
+//!
+//! Crash drills: `REI_FAULT_AT=leased|submitted|provider_succeeded|captured` makes the worker announce
+//! `rei worker: fault point <name> reached` on stderr when a job passes that point and then freeze, so that a
+//! test can SIGKILL it there. Nothing else changes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
+use rei::adapters::assets::ObjectAssetStore;
+use rei::core::generation::{
+    FaultPoint, FaultPoints, Messenger, MessengerError, PipelineConfig, PipelineError, RunOutcome, UserMessage,
+};
+use rei::core::ids::UserId;
+use rei::core::jobs::WorkerId;
+use rei::core::routing::{Router, RouterConfig};
+use rei::{Engine, PipelineParts, WorkerOptions};
+
+use crate::providers::{self, ProviderArgs};
+
+/// What `rei worker` was asked to do.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct WorkerArgs {
+    /// postgres://… or sqlite://path.
+    #[arg(long, env = "REI_DATABASE_URL")]
+    pub(crate) database_url: String,
+    /// redis://host:port[/db]: the job queue in Redis (default: the database's own queue).
+    #[arg(long, env = "REI_REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
+    /// The name its leases carry (default: worker-<pid>).
+    #[arg(long, env = "REI_WORKER_NAME")]
+    pub(crate) name: Option<String>,
+    /// Jobs run at once by this process.
+    #[arg(long, env = "REI_WORKER_CONCURRENCY", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1_024))]
+    pub(crate) concurrency: u32,
+    /// Where inputs and results are kept (a local directory).
+    #[arg(long, env = "REI_ASSETS_DIR", default_value = "rei-assets")]
+    pub(crate) assets_dir: PathBuf,
+    /// The largest result kept, in MiB.
+    #[arg(long, env = "REI_ASSET_MAX_MB", default_value_t = 200)]
+    pub(crate) asset_max_mb: u64,
+    /// Milliseconds between two queries of a running video.
+    #[arg(long, env = "REI_POLL_INTERVAL_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub(crate) poll_interval_ms: u64,
+    /// The longest one attempt may take before its outcome counts as unknown, in seconds.
+    #[arg(long, env = "REI_ATTEMPT_TIMEOUT_SECONDS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) attempt_timeout_seconds: u64,
+    /// After a stop, how long jobs in flight may take to finish, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) grace_seconds: u64,
+    /// The providers.
+    #[command(flatten)]
+    pub(crate) providers: ProviderArgs,
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
+    let name = args.name.clone().unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    let name = WorkerId::parse(&name).context("failed to read --name")?;
+    let faults = EnvFaults::from_env()?;
+    let mut builder = Engine::builder()
+        .database_url(&args.database_url)
+        .config(crate::wiring::config())
+        .messenger(Arc::new(LogMessenger));
+    if let Some(url) = &args.redis_url {
+        builder = builder.redis_url(url);
+    }
+    let engine = builder.open().await.context("failed to open the database")?;
+    let (providers, catalogue) = providers::build(&args.providers, engine.clock().clone())?;
+    let router = Router::new(catalogue, RouterConfig::default()).context("the router configuration is invalid")?;
+    let assets = ObjectAssetStore::local(&args.assets_dir, args.asset_max_mb.saturating_mul(1024 * 1024))
+        .await
+        .with_context(|| format!("failed to open the asset directory {}", args.assets_dir.display()))?;
+    let config = PipelineConfig {
+        poll_interval: Duration::from_millis(args.poll_interval_ms),
+        attempt_timeout: Duration::from_secs(args.attempt_timeout_seconds),
+        ..PipelineConfig::default()
+    };
+    let pipeline = Arc::new(engine.pipeline(PipelineParts {
+        providers,
+        router,
+        assets: Arc::new(assets),
+        config,
+        faults: faults.map(|f| Arc::new(f) as Arc<dyn FaultPoints>),
+    }));
+    let mut options = WorkerOptions::named(name.clone());
+    options.concurrency = usize::try_from(args.concurrency).unwrap_or(16);
+    options.grace = Duration::from_secs(args.grace_seconds);
+    println!("rei worker {name}: running on {}, {} at once", engine.database().engine(), options.concurrency);
+    let report = rei::run_worker(pipeline, options, super::gc::shutdown(), log_outcome).await;
+    println!(
+        "rei worker {name}: stopped: {} succeeded, {} retried, {} failed, {} unknown, {} late results, {} lost leases, \
+         {} errors, {} resolved, {} left to lease expiry",
+        report.succeeded,
+        report.retried,
+        report.failed,
+        report.unknown,
+        report.late_results,
+        report.lease_lost,
+        report.errors,
+        report.resolved,
+        report.abandoned
+    );
+    engine.close().await;
+    Ok(())
+}
+
+/// One line per finished run.
+fn log_outcome(outcome: &Result<RunOutcome, PipelineError>) {
+    match outcome {
+        Ok(RunOutcome::Succeeded { job, charged }) => println!("job {} succeeded, charged {charged}", job.id),
+        Ok(RunOutcome::Retrying { job, error }) => println!("job {} will retry: {error}", job.id),
+        Ok(RunOutcome::Failed { job }) => {
+            println!("job {} failed, money back: {}", job.id, job.last_error.as_ref().map_or("", |e| e.as_str()));
+        }
+        Ok(RunOutcome::Unknown { job }) => println!("job {} outcome unknown, money held until resolved", job.id),
+        Ok(RunOutcome::LateResult { job }) => println!("job {} result came after its hold ended: not charged", job.id),
+        Ok(RunOutcome::LeaseLost { job }) => println!("job {job}: lease lost, dropped"),
+        Err(e) => eprintln!("run stopped on an error (recovered by lease expiry): {e}"),
+    }
+}
+
+/// Until the bot's messenger is wired, messages are logged, one line each.
+struct LogMessenger;
+
+#[async_trait]
+impl Messenger for LogMessenger {
+    async fn send(&self, user: UserId, message: UserMessage) -> Result<(), MessengerError> {
+        println!("to user {}: {message:?}", user.0);
+        Ok(())
+    }
+}
+
+/// The crash drill's fault point, from `REI_FAULT_AT`.
+struct EnvFaults {
+    point: FaultPoint,
+}
+
+impl EnvFaults {
+    fn from_env() -> Result<Option<EnvFaults>> {
+        let Ok(name) = std::env::var("REI_FAULT_AT") else { return Ok(None) };
+        let point = match name.as_str() {
+            "leased" => FaultPoint::Leased,
+            "submitted" => FaultPoint::Submitted,
+            "provider_succeeded" => FaultPoint::ProviderSucceeded,
+            "captured" => FaultPoint::Captured,
+            other => bail!("REI_FAULT_AT={other}: expected leased, submitted, provider_succeeded or captured"),
+        };
+        Ok(Some(EnvFaults { point }))
+    }
+}
+
+impl FaultPoints for EnvFaults {
+    fn armed(&self, point: FaultPoint) -> bool {
+        point == self.point
+    }
+
+    fn reached(&self, point: FaultPoint) {
+        if point != self.point {
+            return;
+        }
+        let name = match point {
+            FaultPoint::Leased => "leased",
+            FaultPoint::Submitted => "submitted",
+            FaultPoint::ProviderSucceeded => "provider_succeeded",
+            FaultPoint::Captured => "captured",
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "rei worker: fault point {name} reached");
+        let _ = err.flush();
+        // Freeze here until the drill kills the process.
+        loop {
+            std::thread::sleep(Duration::from_secs(3_600));
+        }
+    }
+}
