@@ -4,6 +4,10 @@
 //!
 //! A script is a queue of outcomes taken one per request, in order; with the queue empty the fake answers with
 //! its default outcome (usually success), so a benchmark scripts nothing.
+//!
+//! - [`kling`]: Kling's official video API, with its JWT check, task progression and result files.
+
+pub mod kling;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

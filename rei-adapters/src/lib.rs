@@ -7,6 +7,7 @@
 //! - `redis` (feature `redis`): the job queue and the rate limiter shared by every process, in Redis.
 //! - `http` (feature `http`): the HTTP client the provider adapters share, and bounded downloads.
 //! - `assets` (feature `assets`): the asset store in a local directory or (feature `s3`) an S3-compatible bucket.
+//! - `kling` (feature `kling`): Kling's official video API (text, image and video to video), its JWT and callbacks.
 //! - `fakes` (feature `fakes`): local fake servers of the external APIs, for tests, the sandbox and benchmarks.
 
 pub mod system;
@@ -31,6 +32,9 @@ pub mod fakes;
 
 #[cfg(feature = "http")]
 pub mod http;
+
+#[cfg(feature = "kling")]
+pub mod kling;
 
 /// The driver's pool and error types, so that the facade and binaries can hold a pool without depending on the
 /// driver.
