@@ -4,6 +4,10 @@
 //!
 //! A script is a queue of outcomes taken one per request, in order; with the queue empty the fake answers with
 //! its default outcome (usually success), so a benchmark scripts nothing.
+//!
+//! - [`gemini`]: Google's Gemini API `generateContent`.
+
+pub mod gemini;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

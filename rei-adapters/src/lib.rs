@@ -6,6 +6,7 @@
 //! - `sqlite` (feature `sqlite`): the same stores in one SQLite file, the embedded default.
 //! - `redis` (feature `redis`): the job queue and the rate limiter shared by every process, in Redis.
 //! - `http` (feature `http`): the HTTP client the provider adapters share, and bounded downloads.
+//! - `gemini` (feature `gemini`): Google's Gemini API `generateContent`, the "Nano Banana" image models.
 //! - `fakes` (feature `fakes`): local fake servers of the external APIs, for tests, the sandbox and benchmarks.
 
 pub mod system;
@@ -27,6 +28,9 @@ pub mod fakes;
 
 #[cfg(feature = "http")]
 pub mod http;
+
+#[cfg(feature = "gemini")]
+pub mod gemini;
 
 /// The driver's pool and error types, so that the facade and binaries can hold a pool without depending on the
 /// driver.
