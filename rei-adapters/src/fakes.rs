@@ -6,7 +6,9 @@
 //! its default outcome (usually success), so a benchmark scripts nothing.
 //!
 //! - [`kling`]: Kling's official video API, with its JWT check, task progression and result files.
+//! - [`gemini`]: Google's Gemini API `generateContent`.
 
+pub mod gemini;
 pub mod kling;
 
 use std::collections::VecDeque;

@@ -16,12 +16,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// # Errors
 /// The builder's error (the TLS backend failed to initialise).
 pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    client_builder(timeout).build()
+}
+
+/// [`client`]'s settings, for an adapter that needs one more (Gemini refuses redirects, which would carry its
+/// key header to another host).
+pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(CONNECT_TIMEOUT.min(timeout))
         .pool_idle_timeout(POOL_IDLE)
         .user_agent(concat!("rei/", env!("CARGO_PKG_VERSION")))
-        .build()
 }
 
 /// The port's error for a failed send. A connect failure means the request never left: retryable, and the

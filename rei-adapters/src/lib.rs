@@ -8,6 +8,7 @@
 //! - `http` (feature `http`): the HTTP client the provider adapters share, and bounded downloads.
 //! - `assets` (feature `assets`): the asset store in a local directory or (feature `s3`) an S3-compatible bucket.
 //! - `kling` (feature `kling`): Kling's official video API (text, image and video to video), its JWT and callbacks.
+//! - `gemini` (feature `gemini`): Google's Gemini API `generateContent`, the "Nano Banana" image models.
 //! - `fakes` (feature `fakes`): local fake servers of the external APIs, for tests, the sandbox and benchmarks.
 
 pub mod system;
@@ -33,6 +34,8 @@ pub mod fakes;
 #[cfg(feature = "http")]
 pub mod http;
 
+#[cfg(feature = "gemini")]
+pub mod gemini;
 #[cfg(feature = "kling")]
 pub mod kling;
 

@@ -204,7 +204,12 @@ impl Report {
     }
 }
 
-async fn measure(engine: &Arc<Engine>, b: &PipelineBench, timing: &Arc<Timing>, dir: &std::path::Path) -> Result<Report> {
+async fn measure(
+    engine: &Arc<Engine>,
+    b: &PipelineBench,
+    timing: &Arc<Timing>,
+    dir: &std::path::Path,
+) -> Result<Report> {
     let fake = FakeGemini::start(FakeGeminiConfig { api_key: API_KEY.to_owned(), thoughts: false })
         .await
         .context("failed to start the fake Gemini server")?;
@@ -301,7 +306,8 @@ async fn measure(engine: &Arc<Engine>, b: &PipelineBench, timing: &Arc<Timing>, 
     let mut latencies_us = std::mem::take(&mut *timing.latencies_us.lock().unwrap_or_else(PoisonError::into_inner));
     latencies_us.sort_unstable();
     // Every job succeeded: spot-check the money of the first ones.
-    let checked = timing.started.lock().unwrap_or_else(PoisonError::into_inner).keys().take(16).copied().collect::<Vec<_>>();
+    let checked =
+        timing.started.lock().unwrap_or_else(PoisonError::into_inner).keys().take(16).copied().collect::<Vec<_>>();
     for job in checked {
         let stored = engine.jobs().get(job).await?.context("job missing")?;
         if stored.state != JobState::Succeeded {

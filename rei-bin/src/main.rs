@@ -61,7 +61,7 @@ enum Command {
     },
     /// Runs generation jobs: leases them, routes each to the best healthy provider, stores the result, charges
     /// exactly once on success and gives the money back on failure. Run as many as you like.
-    Worker(roles::worker::WorkerArgs),
+    Worker(Box<roles::worker::WorkerArgs>),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -194,7 +194,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let gc = roles::gc::Gc { database_url, interval: std::time::Duration::from_secs(interval_seconds), once };
             runtime()?.block_on(roles::gc::run(gc)).map(|()| ExitCode::SUCCESS)
         }
-        Command::Worker(args) => runtime()?.block_on(roles::worker::run(args)).map(|()| ExitCode::SUCCESS),
+        Command::Worker(args) => runtime()?.block_on(roles::worker::run(*args)).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Ledger {
             database_url,
             clients,
@@ -217,8 +217,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             runtime()?.block_on(bench::run(b)).map(|()| ExitCode::SUCCESS)
         }
-        Command::Bench(BenchCommand::Pipeline { database_url, redis_url, jobs, workers, concurrency, producers, json }) => {
-            let b = bench_pipeline::PipelineBench { database_url, redis_url, jobs, workers, concurrency, producers, json };
+        Command::Bench(BenchCommand::Pipeline {
+            database_url,
+            redis_url,
+            jobs,
+            workers,
+            concurrency,
+            producers,
+            json,
+        }) => {
+            let b =
+                bench_pipeline::PipelineBench { database_url, redis_url, jobs, workers, concurrency, producers, json };
             runtime()?.block_on(bench_pipeline::run(b)).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Queue { redis_url, workers, producers, jobs, json }) => {

@@ -61,8 +61,7 @@ pub(crate) fn build(
     let mut providers: Vec<Arc<dyn GenerationProvider>> = Vec::new();
     let mut offers = Vec::new();
     if let Some(key) = &args.gemini_api_key {
-        let config =
-            GeminiConfig { base_url: args.gemini_base_url.clone(), timeout, ..GeminiConfig::new(key) };
+        let config = GeminiConfig { base_url: args.gemini_base_url.clone(), timeout, ..GeminiConfig::new(key) };
         for (model, quality) in GEMINI_MODELS {
             let cost = config.price(model, None).with_context(|| format!("no price for {model}"))?;
             for capability in [Capability::TextToImage, Capability::ImageEdit] {

@@ -1,10 +1,17 @@
-//! The database adapters against real servers: the ledger conformance suite, the ledger model test, the hold
-//! storm and the bank test on PostgreSQL and SQLite (from tasks and from several processes), and the
-//! conformance suites of the other stores.
+//! The adapters against real servers: the ledger conformance suite, the ledger model test, the hold storm and
+//! the bank test on PostgreSQL and SQLite (from tasks and from several processes), the conformance suites of
+//! the other stores, the asset store on a real directory, and the Kling and Gemini adapters against their local
+//! fake servers.
 //!
 //! PostgreSQL comes from `REI_TEST_POSTGRES_URL`, which `scripts/test` sets after starting a throwaway server;
 //! each test gets its own schema. SQLite tests each get their own file.
 
+#[cfg(feature = "assets")]
+mod assets;
+#[cfg(all(feature = "gemini", feature = "fakes"))]
+mod gemini;
+#[cfg(all(feature = "kling", feature = "fakes"))]
+mod kling;
 mod pg_ledger;
 mod processes;
 mod redis_queue;
