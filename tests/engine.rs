@@ -5,6 +5,9 @@
 #[path = "engine/embedding.rs"]
 mod embedding;
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "redis"))]
+#[path = "engine/pipeline.rs"]
+mod pipeline;
+#[cfg(all(feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[path = "../examples/embed/walkthrough.rs"]
 mod walkthrough;
 #[cfg(feature = "sqlite")]
