@@ -304,3 +304,6 @@ fn one_rei_gc_leads_on_postgres() {
         pool.close().await;
     });
 }
+
+#[path = "cli/crash.rs"]
+mod crash;

@@ -55,6 +55,11 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "REI_ATTEMPT_TIMEOUT_SECONDS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub(crate) attempt_timeout_seconds: u64,
+    /// How long a lease on a job lasts, in seconds: a worker that dies holds its jobs this long at most. The
+    /// worker extends the lease while it waits on a provider.
+    #[arg(long, env = "REI_LEASE_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub(crate) lease_seconds: u64,
     /// After a stop, how long jobs in flight may take to finish, in seconds.
     #[arg(long, default_value_t = 30)]
     pub(crate) grace_seconds: u64,
@@ -70,7 +75,7 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     let faults = EnvFaults::from_env()?;
     let mut builder = Engine::builder()
         .database_url(&args.database_url)
-        .config(crate::wiring::config())
+        .config(rei::EngineConfig { lease: Duration::from_secs(args.lease_seconds), ..crate::wiring::config() })
         .messenger(Arc::new(LogMessenger));
     if let Some(url) = &args.redis_url {
         builder = builder.redis_url(url);
@@ -84,6 +89,8 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     let config = PipelineConfig {
         poll_interval: Duration::from_millis(args.poll_interval_ms),
         attempt_timeout: Duration::from_secs(args.attempt_timeout_seconds),
+        // Extend a lease once less than half of it is left.
+        heartbeat_margin: Duration::from_secs(args.lease_seconds) / 2,
         ..PipelineConfig::default()
     };
     let pipeline = Arc::new(engine.pipeline(PipelineParts {

@@ -1,0 +1,148 @@
+//! Crash drills: a `rei worker` SIGKILLed at each point of a job's run (after the hold, after the submit, after
+//! the provider's result was stored, after the capture but before the job record), then `rei gc --once` and a
+//! new worker: the job ends exactly once, charged exactly once, and the ledger verifies.
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rei::adapters::fakes::kling::{FakeKling, FakeKlingConfig};
+use rei::core::generation::{GenerationRequest, VideoMode};
+use rei::core::ids::{PaymentId, ProductId, UserId};
+use rei::core::jobs::{JobState, Priority};
+use rei::core::money::Money;
+use rei::core::pricing::Tier;
+use rei::core::routing::Capability;
+
+const START: Money = Money::from_kopecks(100_000);
+const LEASE_SECONDS: u64 = 2;
+
+fn worker(url: &str, assets: &std::path::Path, kling: &str, fault: Option<&str>) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rei"));
+    command
+        .args(["worker", "--database-url", url, "--concurrency", "1", "--poll-interval-ms", "20"])
+        .args(["--lease-seconds", &LEASE_SECONDS.to_string(), "--grace-seconds", "1"])
+        .arg("--assets-dir")
+        .arg(assets)
+        .env("KLING_ACCESS_KEY", "ak-crash")
+        .env("KLING_SECRET_KEY", "sk-crash")
+        .env("KLING_BASE_URL", kling)
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("REI_FAULT_AT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(point) = fault {
+        command.env("REI_FAULT_AT", point);
+    }
+    command.spawn().expect("start rei worker")
+}
+
+/// Waits (bounded) for the worker to say it reached `point`, then SIGKILLs it.
+fn kill_at(mut child: Child, point: &str) {
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(&format!("fault point {point} reached")) => break,
+            Ok(line) => seen.push(line),
+            Err(_) => panic!("the worker never reached {point}: {seen:?}"),
+        }
+    }
+    child.kill().expect("SIGKILL the worker");
+    child.wait().expect("reap the worker");
+}
+
+fn drill(point: &str, kling_submits: u64) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("crash.db").display());
+    let assets = dir.path().join("assets");
+    let kling = rt.block_on(FakeKling::start(FakeKlingConfig::new("ak-crash", "sk-crash"))).expect("fake Kling");
+    let user = UserId(3);
+    let job = rt.block_on(async {
+        let engine = rei::Engine::open(&url).await.expect("engine");
+        engine.billing().top_up(user, START, PaymentId::parse("pay-crash").expect("id")).await.expect("top up");
+        let product = ProductId::parse("video.kling-2.6.5s").expect("id");
+        let quote = engine.billing().quote(user, &product, 1, Tier::Basic).await.expect("quote");
+        let mut request = GenerationRequest::text(Capability::TextToVideo, "a storm over the sea");
+        request.duration_s = Some(5);
+        request.mode = Some(VideoMode::Std);
+        let job = engine.order(user, quote.id, request, Priority::Normal).await.expect("order");
+        engine.close().await;
+        job
+    });
+
+    kill_at(worker(&url, &assets, &kling.base_url(), Some(point)), point);
+    // The dead worker's lease runs out; the collector recovers the job as the rule says.
+    std::thread::sleep(Duration::from_secs(LEASE_SECONDS) + Duration::from_millis(500));
+    let gc = Command::new(env!("CARGO_BIN_EXE_rei"))
+        .args(["gc", "--database-url", &url, "--once"])
+        .output()
+        .expect("rei gc");
+    assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
+
+    let mut second = worker(&url, &assets, &kling.base_url(), None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ended = loop {
+        let stored = rt.block_on(async {
+            let engine = rei::Engine::open(&url).await.expect("engine");
+            let stored = engine.jobs().get(job.id).await.expect("get").expect("job");
+            engine.close().await;
+            stored
+        });
+        if stored.state.is_terminal() {
+            break stored;
+        }
+        assert!(Instant::now() < deadline, "after a crash at {point} the job is still {}", stored.state);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    second.kill().expect("stop the second worker");
+    second.wait().expect("reap");
+
+    rt.block_on(async {
+        let engine = rei::Engine::open(&url).await.expect("engine");
+        let balance = engine.billing().balance(user).await.expect("balance");
+        assert_eq!(ended.state, JobState::Succeeded, "crash at {point}: {ended:?}");
+        assert_eq!(balance.available, Money::from_kopecks(START.kopecks() - ended.price.kopecks()), "one capture");
+        assert_eq!(balance.held, Money::ZERO);
+        assert!(ended.result.is_some(), "the result is recorded");
+        assert!(engine.billing().verify().await.expect("verify").is_clean());
+        engine.close().await;
+    });
+    assert_eq!(kling.records().submits, kling_submits, "submits to Kling after a crash at {point}");
+    rt.block_on(kling.stop());
+}
+
+#[test]
+fn a_worker_killed_after_the_hold_leaves_a_job_that_runs_once() {
+    // Proves a crash before anything was sent retries the job: one submit, by the next worker.
+    drill("leased", 1);
+}
+
+#[test]
+fn a_worker_killed_after_the_submit_leaves_a_job_that_is_asked_about_not_resent() {
+    // Proves a crash after Kling accepted the attempt makes it unknown, and the next worker asks Kling by the
+    // attempt's id and delivers that result: one submit, one capture.
+    drill("submitted", 1);
+}
+
+#[test]
+fn a_worker_killed_after_the_result_was_stored_charges_once() {
+    // Proves a crash between the stored result and the capture is settled by asking Kling again: one capture.
+    drill("provider_succeeded", 1);
+}
+
+#[test]
+fn a_worker_killed_after_the_capture_ends_the_job_as_the_ledger_says() {
+    // Proves a crash between the capture and the job record ends the job Succeeded from the ledger, with no
+    // second capture and no second submit.
+    drill("captured", 1);
+}
