@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rei_adapters::system::{SystemClock, TimeOrderedIds};
-use rei_core::billing::{AdminService, BillingError, BillingService, QuoteStore};
+use rei_core::billing::{AdminService, BillingService, QuoteStore};
 use rei_core::generation::GenerationRequest;
 use rei_core::generation::{
     AssetStore, AttemptLog, FaultPoints, GenerationProvider, Messenger, MessengerNotifier, NoFaults, Pipeline,
@@ -162,12 +162,10 @@ impl Engine {
     ) -> Result<Job, EngineError> {
         request.validate()?;
         let confirmation = self.billing.confirm(user, quote, None).await.map_err(EngineError::Confirm)?;
-        let record = self.quotes.get(quote).await.map_err(|e| EngineError::Confirm(BillingError::Store(e)))?;
-        let record = record.ok_or(EngineError::Confirm(BillingError::QuoteNotFound { quote }))?;
         let spec = NewJob {
             id: JobId::from(quote.as_u128()),
             user,
-            product: record.product,
+            product: confirmation.product,
             priority,
             price: confirmation.amount,
             hold: confirmation.hold,

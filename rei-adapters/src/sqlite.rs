@@ -27,9 +27,14 @@ const ACQUIRE_TIMEOUT_MIN: Duration = Duration::from_secs(10);
 /// Opens (creating if missing) the database file at `url` in WAL mode with foreign keys on and a busy timeout
 /// of `busy_timeout`.
 ///
-/// Every commit MUST survive a power loss once it returned, so `synchronous` is FULL: in WAL mode that syncs
-/// the WAL on each commit (NORMAL syncs it only at checkpoints, and a power loss can undo commits already
-/// acknowledged, money moves among them). Group commit shares that sync among a batch's commands.
+/// Every money move MUST survive a power loss once it returned, so the ledger's writer connection runs with
+/// `synchronous` FULL: in WAL mode that syncs the WAL on each commit, and group commit shares that sync among a
+/// batch's commands. The pool's connections (jobs, queue, quotes, sessions, attempts, audit) run with NORMAL,
+/// which syncs the WAL at checkpoints only. That loses no acknowledged money and breaks no order the design
+/// relies on: the WAL is one sequential file, so the ledger's next synced commit makes every commit before it
+/// durable too (a usage session's row before its hold, a job before its capture), and what a power loss can
+/// undo of the others is re-derived from the ledger on recovery (a job's end, an audit record) or repeated by
+/// its caller (a quote, a queue ticket, which `reconcile_queue` rebuilds).
 ///
 /// # Errors
 /// The driver's error when the URL is malformed or the file cannot be opened.
@@ -58,7 +63,7 @@ pub async fn open(url: &str, busy_timeout: Duration, create_if_missing: bool) ->
     let options = SqliteConnectOptions::from_str(url)?
         .create_if_missing(create_if_missing)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
+        .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(busy_timeout)
         // Checkpoint the WAL every 20,000 pages (about 80 MB) instead of SQLite's 1,000: a checkpoint stalls the

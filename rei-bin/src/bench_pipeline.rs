@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use rei::adapters::assets::ObjectAssetStore;
 use rei::adapters::fakes::gemini::{FakeGemini, FakeGeminiConfig};
 use rei::adapters::gemini::{GeminiConfig, GeminiProvider};
-use rei::core::generation::{GenerationRequest, Messenger, MessengerError, PipelineConfig, UserMessage};
+use rei::core::generation::{AssetStore, GenerationRequest, Messenger, MessengerError, PipelineConfig, UserMessage};
 use rei::core::ids::{JobId, PaymentId, ProductId, QuoteId, UserId};
 use rei::core::jobs::{JobState, Priority, QueueLimits, WorkerId};
 use rei::core::money::{Money, UnitPrice};
@@ -34,6 +34,7 @@ pub(crate) struct PipelineBench {
     pub(crate) workers: u32,
     pub(crate) concurrency: u32,
     pub(crate) producers: u32,
+    pub(crate) assets_in_memory: bool,
     pub(crate) json: bool,
 }
 
@@ -219,11 +220,15 @@ async fn measure(
         .context("offer")?;
     let router = Router::new(Catalogue::new(vec![offer]).context("catalogue")?, RouterConfig::default())?;
     let provider = Arc::new(GeminiProvider::new(gemini).context("Gemini adapter")?);
-    let assets = ObjectAssetStore::local(&dir.join("assets"), 16 * 1024 * 1024).await.context("asset directory")?;
+    let assets: Arc<dyn AssetStore> = if b.assets_in_memory {
+        Arc::new(ObjectAssetStore::new(Arc::new(object_store::memory::InMemory::new()), 16 * 1024 * 1024))
+    } else {
+        Arc::new(ObjectAssetStore::local(&dir.join("assets"), 16 * 1024 * 1024).await.context("asset directory")?)
+    };
     let pipeline = Arc::new(engine.pipeline(PipelineParts {
         providers: vec![provider],
         router,
-        assets: Arc::new(assets),
+        assets,
         config: PipelineConfig::default(),
         faults: None,
     }));

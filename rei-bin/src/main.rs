@@ -106,6 +106,9 @@ enum BenchCommand {
         /// Concurrent producers confirming jobs, one at a time each (as bot requests do).
         #[arg(long, default_value_t = 64)]
         producers: u32,
+        /// Keep results in memory instead of files in a scratch directory: REI's cost without the file system's.
+        #[arg(long)]
+        assets_in_memory: bool,
         /// Print one JSON object as the last line.
         #[arg(long)]
         json: bool,
@@ -224,10 +227,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             workers,
             concurrency,
             producers,
+            assets_in_memory,
             json,
         }) => {
-            let b =
-                bench_pipeline::PipelineBench { database_url, redis_url, jobs, workers, concurrency, producers, json };
+            let b = bench_pipeline::PipelineBench {
+                database_url,
+                redis_url,
+                jobs,
+                workers,
+                concurrency,
+                producers,
+                assets_in_memory,
+                json,
+            };
             runtime()?.block_on(bench_pipeline::run(b)).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Queue { redis_url, workers, producers, jobs, json }) => {

@@ -101,6 +101,8 @@ pub struct Confirmation {
     pub quote: QuoteId,
     /// The hold; its number is the quote's, so one quote holds at most once.
     pub hold: HoldId,
+    /// What was sold.
+    pub product: ProductId,
     /// What is held.
     pub amount: Money,
     /// When the hold lapses.
@@ -226,7 +228,14 @@ impl BillingService {
             return Err(BillingError::QuoteExpired { quote, expired_at: record.expires_at });
         }
         let applied = self.apply(key, op).await?;
-        Ok(Confirmation { quote, hold, amount: applied.receipt.amount, expires_at, replayed: applied.replayed })
+        Ok(Confirmation {
+            quote,
+            hold,
+            product: record.product,
+            amount: applied.receipt.amount,
+            expires_at,
+            replayed: applied.replayed,
+        })
     }
 
     fn hold_op(&self, record: &QuoteRecord, provider: Option<&ProviderId>, expires_at: Timestamp) -> LedgerOp {

@@ -254,6 +254,7 @@ impl Pipeline {
         let attempt = AttemptRef { job: leased.job.id, attempt: leased.job.attempts };
         let leased = self.ports.jobs.record_dispatch(&leased, provider.id().clone()).await?;
         let started = self.now();
+        // Recorded once the attempt ends (the job's dispatch record says it may have reached the provider).
         let mut record = AttemptRecord {
             job: attempt.job,
             attempt: attempt.attempt,
@@ -266,7 +267,6 @@ impl Pipeline {
             ended_at: None,
             error: None,
         };
-        self.record(&record).await?;
         let task = task_of(&request, offer.model(), images);
         let (leased, ended) = self.attempt(leased, provider.as_ref(), &attempt, &task).await?;
         drop(slot);
@@ -292,6 +292,8 @@ impl Pipeline {
             }
             Ended::Unknown(note) => {
                 self.health(provider.id(), Outcome::Failure);
+                record.error = Some(note.clone());
+                self.record(&record).await?;
                 let job = self.ports.jobs.mark_unknown(&leased, note).await?;
                 Ok(RunOutcome::Unknown { job })
             }
@@ -462,10 +464,11 @@ impl Pipeline {
             return Ok(None);
         }
         let provider = job.provider.as_ref().and_then(|p| self.provider(p));
+        let mut done = None;
         let resolution = match (provider, &job.request) {
             (Some(provider), Some(request)) if provider.can_query() => {
                 let attempt = AttemptRef { job: job.id, attempt: job.attempts };
-                let model = self.last_model(job).await?.unwrap_or_default();
+                let model = self.model_of(provider.id(), request).unwrap_or_default();
                 let task = task_of(request, &model, Vec::new());
                 match provider.query(&attempt, &task).await {
                     Ok(TaskStatus::Pending { .. }) | Err(_) => return Ok(None),
@@ -473,18 +476,48 @@ impl Pipeline {
                     Ok(TaskStatus::Failed(e)) if e.is_users_fault() => Resolution::Failed { reason: e.text() },
                     Ok(TaskStatus::Failed(_)) => Resolution::NotDone,
                     Ok(TaskStatus::Done(output)) => match self.store_result(job.id, provider.as_ref(), &output).await {
-                        Ok(key) => Resolution::Succeeded {
-                            provider: provider.id().clone(),
-                            result: Some(key),
-                            amount: Some(charge_for(job, request, &output)),
-                        },
+                        Ok(key) => {
+                            let amount = charge_for(job, request, &output);
+                            done = Some((provider.id().clone(), model, output.cost, amount));
+                            Resolution::Succeeded {
+                                provider: provider.id().clone(),
+                                result: Some(key),
+                                amount: Some(amount),
+                            }
+                        }
                         Err(_) => return Ok(None),
                     },
                 }
             }
             _ => Resolution::NotDone,
         };
-        Ok(Some(self.ports.jobs.resolve_unknown(job.id, resolution).await?))
+        let resolved = self.ports.jobs.resolve_unknown(job.id, resolution).await?;
+        if let Some((provider, model, cost, amount)) = done {
+            let succeeded = resolved.state == JobState::Succeeded;
+            self.record(&AttemptRecord {
+                job: job.id,
+                attempt: job.attempts,
+                provider,
+                model,
+                outcome: if succeeded { AttemptOutcome::Succeeded } else { AttemptOutcome::LateResult },
+                cost,
+                charged: if succeeded { amount } else { Money::ZERO },
+                started_at: job.updated_at,
+                ended_at: Some(self.now()),
+                error: None,
+            })
+            .await?;
+        }
+        Ok(Some(resolved))
+    }
+
+    /// The model of `provider`'s offer for the request, from the catalogue.
+    fn model_of(&self, provider: &ProviderId, request: &GenerationRequest) -> Option<String> {
+        let router = self.ports.router.lock().unwrap_or_else(PoisonError::into_inner);
+        let offers = router.catalogue().offers_for(request.capability);
+        let mut mine = offers.filter(|o| o.provider() == provider);
+        let wanted = |o: &&Offer| request.model.as_deref().is_none_or(|m| m == o.model());
+        mine.find(wanted).map(|o| o.model().to_owned())
     }
 
     /// Fails the attempt through the job service (retry after backoff, or give up and release).
@@ -531,12 +564,6 @@ impl Pipeline {
         }
         let records = self.ports.attempts.for_job(job.id).await.map_err(|e| PipelineError::Attempts(e.to_string()))?;
         Ok(records.into_iter().filter(|r| r.attempt < job.attempts).map(|r| r.provider).collect())
-    }
-
-    /// The model the job's last attempt used.
-    async fn last_model(&self, job: &Job) -> Result<Option<String>, PipelineError> {
-        let records = self.ports.attempts.for_job(job.id).await.map_err(|e| PipelineError::Attempts(e.to_string()))?;
-        Ok(records.into_iter().find(|r| r.attempt == job.attempts).map(|r| r.model))
     }
 
     /// The best offer for the job whose provider is wired, admits a call, has room and whose cost fits what

@@ -313,11 +313,23 @@ impl JobService {
     /// # Errors
     /// [`JobError::LeaseLost`] when the job moved on; store errors.
     pub async fn record_dispatch(&self, leased: &LeasedJob, provider: ProviderId) -> Result<LeasedJob, JobError> {
-        let mut job = self.load_running(leased).await?;
+        let mut job = leased.job.clone();
         job.provider = Some(provider);
         job.updated_at = self.now();
-        self.ports.store.update(&job, JobState::Running).await?;
-        Ok(LeasedJob { job, lease: leased.lease.clone() })
+        self.update_running(leased, job).await
+    }
+
+    /// Stores `job`, the worker's copy of its running job with a change, if the store still holds the job
+    /// running in the worker's attempt (the compare-and-set fences the attempt, so no read is needed first).
+    async fn update_running(&self, leased: &LeasedJob, job: Job) -> Result<LeasedJob, JobError> {
+        if leased.job.state != JobState::Running {
+            return Err(lease_lost(leased));
+        }
+        match self.ports.store.update(&job, JobState::Running).await {
+            Ok(()) => Ok(LeasedJob { job, lease: leased.lease.clone() }),
+            Err(JobStoreError::Conflict { .. }) => Err(lease_lost(leased)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Records where this attempt's result was stored ([`Job::result`]), before it is charged: a job that ends
@@ -326,11 +338,10 @@ impl JobService {
     /// # Errors
     /// [`JobError::LeaseLost`] when the job moved on; store errors.
     pub async fn record_result(&self, leased: &LeasedJob, result: AssetKey) -> Result<LeasedJob, JobError> {
-        let mut job = self.load_running(leased).await?;
+        let mut job = leased.job.clone();
         job.result = Some(result);
         job.updated_at = self.now();
-        self.ports.store.update(&job, JobState::Running).await?;
-        Ok(LeasedJob { job, lease: leased.lease.clone() })
+        self.update_running(leased, job).await
     }
 
     /// The attempt produced the result: captures the job's price from its hold (key `capture:<job>`), marks

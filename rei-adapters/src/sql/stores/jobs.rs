@@ -161,9 +161,12 @@ async fn select<E: Engine>(db: &E, tail: &str, values: Vec<Value<'_>>) -> Result
 pub(crate) async fn insert<E: Engine>(db: &E, sql: &JobSql, job: &Job) -> Result<Job, JobStoreError> {
     let mut values = Vec::from(job_values(job));
     values.push(job.request.as_ref().map(GenerationRequest::encode).into());
-    db.execute(sql.insert, values).await.map_err(unavailable)?;
-    // Read back in a new statement (a new snapshot), so that losing a race to a concurrent insert of the same id
-    // still returns the winner's row.
+    if db.execute(sql.insert, values).await.map_err(unavailable)? == 1 {
+        // This insert wrote the row: what is stored is `job`.
+        return Ok(job.clone());
+    }
+    // The id existed. Read it in a new statement (a new snapshot), so that losing a race to a concurrent insert of
+    // the same id still returns the winner's row.
     get(db, sql, job.id)
         .await?
         .ok_or_else(|| JobStoreError::Unavailable { reason: format!("job {} missing right after its insert", job.id) })

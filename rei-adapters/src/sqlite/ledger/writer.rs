@@ -81,6 +81,9 @@ impl WriteError {
     }
 }
 
+/// SQLite's `synchronous = FULL`: the WAL is synced on every commit.
+const SYNCHRONOUS_FULL: i64 = 2;
+
 /// How the writer opens its connection: the pool's database file and the pool connections' settings.
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -127,7 +130,8 @@ fn open(settings: &Settings) -> Result<Connection, WriteError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(&settings.path, flags)?;
     conn.busy_timeout(settings.busy_timeout)?;
-    conn.pragma_update(None, "synchronous", settings.synchronous)?;
+    // Whatever the pool's setting, a money move is synced before it is acknowledged (see `sqlite::connect`).
+    conn.pragma_update(None, "synchronous", SYNCHRONOUS_FULL.max(settings.synchronous))?;
     conn.pragma_update(None, "wal_autocheckpoint", settings.wal_autocheckpoint)?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "cache_size", -CACHE_SIZE_KIB)?;
