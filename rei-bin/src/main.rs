@@ -58,6 +58,13 @@ enum Command {
         /// One pass (if this process leads), then exit.
         #[arg(long)]
         once: bool,
+        /// The workers' asset directory: inputs and results older than the retention are deleted.
+        #[arg(long, env = "REI_ASSETS_DIR")]
+        assets_dir: Option<std::path::PathBuf>,
+        /// How long assets are kept, in days.
+        #[arg(long, env = "REI_ASSET_RETENTION_DAYS", default_value_t = 30,
+              value_parser = clap::value_parser!(u64).range(1..=3_650))]
+        asset_retention_days: u64,
     },
     /// Runs generation jobs: leases them, routes each to the best healthy provider, stores the result, charges
     /// exactly once on success and gives the money back on failure. Run as many as you like.
@@ -193,8 +200,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Migrate { database_url } => runtime()?.block_on(migrate(&database_url)).map(|()| ExitCode::SUCCESS),
         Command::Verify { database_url } => runtime()?.block_on(verify(&database_url)),
-        Command::Gc { database_url, interval_seconds, once } => {
-            let gc = roles::gc::Gc { database_url, interval: std::time::Duration::from_secs(interval_seconds), once };
+        Command::Gc { database_url, interval_seconds, once, assets_dir, asset_retention_days } => {
+            let gc = roles::gc::Gc {
+                database_url,
+                interval: std::time::Duration::from_secs(interval_seconds),
+                once,
+                assets_dir,
+                asset_retention: std::time::Duration::from_secs(asset_retention_days * 24 * 60 * 60),
+            };
             runtime()?.block_on(roles::gc::run(gc)).map(|()| ExitCode::SUCCESS)
         }
         Command::Worker(args) => runtime()?.block_on(roles::worker::run(*args)).map(|()| ExitCode::SUCCESS),

@@ -307,3 +307,24 @@ fn one_rei_gc_leads_on_postgres() {
 
 #[path = "cli/crash.rs"]
 mod crash;
+
+#[test]
+fn rei_gc_deletes_assets_past_their_retention() {
+    // Proves `rei gc --assets-dir` deletes the asset files older than the retention and keeps the newer ones.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("gc.db").display());
+    let assets = dir.path().join("assets");
+    std::fs::create_dir_all(assets.join("results")).expect("dir");
+    let old = assets.join("results/old.png");
+    let new = assets.join("results/new.png");
+    std::fs::write(&old, b"old").expect("write");
+    std::fs::write(&new, b"new").expect("write");
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 60 * 60);
+    std::fs::File::options().write(true).open(&old).expect("open").set_modified(two_days_ago).expect("mtime");
+    let assets_arg = assets.display().to_string();
+    let (ok, out, err) =
+        rei(&["gc", "--database-url", &url, "--once", "--assets-dir", &assets_arg, "--asset-retention-days", "1"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("assets: 1 past retention deleted"), "{out}");
+    assert!(!old.exists() && new.exists());
+}

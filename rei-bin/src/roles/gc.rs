@@ -1,5 +1,6 @@
 //! `rei gc`: the maintenance singleton. It ends abandoned usage sessions, expires lapsed holds, recovers jobs
-//! whose worker vanished and purges old quotes, one bounded pass per interval. Any number may run: exactly one
+//! whose worker vanished, purges old quotes and deletes assets past their retention, one bounded pass per
+//! interval. Any number may run: exactly one
 //! leads (a PostgreSQL advisory lock, or a lock file beside the SQLite database) and the others stand by, taking
 //! the lead when the leader stops or dies.
 
@@ -16,7 +17,13 @@ pub(crate) struct Gc {
     pub(crate) database_url: String,
     pub(crate) interval: Duration,
     pub(crate) once: bool,
+    /// The workers' asset directory, whose files past `asset_retention` each pass deletes.
+    pub(crate) assets_dir: Option<std::path::PathBuf>,
+    pub(crate) asset_retention: Duration,
 }
+
+/// Most assets one pass deletes.
+const ASSET_SWEEP_MAX: usize = 10_000;
 
 fn describe(r: &MaintenanceReport) -> String {
     format!(
@@ -34,6 +41,14 @@ pub(crate) async fn run(gc: Gc) -> Result<()> {
 }
 
 async fn serve(engine: &Engine, gc: &Gc) -> Result<()> {
+    let assets = match &gc.assets_dir {
+        Some(dir) => Some(
+            rei::adapters::assets::ObjectAssetStore::local(dir, u64::MAX)
+                .await
+                .with_context(|| format!("failed to open the asset directory {}", dir.display()))?,
+        ),
+        None => None,
+    };
     let mut stop = std::pin::pin!(shutdown());
     let mut leading: Option<rei::Leadership> = None;
     loop {
@@ -56,6 +71,13 @@ async fn serve(engine: &Engine, gc: &Gc) -> Result<()> {
                 Ok(report) => println!("rei gc: pass: {}", describe(&report)),
                 // A failed pass is told and the next one tries again: the store may be back by then.
                 Err(e) => eprintln!("rei gc: pass failed: {e}"),
+            }
+            if let Some(assets) = &assets {
+                let now = engine.clock().now();
+                match rei::sweep_assets(assets, now, gc.asset_retention, ASSET_SWEEP_MAX).await {
+                    Ok(deleted) => println!("rei gc: assets: {deleted} past retention deleted"),
+                    Err(e) => eprintln!("rei gc: asset sweep failed: {e}"),
+                }
             }
         }
         if gc.once {
