@@ -1,6 +1,8 @@
 //! `rei bench pipeline`: confirmed image jobs through the real worker (lease, route, submit to the fake Gemini
 //! server answering at once, store the image, capture, tell the user), so that what is measured is REI's own
-//! cost. It reports jobs/s from confirm to the user's message, p50/p99 of that time per job, and the CPU this
+//! cost. Producers confirm jobs while fewer than twice the workers' room are confirmed and not yet told, so the
+//! run measures the work rather than a backlog. It reports jobs/s from confirm to the user's message, p50/p99 of
+//! that time per job (half of the jobs in flight wait in the queue for a free slot), and the CPU this
 //! process spent per job (the in-process fake server included; a PostgreSQL or Redis server's own CPU is not).
 //! In the same run, when Redis is given, Python RQ's no-op dispatch on that Redis is the baseline. A benchmark:
 //! it asserts only that every job succeeded, was charged its price once, and that the ledger verifies.
@@ -43,7 +45,6 @@ const PRODUCT: &str = "image.nano-banana";
 const API_KEY: &str = "bench-key";
 
 /// When each job was confirmed and when its user was told it was delivered.
-#[derive(Default)]
 struct Timing {
     started: Mutex<HashMap<JobId, Instant>>,
     latencies_us: Mutex<Vec<u64>>,
@@ -51,6 +52,9 @@ struct Timing {
     others: AtomicU64,
     done: Notify,
     expected: AtomicU64,
+    /// Jobs confirmed and not yet told: producers wait for room, so the run measures REI's time per job rather
+    /// than a backlog's wait.
+    room: tokio::sync::Semaphore,
 }
 
 impl Timing {
@@ -74,12 +78,14 @@ impl Messenger for TimingMessenger {
                     let us = u64::try_from(now.duration_since(started).as_micros()).unwrap_or(u64::MAX);
                     t.latencies_us.lock().unwrap_or_else(PoisonError::into_inner).push(us);
                 }
+                t.room.add_permits(1);
                 let n = t.delivered.fetch_add(1, Ordering::Relaxed) + 1;
                 if n + t.others.load(Ordering::Relaxed) >= t.expected.load(Ordering::Relaxed) {
                     t.done.notify_one();
                 }
             }
             UserMessage::Failed { .. } | UserMessage::Cancelled { .. } => {
+                t.room.add_permits(1);
                 let n = t.others.fetch_add(1, Ordering::Relaxed) + 1;
                 if n + t.delivered.load(Ordering::Relaxed) >= t.expected.load(Ordering::Relaxed) {
                     t.done.notify_one();
@@ -100,7 +106,17 @@ pub(crate) async fn run(b: PipelineBench) -> Result<()> {
     }
     let scratch = tempfile::Builder::new().prefix("rei-bench-pipeline-").tempdir().context("scratch directory")?;
     let run_id = std::process::id();
-    let timing = Arc::new(Timing::default());
+    // Room for every worker's slots to be full, and as many again waiting in the queue.
+    let in_flight = usize::try_from(b.workers.saturating_mul(b.concurrency).saturating_mul(2)).unwrap_or(1);
+    let timing = Arc::new(Timing {
+        started: Mutex::default(),
+        latencies_us: Mutex::default(),
+        delivered: AtomicU64::new(0),
+        others: AtomicU64::new(0),
+        done: Notify::new(),
+        expected: AtomicU64::new(0),
+        room: tokio::sync::Semaphore::new(in_flight),
+    });
     timing.expected.store(b.jobs, Ordering::Relaxed);
     let mut config = EngineConfig {
         migrate: MigrateMode::Apply,
@@ -285,6 +301,8 @@ async fn measure(
                 let next = shared.lock().unwrap_or_else(PoisonError::into_inner).pop();
                 let Some((user, quote, _)) = next else { return anyhow::Ok(()) };
                 let request = GenerationRequest::text(Capability::TextToImage, "a red panda in the snow");
+                // A permit is given back when the job's user is told.
+                timing.room.acquire().await.context("room")?.forget();
                 timing.start(JobId::from(quote.as_u128()), Instant::now());
                 engine.order(user, quote, request, Priority::Normal).await.context("order")?;
             }
