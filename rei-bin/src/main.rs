@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 error, 2 the ledger does not verify.
 #![expect(clippy::print_stdout, reason = "a command-line tool prints its results")]
 
+mod assets;
 mod bench;
 mod bench_pipeline;
 mod bench_queue;
@@ -61,6 +62,9 @@ enum Command {
         /// The workers' asset directory: inputs and results older than the retention are deleted.
         #[arg(long, env = "REI_ASSETS_DIR")]
         assets_dir: Option<std::path::PathBuf>,
+        /// Or their bucket.
+        #[command(flatten)]
+        s3: assets::S3Args,
         /// How long assets are kept, in days.
         #[arg(long, env = "REI_ASSET_RETENTION_DAYS", default_value_t = 30,
               value_parser = clap::value_parser!(u64).range(1..=3_650))]
@@ -200,12 +204,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Migrate { database_url } => runtime()?.block_on(migrate(&database_url)).map(|()| ExitCode::SUCCESS),
         Command::Verify { database_url } => runtime()?.block_on(verify(&database_url)),
-        Command::Gc { database_url, interval_seconds, once, assets_dir, asset_retention_days } => {
+        Command::Gc { database_url, interval_seconds, once, assets_dir, s3, asset_retention_days } => {
             let gc = roles::gc::Gc {
                 database_url,
                 interval: std::time::Duration::from_secs(interval_seconds),
                 once,
                 assets_dir,
+                s3,
                 asset_retention: std::time::Duration::from_secs(asset_retention_days * 24 * 60 * 60),
             };
             runtime()?.block_on(roles::gc::run(gc)).map(|()| ExitCode::SUCCESS)

@@ -32,6 +32,10 @@ fn bad_input_is_a_clear_error_not_a_panic() {
         &["price", "--product", "image.nano-banana", "--units", "0"][..],
         &["bench", "queue", "--redis-url", "redis://127.0.0.1:1", "--producers", "0"][..],
         &["bench", "queue", "--redis-url", "redis://127.0.0.1:1", "--workers", "0"][..],
+        &["worker", "--database-url", "sqlite:///nonexistent/rei.db"][..],
+        &["worker", "--database-url", "sqlite:///nonexistent/rei.db", "--provider-concurrency", "gemini=0"][..],
+        &["worker", "--database-url", "sqlite:///nonexistent/rei.db", "--kling-access-key", "only-half"][..],
+        &["bench", "pipeline", "--jobs", "0"][..],
     ] {
         let (ok, _, err) = rei(args);
         assert!(!ok, "{args:?} must fail");

@@ -19,6 +19,8 @@ pub(crate) struct Gc {
     pub(crate) once: bool,
     /// The workers' asset directory, whose files past `asset_retention` each pass deletes.
     pub(crate) assets_dir: Option<std::path::PathBuf>,
+    /// Or their bucket.
+    pub(crate) s3: crate::assets::S3Args,
     pub(crate) asset_retention: Duration,
 }
 
@@ -41,13 +43,10 @@ pub(crate) async fn run(gc: Gc) -> Result<()> {
 }
 
 async fn serve(engine: &Engine, gc: &Gc) -> Result<()> {
-    let assets = match &gc.assets_dir {
-        Some(dir) => Some(
-            rei::adapters::assets::ObjectAssetStore::local(dir, u64::MAX)
-                .await
-                .with_context(|| format!("failed to open the asset directory {}", dir.display()))?,
-        ),
-        None => None,
+    let assets = match (&gc.assets_dir, gc.s3.is_set()) {
+        (Some(dir), _) => Some(crate::assets::open(dir, &gc.s3, u64::MAX).await?),
+        (None, true) => Some(crate::assets::open(std::path::Path::new("."), &gc.s3, u64::MAX).await?),
+        (None, false) => None,
     };
     let mut stop = std::pin::pin!(shutdown());
     let mut leading: Option<rei::Leadership> = None;

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
-use rei::adapters::assets::ObjectAssetStore;
 use rei::core::generation::{
     FaultPoint, FaultPoints, Messenger, MessengerError, PipelineConfig, PipelineError, RunOutcome, UserMessage,
 };
@@ -44,6 +43,12 @@ pub(crate) struct WorkerArgs {
     /// Where inputs and results are kept (a local directory).
     #[arg(long, env = "REI_ASSETS_DIR", default_value = "rei-assets")]
     pub(crate) assets_dir: PathBuf,
+    /// Or an S3-compatible bucket.
+    #[command(flatten)]
+    pub(crate) s3: crate::assets::S3Args,
+    /// Most calls in flight per provider from this process, as `provider=N` (repeat or comma-separate).
+    #[arg(long, env = "REI_PROVIDER_CONCURRENCY", value_delimiter = ',', value_parser = provider_limit)]
+    pub(crate) provider_concurrency: Vec<(rei::core::ids::ProviderId, usize)>,
     /// The largest result kept, in MiB.
     #[arg(long, env = "REI_ASSET_MAX_MB", default_value_t = 200)]
     pub(crate) asset_max_mb: u64,
@@ -80,17 +85,18 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     if let Some(url) = &args.redis_url {
         builder = builder.redis_url(url);
     }
-    let engine = builder.open().await.context("failed to open the database")?;
-    let (providers, catalogue) = providers::build(&args.providers, engine.clock().clone())?;
+    // The providers first: a missing key is told before anything touches the database.
+    let clock: Arc<dyn rei::core::time::Clock> = Arc::new(rei::adapters::system::SystemClock::new());
+    let (providers, catalogue) = providers::build(&args.providers, clock.clone())?;
+    let engine = builder.clock(clock).open().await.context("failed to open the database")?;
     let router = Router::new(catalogue, RouterConfig::default()).context("the router configuration is invalid")?;
-    let assets = ObjectAssetStore::local(&args.assets_dir, args.asset_max_mb.saturating_mul(1024 * 1024))
-        .await
-        .with_context(|| format!("failed to open the asset directory {}", args.assets_dir.display()))?;
+    let assets = crate::assets::open(&args.assets_dir, &args.s3, args.asset_max_mb.saturating_mul(1024 * 1024)).await?;
     let config = PipelineConfig {
         poll_interval: Duration::from_millis(args.poll_interval_ms),
         attempt_timeout: Duration::from_secs(args.attempt_timeout_seconds),
         // Extend a lease once less than half of it is left.
         heartbeat_margin: Duration::from_secs(args.lease_seconds) / 2,
+        provider_concurrency: args.provider_concurrency.iter().cloned().collect(),
         ..PipelineConfig::default()
     };
     let pipeline = Arc::new(engine.pipeline(PipelineParts {
@@ -120,6 +126,17 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     );
     engine.close().await;
     Ok(())
+}
+
+/// Reads `provider=N`.
+fn provider_limit(text: &str) -> Result<(rei::core::ids::ProviderId, usize), String> {
+    let (name, n) = text.split_once('=').ok_or_else(|| format!("{text:?}: expected provider=N"))?;
+    let provider = rei::core::ids::ProviderId::parse(name).map_err(|e| format!("{name:?}: {e}"))?;
+    let n: usize = n.parse().map_err(|_| format!("{n:?}: expected a number"))?;
+    if n == 0 {
+        return Err(format!("{text:?}: a provider needs room for at least one call"));
+    }
+    Ok((provider, n))
 }
 
 /// One line per finished run.
