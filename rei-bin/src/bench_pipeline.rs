@@ -29,14 +29,31 @@ use tokio::sync::Notify;
 use crate::bench_queue::{ms, ratio, rq};
 
 /// What to run.
+#[derive(clap::Args)]
 pub(crate) struct PipelineBench {
+    /// postgres://… (runs in a scratch schema, dropped afterwards); without it a scratch SQLite file.
+    #[arg(long)]
     pub(crate) database_url: Option<String>,
+    /// redis://host:port[/db]: the job queue in Redis, and the RQ baseline on it.
+    #[arg(long)]
     pub(crate) redis_url: Option<String>,
+    /// Jobs to run through.
+    #[arg(long, default_value_t = 20_000)]
     pub(crate) jobs: u64,
+    /// Worker loops in this process (as `rei worker` processes would be).
+    #[arg(long, default_value_t = 2)]
     pub(crate) workers: u32,
+    /// Jobs each worker runs at once.
+    #[arg(long, default_value_t = 64)]
     pub(crate) concurrency: u32,
+    /// Concurrent producers confirming jobs, one at a time each (as bot requests do).
+    #[arg(long, default_value_t = 64)]
     pub(crate) producers: u32,
+    /// Keep results in memory instead of files in a scratch directory: REI's cost without the file system's.
+    #[arg(long)]
     pub(crate) assets_in_memory: bool,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
     pub(crate) json: bool,
 }
 

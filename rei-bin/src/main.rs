@@ -98,32 +98,7 @@ enum BenchCommand {
     /// Confirmed image jobs through the real worker against the fake Gemini server answering at once: jobs/s
     /// from confirm to capture and the user's message, p50/p99 per job, CPU per job; with Redis, Python RQ's no-op
     /// dispatch on the same Redis for the ratio.
-    Pipeline {
-        /// postgres://… (runs in a scratch schema, dropped afterwards); without it a scratch SQLite file.
-        #[arg(long)]
-        database_url: Option<String>,
-        /// redis://host:port[/db]: the job queue in Redis, and the RQ baseline on it.
-        #[arg(long)]
-        redis_url: Option<String>,
-        /// Jobs to run through.
-        #[arg(long, default_value_t = 20_000)]
-        jobs: u64,
-        /// Worker loops in this process (as `rei worker` processes would be).
-        #[arg(long, default_value_t = 2)]
-        workers: u32,
-        /// Jobs each worker runs at once.
-        #[arg(long, default_value_t = 64)]
-        concurrency: u32,
-        /// Concurrent producers confirming jobs, one at a time each (as bot requests do).
-        #[arg(long, default_value_t = 64)]
-        producers: u32,
-        /// Keep results in memory instead of files in a scratch directory: REI's cost without the file system's.
-        #[arg(long)]
-        assets_in_memory: bool,
-        /// Print one JSON object as the last line.
-        #[arg(long)]
-        json: bool,
-    },
+    Pipeline(bench_pipeline::PipelineBench),
     /// Enqueue -> dequeue -> ack of no-op jobs on one Redis, and Python RQ on the same Redis for the ratio.
     Queue {
         /// redis://host:port[/db].
@@ -238,26 +213,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             runtime()?.block_on(bench::run(b)).map(|()| ExitCode::SUCCESS)
         }
-        Command::Bench(BenchCommand::Pipeline {
-            database_url,
-            redis_url,
-            jobs,
-            workers,
-            concurrency,
-            producers,
-            assets_in_memory,
-            json,
-        }) => {
-            let b = bench_pipeline::PipelineBench {
-                database_url,
-                redis_url,
-                jobs,
-                workers,
-                concurrency,
-                producers,
-                assets_in_memory,
-                json,
-            };
+        Command::Bench(BenchCommand::Pipeline(b)) => {
             runtime()?.block_on(bench_pipeline::run(b)).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Queue { redis_url, workers, producers, jobs, json }) => {

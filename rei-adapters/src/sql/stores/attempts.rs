@@ -6,7 +6,7 @@ use rei_core::jobs::ErrorText;
 use rei_core::time::Timestamp;
 
 use super::engine::Engine;
-use super::fields::{Fields, RowError, SqlRow};
+use super::fields::{Fields, RowError, SqlRow, stored_error_text};
 use super::values::Value;
 
 const TABLE: &str = "job_attempts";
@@ -28,10 +28,7 @@ fn unavailable(e: impl ToString) -> AttemptLogError {
 
 fn attempt_from_row<R: SqlRow>(row: &R) -> Result<AttemptRecord, RowError> {
     let f = Fields::new(TABLE, row);
-    let error = f.parsed_or_null("error", |text| match text.len() {
-        n if n > ErrorText::LEN_MAX => Err("too long"),
-        _ => Ok(ErrorText::new(text)),
-    })?;
+    let error = f.parsed_or_null("error", stored_error_text)?;
     Ok(AttemptRecord {
         job: JobId::from(f.id("job_id")?),
         attempt: f.unsigned("attempt")?,

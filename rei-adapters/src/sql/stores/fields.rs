@@ -178,6 +178,15 @@ impl<'r, R: SqlRow> Fields<'r, R> {
     }
 }
 
+/// An error text as stored: [`ErrorText::new`] cuts silently, so a stored text it would cut was not written by
+/// this adapter and is refused.
+pub(crate) fn stored_error_text(text: &str) -> Result<rei_core::jobs::ErrorText, &'static str> {
+    match text.len() {
+        n if n > rei_core::jobs::ErrorText::LEN_MAX => Err("too long"),
+        _ => Ok(rei_core::jobs::ErrorText::new(text)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

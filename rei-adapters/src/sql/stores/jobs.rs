@@ -9,7 +9,7 @@ use rei_core::jobs::{ErrorText, Job, JobState, JobStoreError, LIST_LIMIT_MAX, Pr
 use rei_core::time::Timestamp;
 
 use super::engine::Engine;
-use super::fields::{Fields, RowError, SqlRow};
+use super::fields::{Fields, RowError, SqlRow, stored_error_text};
 use super::values::{self, Value};
 
 const TABLE: &str = "jobs";
@@ -85,11 +85,7 @@ const fn fenced(expected: JobState) -> bool {
 /// Rebuilds a job from its row, checking every column.
 fn job_from_row<R: SqlRow>(row: &R) -> Result<Job, RowError> {
     let f = Fields::new(TABLE, row);
-    let last_error = f.parsed_or_null("last_error", |text| match text.len() {
-        // ErrorText::new cuts silently; a stored text it would cut was not written by this adapter.
-        n if n > ErrorText::LEN_MAX => Err("too long"),
-        _ => Ok(ErrorText::new(text)),
-    })?;
+    let last_error = f.parsed_or_null("last_error", stored_error_text)?;
     Ok(Job {
         id: JobId::from(f.id("id")?),
         user: UserId(f.int("user_id")?),
