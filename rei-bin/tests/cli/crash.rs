@@ -146,3 +146,62 @@ fn a_worker_killed_after_the_capture_ends_the_job_as_the_ledger_says() {
     // second capture and no second submit.
     drill("captured", 1);
 }
+
+#[test]
+fn a_worker_stops_on_sigterm_and_finishes_its_job_first() {
+    // Proves SIGTERM stops a worker cleanly: the job it is running (a video the fake Kling finishes after a
+    // few polls) is delivered and charged before the process exits 0 and reports what it did.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("term.db").display());
+    let mut config = FakeKlingConfig::new("ak-crash", "sk-crash");
+    config.polls_until_done = 10;
+    let kling = rt.block_on(FakeKling::start(config)).expect("fake Kling");
+    let user = UserId(4);
+    let job = rt.block_on(async {
+        let engine = rei::Engine::open(&url).await.expect("engine");
+        engine.billing().top_up(user, START, PaymentId::parse("pay-term").expect("id")).await.expect("top up");
+        let product = ProductId::parse("video.kling-2.6.5s").expect("id");
+        let quote = engine.billing().quote(user, &product, 1, Tier::Basic).await.expect("quote");
+        let mut request = GenerationRequest::text(Capability::TextToVideo, "fireworks");
+        request.duration_s = Some(5);
+        let job = engine.order(user, quote.id, request, Priority::Normal).await.expect("order");
+        engine.close().await;
+        job
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rei"))
+        .args(["worker", "--database-url", &url, "--poll-interval-ms", "100", "--grace-seconds", "20"])
+        .arg("--assets-dir")
+        .arg(dir.path().join("assets"))
+        .env("KLING_ACCESS_KEY", "ak-crash")
+        .env("KLING_SECRET_KEY", "sk-crash")
+        .env("KLING_BASE_URL", kling.base_url())
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("REI_FAULT_AT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rei worker");
+    // Wait until Kling has the task, then ask the worker to stop.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kling.records().submits == 0 {
+        assert!(Instant::now() < deadline, "the worker never submitted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
+    assert!(term.success());
+    let status = child.wait().expect("wait");
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut out).expect("read");
+    assert!(status.success(), "{status:?}: {out}");
+    assert!(out.contains("stopped: 1 succeeded"), "{out}");
+    rt.block_on(async {
+        let engine = rei::Engine::open(&url).await.expect("engine");
+        let stored = engine.jobs().get(job.id).await.expect("get").expect("job");
+        assert_eq!(stored.state, JobState::Succeeded);
+        let balance = engine.billing().balance(user).await.expect("balance");
+        assert_eq!(balance.available, Money::from_kopecks(START.kopecks() - stored.price.kopecks()));
+        engine.close().await;
+    });
+    rt.block_on(kling.stop());
+}
