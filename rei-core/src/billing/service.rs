@@ -222,9 +222,8 @@ impl BillingService {
         // build the same operation and the ledger treats all but the first as replays.
         let expires_at = record.expires_at.plus(self.config.hold_ttl);
         let op = self.hold_op(&record, provider, expires_at);
-        // A replayed confirm returns the first outcome even after the quote expired.
-        let already_held = self.ledger.hold(hold).await?.is_some();
-        if !already_held && self.clock.now() >= record.expires_at {
+        // A replayed confirm returns the first outcome even after the quote expired (the hold is read only then).
+        if self.clock.now() >= record.expires_at && self.ledger.hold(hold).await?.is_none() {
             return Err(BillingError::QuoteExpired { quote, expired_at: record.expires_at });
         }
         let applied = self.apply(key, op).await?;
