@@ -1,6 +1,6 @@
 -- The ceiling of one generation's job-store work on PostgreSQL: a pgbench script that issues, by hand and with no
 -- client-side work, the statements `rei bench pipeline` sends per job besides the ledger's (whose ceiling is
--- scripts/ledger_ceiling.sql) and the queue's (Redis): the quote and hold lookups of the confirm, the job's
+-- scripts/ledger_ceiling.sql) and the queue's (Redis): the quote lookup of the confirm, the job's
 -- insert, the lease (read, compare-and-set to running), the dispatch and result records, the read before the
 -- charge, the final compare-and-set, and the attempt record. Each statement commits on its own, as REI's do.
 --
@@ -8,10 +8,9 @@
 --   createdb ceiling && rei migrate --database-url postgres://.../ceiling
 --   psql .../ceiling -c "CREATE SEQUENCE ceiling_jobs"
 --   pgbench -n -c 64 -j 2 -T 8 -M prepared -f scripts/pipeline_ceiling.sql postgres://.../ceiling
--- Jobs per second are pgbench's tps; one job here is 10 statements and the draw of its id.
+-- Jobs per second are pgbench's tps; one job here is 9 statements and the draw of its id.
 SELECT nextval('ceiling_jobs') AS n \gset
 SELECT id, user_id, product, units, tier, price, created_ms, expires_ms FROM quotes WHERE id = decode(lpad(to_hex(:n::bigint), 32, '0'), 'hex');
-SELECT state FROM ledger_holds WHERE id = decode(lpad(to_hex(:n::bigint), 32, '0'), 'hex');
 INSERT INTO jobs (id, user_id, product, priority, price, hold_id, state, attempts, max_attempts, last_error, provider, created_ms, updated_ms, not_before_ms, lease_deadline_ms, lease_owner, result, request) VALUES (decode(lpad(to_hex(:n::bigint), 32, '0'), 'hex'), :n::bigint, 'image.nano-banana', 'normal', 640, decode(lpad(to_hex(:n::bigint), 32, '0'), 'hex'), 'queued', 0, 3, NULL, NULL, 1, 1, 1, NULL, NULL, NULL, E'capability=text_to_image\nprompt=a red panda in the snow\n') ON CONFLICT (id) DO NOTHING;
 SELECT id, user_id, product, priority, price, hold_id, state, attempts, max_attempts, last_error, provider, created_ms, updated_ms, not_before_ms, lease_deadline_ms, lease_owner, result, request FROM jobs WHERE id = decode(lpad(to_hex(:n::bigint), 32, '0'), 'hex');
 UPDATE jobs SET user_id = :n::bigint, product = 'image.nano-banana', priority = 'normal', price = 640, hold_id = decode(lpad(to_hex(:n::bigint), 32, '0'), 'hex'), state = 'running', attempts = 1, max_attempts = 3, last_error = NULL, provider = NULL, created_ms = 1, updated_ms = 2, not_before_ms = 1, lease_deadline_ms = 300002, lease_owner = 'bench-0', result = NULL WHERE id = decode(lpad(to_hex(:n::bigint), 32, '0'), 'hex') AND state = 'queued';
