@@ -497,6 +497,21 @@ struct AnswerInlineData<'a> {
     data: Option<Cow<'a, str>>,
 }
 
+/// What an HTTP 2xx `generateContent` answer means, exactly as [`GeminiProvider`]'s `submit` reads it: the image
+/// at `price`, or why there is none. Never panics, whatever the body.
+///
+/// # Errors
+/// The [`ProviderError`] the answer maps to.
+pub fn read_answer(body: &[u8], price: Money) -> Result<Output, ProviderError> {
+    parse_answer(body, price)
+}
+
+/// What an error answer (its HTTP status and body) means, as [`GeminiProvider`] reads it. Never panics.
+#[must_use]
+pub fn read_error(http_status: u16, body: &[u8]) -> ProviderError {
+    map_error(http_status, body, None)
+}
+
 /// Maps an HTTP 2xx answer: the image, or why there is none.
 fn parse_answer(body: &[u8], price: Money) -> Result<Output, ProviderError> {
     let garbage = |why: String| ProviderError::Garbage { reason: ErrorText::new(&why) };

@@ -136,6 +136,23 @@ impl fmt::Debug for KlingConfig {
     }
 }
 
+/// What a task query's answer (its HTTP status and body) means, exactly as [`KlingProvider`]'s `query` reads it:
+/// a status, or the error the answer maps to. Never panics, whatever the body.
+///
+/// # Errors
+/// The [`ProviderError`] the answer maps to.
+pub fn read_query_answer(status: u16, body: &[u8], unit_cost: UnitPrice) -> Result<TaskStatus, ProviderError> {
+    wire::queried(Reply::parse(status, None, body), unit_cost)
+}
+
+/// What a submit's answer means, exactly as [`KlingProvider`]'s `submit` reads it. Never panics.
+///
+/// # Errors
+/// The [`ProviderError`] the answer maps to.
+pub fn read_submit_answer(status: u16, body: &[u8]) -> Result<(), ProviderError> {
+    wire::submitted(Reply::parse(status, None, body))
+}
+
 /// Why a [`KlingProvider`] could not be made.
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
 pub enum KlingSetupError {
