@@ -50,6 +50,9 @@ pub struct PipelineConfig {
     pub provider_concurrency: BTreeMap<ProviderId, usize>,
     /// A lease with less than this left is extended while the attempt waits. Default: 60 s.
     pub heartbeat_margin: Duration,
+    /// How long a job waits for a provider at its concurrency limit before the attempt counts as failed.
+    /// Default: 60 s.
+    pub slot_wait_max: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -60,6 +63,7 @@ impl Default for PipelineConfig {
             download: DownloadLimits::default(),
             provider_concurrency: BTreeMap::new(),
             heartbeat_margin: Duration::from_secs(60),
+            slot_wait_max: Duration::from_secs(60),
         }
     }
 }
@@ -190,6 +194,19 @@ pub struct Pipeline {
     in_flight: Mutex<BTreeMap<ProviderId, usize>>,
 }
 
+/// Between two looks for a free provider slot.
+const SLOT_POLL: Duration = Duration::from_millis(100);
+
+/// What [`Pipeline::choose`] found.
+enum Choice<'a> {
+    /// This offer, its provider, and a slot in its in-flight count.
+    Chosen(Offer, Arc<dyn GenerationProvider>, Slot<'a>),
+    /// Every provider that could take the job is at its concurrency limit.
+    Busy,
+    /// No provider can take the job (none offered, open breakers, too dear).
+    Nothing,
+}
+
 /// A slot in a provider's in-flight count, given back on drop.
 struct Slot<'a> {
     pipeline: &'a Pipeline,
@@ -247,9 +264,22 @@ impl Pipeline {
             Err((error, retryable)) => return self.give_up_or_retry(&leased, error, retryable).await,
         };
         let tried = self.tried_providers(&leased.job).await?;
-        let Some((offer, provider, slot)) = self.choose(&leased.job, &request, &tried) else {
-            let error = ErrorText::new("no provider can take this job now (all unavailable, busy or too dear)");
-            return self.give_up_or_retry(&leased, error, true).await;
+        // Providers at their concurrency limit free up as their calls end: wait for a slot (keeping the lease)
+        // rather than spend one of the job's attempts.
+        let waited_until = self.now().plus(self.config.slot_wait_max);
+        let mut leased = leased;
+        let (offer, provider, slot) = loop {
+            match self.choose(&leased.job, &request, &tried) {
+                Choice::Chosen(offer, provider, slot) => break (offer, provider, slot),
+                Choice::Busy if self.now() < waited_until => {
+                    self.ports.sleep.sleep(SLOT_POLL).await;
+                    leased = self.keep_lease(leased).await?;
+                }
+                Choice::Busy | Choice::Nothing => {
+                    let error = ErrorText::new("no provider can take this job now (all unavailable, busy or too dear)");
+                    return self.give_up_or_retry(&leased, error, true).await;
+                }
+            }
         };
         let attempt = AttemptRef { job: leased.job.id, attempt: leased.job.attempts };
         let leased = self.ports.jobs.record_dispatch(&leased, provider.id().clone()).await?;
@@ -568,12 +598,7 @@ impl Pipeline {
 
     /// The best offer for the job whose provider is wired, admits a call, has room and whose cost fits what
     /// the user confirmed; providers tried before come last.
-    fn choose(
-        &self,
-        job: &Job,
-        request: &GenerationRequest,
-        tried: &[ProviderId],
-    ) -> Option<(Offer, Arc<dyn GenerationProvider>, Slot<'_>)> {
+    fn choose(&self, job: &Job, request: &GenerationRequest, tried: &[ProviderId]) -> Choice<'_> {
         let now = self.now();
         let units = u64::from(request.duration_s.unwrap_or(1).max(1));
         let mut router = self.ports.router.lock().unwrap_or_else(PoisonError::into_inner);
@@ -586,16 +611,20 @@ impl Pipeline {
         });
         let (fresh, again): (Vec<_>, Vec<_>) =
             plan.steps.into_iter().partition(|step| !tried.contains(step.candidate.offer.provider()));
+        let mut busy = false;
         for step in fresh.into_iter().chain(again) {
             let offer = step.candidate.offer;
             let Some(provider) = self.provider(offer.provider()) else { continue };
-            let Some(slot) = self.take_slot(offer.provider()) else { continue };
+            let Some(slot) = self.take_slot(offer.provider()) else {
+                busy = true;
+                continue;
+            };
             match router.acquire(offer.provider(), now) {
-                Ok(permit) if permit.is_allowed() => return Some((offer, provider, slot)),
+                Ok(permit) if permit.is_allowed() => return Choice::Chosen(offer, provider, slot),
                 _ => drop(slot),
             }
         }
-        None
+        if busy { Choice::Busy } else { Choice::Nothing }
     }
 
     fn take_slot(&self, provider: &ProviderId) -> Option<Slot<'_>> {

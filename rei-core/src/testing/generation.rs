@@ -213,7 +213,8 @@ impl Messenger for RecordingMessenger {
     }
 }
 
-/// A sleep that moves a [`ManualClock`] instead of waiting.
+/// A sleep that moves a [`ManualClock`] instead of waiting, and lets other futures of the task run once (as a
+/// real sleep would), so that concurrent runs interleave at their waits.
 #[derive(Debug, Clone)]
 pub struct ClockSleep(pub Arc<ManualClock>);
 
@@ -221,5 +222,23 @@ pub struct ClockSleep(pub Arc<ManualClock>);
 impl Sleep for ClockSleep {
     async fn sleep(&self, d: Duration) {
         self.0.advance(d);
+        YieldOnce(false).await;
+    }
+}
+
+/// Pending once, then ready.
+struct YieldOnce(bool);
+
+impl std::future::Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The pipeline on the in-memory stores with scripted providers: each outcome's ledger effect (exactly one
 //! capture or one release), the job's final state and what the user is told.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +53,10 @@ fn offer(provider: &str, capability: Capability, cost_kopecks: i64, quality: u8)
 }
 
 async fn harness(hold_ttl: Duration) -> Harness {
+    harness_with(hold_ttl, BTreeMap::new()).await
+}
+
+async fn harness_with(hold_ttl: Duration, provider_concurrency: BTreeMap<ProviderId, usize>) -> Harness {
     let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_700_000_000_000)));
     let ledger: Arc<dyn LedgerStore> = Arc::new(MemoryLedger::new());
     let config = BillingConfig { hold_ttl, ..BillingConfig::default() };
@@ -103,6 +108,7 @@ async fn harness(hold_ttl: Duration) -> Harness {
     let config = PipelineConfig {
         poll_interval: Duration::from_secs(10),
         attempt_timeout: Duration::from_secs(120),
+        provider_concurrency,
         ..PipelineConfig::default()
     };
     let pipeline = Pipeline::new(ports, config);
@@ -334,6 +340,29 @@ async fn a_job_never_runs_on_a_provider_dearer_than_its_price() {
     assert!(h.alpha.submits().is_empty() && h.beta.submits().is_empty());
     assert_eq!(h.balance().await, (START, Money::ZERO));
     assert_eq!(h.jobs.get(id).await.expect("get").map(|j| j.state), Some(JobState::Failed));
+}
+
+#[tokio::test]
+async fn a_provider_at_its_limit_is_waited_for_without_spending_an_attempt() {
+    // Proves the per-provider concurrency limit: with room for one video at a time on the only video provider,
+    // the second job waits for the slot and runs on its first attempt; both are charged once.
+    let limit = BTreeMap::from([(ProviderId::parse("beta").expect("id"), 1)]);
+    let h = harness_with(Duration::from_secs(3_600), limit).await;
+    let video = || GenerationRequest { duration_s: Some(5), ..GenerationRequest::text(Capability::TextToVideo, "v") };
+    h.beta.push(Scripted::DoneAfterPolls(3));
+    h.beta.push(Scripted::DoneAfterPolls(3));
+    h.submit(20, video(), PRICE).await;
+    h.submit(21, video(), PRICE).await;
+    let first = h.jobs.lease(&h.worker).await.expect("lease").expect("job");
+    let second = h.jobs.lease(&h.worker).await.expect("lease").expect("job");
+    let (a, b) = tokio::join!(h.pipeline.run(first), h.pipeline.run(second));
+    for outcome in [a.expect("run"), b.expect("run")] {
+        let RunOutcome::Succeeded { job, .. } = outcome else { panic!("{outcome:?}") };
+        assert_eq!(job.attempts, 1, "waiting for the slot spent no attempt");
+    }
+    assert_eq!(h.beta.submits().len(), 2);
+    assert_eq!(h.balance().await, (Money::from_kopecks(98_000), Money::ZERO));
+    h.verify_clean().await;
 }
 
 #[test]
