@@ -261,6 +261,13 @@ async fn a_postgres_lead_is_exclusive_and_lost_with_its_connection() {
     .expect("end the leader's session");
     assert_eq!(ended, vec![true], "the leader's session is the one holding the lock");
     assert!(!lead.still_held().await, "the leader must notice its session ended");
-    let again = rei_adapters::postgres::try_lead(&pool, &role).await.expect("ask");
-    assert!(again.is_some(), "the lead is free again");
+    // The server releases the lock once the ended backend has exited, a moment after the client saw it end: ask
+    // again, a bounded number of times.
+    for _ in 0..100 {
+        if rei_adapters::postgres::try_lead(&pool, &role).await.expect("ask").is_some() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the lead never came free after its holder's session ended");
 }
