@@ -28,7 +28,7 @@ const START_S: i64 = 1_767_225_600;
 /// The first task id the fake hands out.
 const FIRST_TASK: &str = "867283741759111000";
 /// A client timeout short enough for the tests that wait it out.
-const SHORT: Duration = Duration::from_millis(300);
+const SHORT: Duration = Duration::from_secs(1);
 
 struct Rig {
     fake: FakeKling,
