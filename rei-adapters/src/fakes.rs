@@ -7,9 +7,11 @@
 //!
 //! - [`kling`]: Kling's official video API, with its JWT check, task progression and result files.
 //! - [`gemini`]: Google's Gemini API `generateContent`.
+//! - [`yookassa`]: YooKassa API v3, payments and refunds.
 
 pub mod gemini;
 pub mod kling;
+pub mod yookassa;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

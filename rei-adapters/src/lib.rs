@@ -9,6 +9,7 @@
 //! - `assets` (feature `assets`): the asset store in a local directory or (feature `s3`) an S3-compatible bucket.
 //! - `kling` (feature `kling`): Kling's official video API (text, image and video to video), its JWT and callbacks.
 //! - `gemini` (feature `gemini`): Google's Gemini API `generateContent`, the "Nano Banana" image models.
+//! - `yookassa` (feature `yookassa`): YooKassa API v3, payments and refunds.
 //! - `fakes` (feature `fakes`): local fake servers of the external APIs, for tests, the sandbox and benchmarks.
 
 pub mod system;
@@ -38,6 +39,8 @@ pub mod http;
 pub mod gemini;
 #[cfg(feature = "kling")]
 pub mod kling;
+#[cfg(feature = "yookassa")]
+pub mod yookassa;
 
 /// The driver's pool and error types, so that the facade and binaries can hold a pool without depending on the
 /// driver.

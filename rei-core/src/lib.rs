@@ -14,6 +14,7 @@ pub mod ids;
 pub mod jobs;
 pub mod ledger;
 pub mod money;
+pub mod payments;
 pub mod pricing;
 pub mod routing;
 pub mod slo;
