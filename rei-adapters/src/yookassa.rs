@@ -304,6 +304,40 @@ pub fn read_refund(value: &Value) -> Result<Refund, GatewayError> {
     Ok(Refund { id, payment, status, amount })
 }
 
+/// The most bytes of a notice read.
+pub const NOTICE_BYTES_MAX: usize = 64 * 1024;
+
+/// Reads a notice YooKassa POSTs (`{"type":"notification","event":…,"object":{"id":…}}`) into what
+/// [`rei_core::topups::TopUps::on_notice`] acts on. Only the event and the object's id are taken: the rest is the
+/// sender's word, which is not believed.
+///
+/// # Errors
+/// [`GatewayError::Garbage`] for a body that is too large, not JSON, not a notification, or without an object id.
+pub fn parse_notice(body: &[u8]) -> Result<rei_core::topups::Notice, GatewayError> {
+    use rei_core::topups::{Notice, NoticeEvent};
+    if body.len() > NOTICE_BYTES_MAX {
+        return Err(garbage("the notice is over 64 KiB"));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| garbage(&format!("the notice is not JSON: {e}")))?;
+    if value.get("type").and_then(Value::as_str) != Some("notification") {
+        return Err(garbage("the body is not a notification"));
+    }
+    let event = value.get("event").and_then(Value::as_str).ok_or_else(|| garbage("the notice names no event"))?;
+    let object_id = value
+        .pointer("/object/id")
+        .and_then(Value::as_str)
+        .filter(|id| path_id(id).is_ok())
+        .ok_or_else(|| garbage("the notice's object has no usable id"))?;
+    let event = match event {
+        "payment.succeeded" => NoticeEvent::PaymentSucceeded,
+        "payment.canceled" => NoticeEvent::PaymentCanceled,
+        "payment.waiting_for_capture" => NoticeEvent::PaymentWaitingForCapture,
+        "refund.succeeded" => NoticeEvent::RefundSucceeded,
+        other => NoticeEvent::Other(other.chars().take(64).collect()),
+    };
+    Ok(Notice { event, object_id: object_id.to_owned() })
+}
+
 /// Ids travel in URL paths: only YooKassa's own id characters are sent.
 fn path_id(id: &str) -> Result<&str, GatewayError> {
     if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {

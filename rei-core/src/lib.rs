@@ -19,6 +19,7 @@ pub mod pricing;
 pub mod routing;
 pub mod slo;
 pub mod time;
+pub mod topups;
 pub mod usage;
 
 #[cfg(feature = "serde")]

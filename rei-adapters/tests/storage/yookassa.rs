@@ -158,3 +158,105 @@ async fn a_receipt_is_sent_when_the_shop_issues_them() {
     assert_eq!(body["receipt"]["items"][0]["vat_code"], 1);
     assert_eq!(body["receipt"]["tax_system_code"], 1);
 }
+
+/// Top-ups through the adapter and the fake, credited by billing on the in-memory ledger.
+fn top_ups(gateway: YooKassa) -> (rei_core::topups::TopUps, std::sync::Arc<rei_core::billing::BillingService>) {
+    use std::sync::Arc;
+    let clock =
+        Arc::new(rei_core::testing::clock::ManualClock::new(rei_core::time::Timestamp::from_millis(1_800_000_000_000)));
+    let billing = Arc::new(rei_core::billing::BillingService::new(
+        Arc::new(rei_core::testing::ledger::MemoryLedger::new()),
+        Arc::new(rei_core::testing::billing::MemoryQuotes::new()),
+        clock,
+        Arc::new(rei_core::testing::clock::SeqIds::new(3)),
+        rei_core::pricing::Pricer::new(rei_core::pricing::PricingConfig::example()),
+        rei_core::billing::BillingConfig::default(),
+    ));
+    (rei_core::topups::TopUps::new(Arc::new(gateway), billing.clone()), billing)
+}
+
+fn notice(event: &str, id: &str) -> Vec<u8> {
+    serde_json::json!({"type": "notification", "event": event, "object": {"id": id, "status": "succeeded",
+        "amount": {"value": "1000000.00", "currency": "RUB"}, "metadata": {"user_id": "666"}}})
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_notice_credits_once_and_only_what_the_gateway_confirms() {
+    // Proves the fail-closed path: a notice is believed only as far as the gateway's answer goes (its amount and
+    // user, not the notice's), a notice before the payment is paid credits nothing and is refused, a repeated
+    // notice replays, and a notice about a payment the gateway does not know changes nothing.
+    use rei_adapters::yookassa::parse_notice;
+    use rei_core::ids::UserId;
+    use rei_core::topups::{NoticeError, NoticeOutcome};
+    let (fake, gateway) = rig(SECRET).await;
+    let (top_ups, billing) = top_ups(gateway);
+    let payment = top_ups
+        .create(UserId(42), "t-100", Money::from_kopecks(50_000), "Пополнение", "https://t.me/rei_bot")
+        .await
+        .expect("create");
+    let early =
+        top_ups.on_notice(&parse_notice(&notice("payment.succeeded", payment.id.as_str())).expect("parse")).await;
+    assert!(matches!(early, Err(NoticeError::Refused { .. })), "{early:?}");
+    assert_eq!(billing.balance(UserId(42)).await.expect("balance").available, Money::ZERO);
+    assert!(fake.set_status(payment.id.as_str(), "succeeded"));
+    let body = notice("payment.succeeded", payment.id.as_str());
+    let first = top_ups.on_notice(&parse_notice(&body).expect("parse")).await.expect("credit");
+    let again = top_ups.on_notice(&parse_notice(&body).expect("parse")).await.expect("repeat");
+    assert!(matches!(first, NoticeOutcome::Credited { user: UserId(42), replayed: false, .. }), "{first:?}");
+    assert!(matches!(again, NoticeOutcome::Credited { replayed: true, .. }), "{again:?}");
+    assert_eq!(billing.balance(UserId(42)).await.expect("balance").available, Money::from_kopecks(50_000));
+    assert_eq!(
+        billing.balance(UserId(666)).await.expect("balance").available,
+        Money::ZERO,
+        "the notice's own user is not believed"
+    );
+    let forged = top_ups
+        .on_notice(&parse_notice(&notice("payment.succeeded", "2d000000-000f-5000-8000-0000000000aa")).expect("parse"))
+        .await;
+    assert!(matches!(forged, Err(NoticeError::Refused { .. })), "{forged:?}");
+    let unknown =
+        top_ups.on_notice(&parse_notice(&notice("payout.succeeded", "x1")).expect("parse")).await.expect("ack");
+    assert!(matches!(unknown, NoticeOutcome::Ignored { .. }));
+    assert!(billing.verify().await.expect("verify").is_clean());
+    for bad in [
+        &b"not json"[..],
+        br#"{"type":"other"}"#,
+        br#"{"type":"notification","event":"payment.succeeded","object":{"id":"../x"}}"#,
+    ] {
+        assert!(parse_notice(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+    }
+}
+
+#[tokio::test]
+async fn the_reconciler_and_the_webhook_racing_credit_once() {
+    // Proves a payment settled by the poller and by notices at the same time is credited exactly once.
+    use rei_core::ids::UserId;
+    use rei_core::topups::NoticeOutcome;
+    let (fake, gateway) = rig(SECRET).await;
+    let (top_ups, billing) = top_ups(gateway);
+    let payment = top_ups
+        .create(UserId(7), "t-200", Money::from_kopecks(20_000), "Пополнение", "https://t.me/rei_bot")
+        .await
+        .expect("create");
+    assert_eq!(
+        top_ups.settle(&payment.id).await.expect("look"),
+        NoticeOutcome::NotPaid { status: PaymentStatus::Pending }
+    );
+    assert!(fake.set_status(payment.id.as_str(), "succeeded"));
+    let top_ups = std::sync::Arc::new(top_ups);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (top_ups, id) = (top_ups.clone(), payment.id.clone());
+        tasks.push(tokio::spawn(async move { top_ups.settle(&id).await }));
+    }
+    let mut fresh = 0;
+    for task in tasks {
+        if let Ok(NoticeOutcome::Credited { replayed: false, .. }) = task.await.expect("task") {
+            fresh += 1;
+        }
+    }
+    assert_eq!(fresh, 1, "one credit, the rest replays");
+    assert_eq!(billing.balance(UserId(7)).await.expect("balance").available, Money::from_kopecks(20_000));
+}
