@@ -75,6 +75,8 @@ pub(crate) struct WorkerArgs {
 
 /// Runs until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
+    // First of all, so that a SIGTERM during start-up stops the worker cleanly rather than killing it.
+    let stop = super::gc::shutdown();
     let name = args.name.clone().unwrap_or_else(|| format!("worker-{}", std::process::id()));
     let name = WorkerId::parse(&name).context("failed to read --name")?;
     let faults = EnvFaults::from_env()?;
@@ -110,7 +112,7 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     options.concurrency = usize::try_from(args.concurrency).unwrap_or(16);
     options.grace = Duration::from_secs(args.grace_seconds);
     println!("rei worker {name}: running on {}, {} at once", engine.database().engine(), options.concurrency);
-    let report = rei::run_worker(pipeline, options, super::gc::shutdown(), log_outcome).await;
+    let report = rei::run_worker(pipeline, options, stop, log_outcome).await;
     println!(
         "rei worker {name}: stopped: {} succeeded, {} retried, {} failed, {} unknown, {} late results, {} lost leases, \
          {} errors, {} resolved, {} left to lease expiry",
