@@ -194,13 +194,18 @@ async fn create_payment(State(shared): State<Arc<Shared>>, headers: HeaderMap, b
 }
 
 async fn payment(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    read(&shared, &headers, |books| books.payments.get(&id).cloned(), "Payment not found")
+}
+
+/// A GET: the auth check, then the object `find` finds, or 404.
+fn read(shared: &Shared, headers: &HeaderMap, find: impl FnOnce(&Books) -> Option<Value>, missing: &str) -> Response {
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(shared.auth.as_str()) {
         return error(StatusCode::UNAUTHORIZED, "invalid_credentials", "Authentication error");
     }
-    let books = shared.books.lock().unwrap_or_else(PoisonError::into_inner);
-    match books.payments.get(&id) {
-        Some(p) => (StatusCode::OK, axum::Json(p.clone())).into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", "Payment not found"),
+    let found = find(&shared.books.lock().unwrap_or_else(PoisonError::into_inner));
+    match found {
+        Some(object) => (StatusCode::OK, axum::Json(object)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", missing),
     }
 }
 
@@ -234,12 +239,5 @@ async fn create_refund(State(shared): State<Arc<Shared>>, headers: HeaderMap, bo
 }
 
 async fn refund(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(shared.auth.as_str()) {
-        return error(StatusCode::UNAUTHORIZED, "invalid_credentials", "Authentication error");
-    }
-    let books = shared.books.lock().unwrap_or_else(PoisonError::into_inner);
-    match books.refunds.get(&id) {
-        Some(r) => (StatusCode::OK, axum::Json(r.clone())).into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", "Refund not found"),
-    }
+    read(&shared, &headers, |books| books.refunds.get(&id).cloned(), "Refund not found")
 }
