@@ -1,6 +1,7 @@
 //! PostgreSQL adapters: the ledger (row locks taken in one order, group-committed batches), and the job,
 //! quote, usage-session and audit stores. Migrations are embedded ([`crate::sql::POSTGRES_MIGRATIONS`]).
 
+pub mod access;
 pub mod attempts;
 pub mod audit;
 pub mod jobs;

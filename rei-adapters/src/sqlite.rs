@@ -2,6 +2,7 @@
 //! batches), and the job, quote, usage-session and audit stores. Migrations are embedded
 //! ([`crate::sql::SQLITE_MIGRATIONS`]).
 
+pub mod access;
 pub mod attempts;
 pub mod audit;
 pub mod jobs;

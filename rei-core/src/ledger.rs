@@ -27,6 +27,6 @@ pub use model::{
     SystemAccount, Transaction,
 };
 pub use plan::{LedgerError, LedgerView, Plan, plan};
-pub use store::{AccountDrift, BATCH_LEN_MAX, LedgerStore, StoreError, VerifyReport};
+pub use store::{AccountDrift, BATCH_LEN_MAX, HISTORY_PAGE_MAX, HistoryEntry, LedgerStore, StoreError, VerifyReport};
 pub use verify::VerifyTally;
 pub use working::{CapLoads, Changes, KeyRecord, NewTransaction, WorkingSet};

@@ -6,6 +6,7 @@
 //! `testing` behind the `testing` feature.
 #![cfg_attr(not(test), deny(clippy::float_arithmetic))]
 
+pub mod access;
 pub mod billing;
 pub mod caps;
 pub mod generation;

@@ -1,6 +1,7 @@
 //! In-memory adapters of every port, conformance suites that any implementation must pass, and the ledger
 //! model test. Behind the `testing` feature; later adapters run the same suites against real servers.
 
+pub mod access;
 pub mod assets;
 pub mod billing;
 pub mod clock;

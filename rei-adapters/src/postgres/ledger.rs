@@ -29,9 +29,9 @@ use rei_core::caps::Tranche;
 use rei_core::guards::Reason;
 use rei_core::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use rei_core::ledger::{
-    Account, Applied, BATCH_LEN_MAX, Balance, Changes, Hold, HoldState, KeyRecord, LedgerCommand, LedgerError,
-    LedgerStore, NewTransaction, OpKind, PaymentRecord, Posting, Receipt, StoreError, SystemAccount, Transaction,
-    VerifyReport, VerifyTally, WorkingSet,
+    Account, Applied, BATCH_LEN_MAX, Balance, Changes, HISTORY_PAGE_MAX, HistoryEntry, Hold, HoldState, KeyRecord,
+    LedgerCommand, LedgerError, LedgerStore, NewTransaction, OpKind, PaymentRecord, Posting, Receipt, StoreError,
+    SystemAccount, Transaction, VerifyReport, VerifyTally, WorkingSet,
 };
 use rei_core::money::Money;
 use rei_core::time::Timestamp;
@@ -805,52 +805,48 @@ impl LedgerStore for PgLedger {
 
     async fn transactions(&self, offset: u64, limit: usize) -> Result<Vec<Transaction>, StoreError> {
         let run = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
             let rows = sqlx::query(
                 "SELECT seq, id, idem_key, kind, user_id, hold_id, payment_id, actor, reason, at_ms \
                  FROM ledger_transactions ORDER BY seq OFFSET $1 LIMIT $2",
             )
             .bind(i64::try_from(offset).unwrap_or(i64::MAX))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
-            let seqs: Vec<i64> = rows.iter().map(|r| r.try_get("seq")).collect::<Result<_, _>>()?;
-            let mut postings: BTreeMap<i64, Vec<Posting>> = BTreeMap::new();
-            let prow = sqlx::query(
-                "SELECT tx_seq, account, user_id, amount FROM ledger_postings WHERE tx_seq = ANY($1) ORDER BY tx_seq, idx",
+            let txs = with_postings(&mut tx, &rows).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(txs.into_iter().map(|(_, t)| t).collect())
+        };
+        run.await.map_err(|e| store_error(&e))
+    }
+
+    async fn history(&self, user: UserId, before: Option<u64>, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let limit = limit.min(HISTORY_PAGE_MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        let run = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+            let rows = sqlx::query(
+                "SELECT seq, id, idem_key, kind, user_id, hold_id, payment_id, actor, reason, at_ms \
+                 FROM ledger_transactions WHERE user_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
             )
-            .bind(&seqs)
-            .fetch_all(&self.pool)
+            .bind(user.0)
+            .bind(before)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut *tx)
             .await?;
-            for p in prow {
-                let account: String = p.try_get("account")?;
-                postings.entry(p.try_get("tx_seq")?).or_default().push(Posting {
-                    account: account_of(&account, p.try_get("user_id")?)?,
-                    amount: Money::from_kopecks(p.try_get("amount")?),
-                });
-            }
-            rows.iter()
-                .map(|r| {
-                    let seq: i64 = r.try_get("seq")?;
-                    let kind: String = r.try_get("kind")?;
-                    let key: String = r.try_get("idem_key")?;
-                    let hold: Option<Vec<u8>> = r.try_get("hold_id")?;
-                    let payment: Option<String> = r.try_get("payment_id")?;
-                    let reason: Option<String> = r.try_get("reason")?;
-                    let actor: Option<i64> = r.try_get("actor")?;
-                    Ok(Transaction {
-                        id: TxId::from(id_from_bytes(r.try_get::<&[u8], _>("id")?).map_err(corrupt)?),
-                        key: IdempotencyKey::parse(&key).map_err(corrupt)?,
-                        kind: OpKind::parse(&kind).ok_or_else(|| corrupt(&kind))?,
-                        user: UserId(r.try_get("user_id")?),
-                        hold: hold.map(|h| id_from_bytes(&h).map(HoldId::from)).transpose().map_err(corrupt)?,
-                        payment: payment.map(|p| PaymentId::parse(&p)).transpose().map_err(corrupt)?,
-                        actor: actor.map(UserId),
-                        reason: reason.map(|r| Reason::parse(&r)).transpose().map_err(corrupt)?,
-                        at: Timestamp::from_millis(r.try_get("at_ms")?),
-                        postings: postings.remove(&seq).unwrap_or_default(),
-                    })
-                })
-                .collect::<Result<Vec<_>, sqlx::Error>>()
+            let txs = with_postings(&mut tx, &rows).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(
+                txs.into_iter()
+                    .map(|(seq, transaction)| HistoryEntry { position: u64::try_from(seq).unwrap_or(0), transaction })
+                    .collect(),
+            )
         };
         run.await.map_err(|e| store_error(&e))
     }
@@ -865,6 +861,53 @@ impl LedgerStore for PgLedger {
         };
         run.await.map_err(|e| store_error(&e))
     }
+}
+
+/// The transactions of `rows` (`seq, id, idem_key, kind, user_id, hold_id, payment_id, actor, reason, at_ms`),
+/// in the rows' order, with their postings read in the same database transaction.
+async fn with_postings(
+    tx: &mut sqlx::PgConnection,
+    rows: &[sqlx::postgres::PgRow],
+) -> Result<Vec<(i64, Transaction)>, sqlx::Error> {
+    let seqs: Vec<i64> = rows.iter().map(|r| r.try_get("seq")).collect::<Result<_, _>>()?;
+    let mut postings: BTreeMap<i64, Vec<Posting>> = BTreeMap::new();
+    let prow = sqlx::query(
+        "SELECT tx_seq, account, user_id, amount FROM ledger_postings WHERE tx_seq = ANY($1) ORDER BY tx_seq, idx",
+    )
+    .bind(&seqs)
+    .fetch_all(&mut *tx)
+    .await?;
+    for p in prow {
+        let account: String = p.try_get("account")?;
+        postings.entry(p.try_get("tx_seq")?).or_default().push(Posting {
+            account: account_of(&account, p.try_get("user_id")?)?,
+            amount: Money::from_kopecks(p.try_get("amount")?),
+        });
+    }
+    rows.iter()
+        .map(|r| {
+            let seq: i64 = r.try_get("seq")?;
+            let kind: String = r.try_get("kind")?;
+            let key: String = r.try_get("idem_key")?;
+            let hold: Option<Vec<u8>> = r.try_get("hold_id")?;
+            let payment: Option<String> = r.try_get("payment_id")?;
+            let reason: Option<String> = r.try_get("reason")?;
+            let actor: Option<i64> = r.try_get("actor")?;
+            let transaction = Transaction {
+                id: TxId::from(id_from_bytes(r.try_get::<&[u8], _>("id")?).map_err(corrupt)?),
+                key: IdempotencyKey::parse(&key).map_err(corrupt)?,
+                kind: OpKind::parse(&kind).ok_or_else(|| corrupt(&kind))?,
+                user: UserId(r.try_get("user_id")?),
+                hold: hold.map(|h| id_from_bytes(&h).map(HoldId::from)).transpose().map_err(corrupt)?,
+                payment: payment.map(|p| PaymentId::parse(&p)).transpose().map_err(corrupt)?,
+                actor: actor.map(UserId),
+                reason: reason.map(|r| Reason::parse(&r)).transpose().map_err(corrupt)?,
+                at: Timestamp::from_millis(r.try_get("at_ms")?),
+                postings: postings.remove(&seq).unwrap_or_default(),
+            };
+            Ok((seq, transaction))
+        })
+        .collect()
 }
 
 /// An exact sum the database sent as text.

@@ -7,6 +7,7 @@
 // Without an engine there is nothing to share.
 #![cfg(any(feature = "postgres", feature = "sqlite"))]
 
+pub(crate) mod access;
 pub(crate) mod attempts;
 pub(crate) mod audit;
 pub(crate) mod engine;

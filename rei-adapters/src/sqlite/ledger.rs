@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use rei_core::guards::Reason;
 use rei_core::ids::{HoldId, IdempotencyKey, PaymentId, ProviderId, TxId, UserId};
 use rei_core::ledger::{
-    Account, Applied, Balance, Hold, HoldState, LedgerCommand, LedgerError, LedgerStore, OpKind, Posting, StoreError,
-    SystemAccount, Transaction, VerifyReport, VerifyTally,
+    Account, Applied, Balance, HISTORY_PAGE_MAX, HistoryEntry, Hold, HoldState, LedgerCommand, LedgerError,
+    LedgerStore, OpKind, Posting, StoreError, SystemAccount, Transaction, VerifyReport, VerifyTally,
 };
 use rei_core::money::Money;
 use rei_core::time::Timestamp;
@@ -321,6 +321,54 @@ impl LedgerStore for SqliteLedger {
             .map(|row| {
                 let seq: i64 = row.try_get("seq").map_err(SqlError::from)?;
                 Ok(transaction_from_row(row, postings.remove(&seq).unwrap_or_default())?)
+            })
+            .collect()
+    }
+
+    async fn history(&self, user: UserId, before: Option<u64>, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let limit = limit.min(HISTORY_PAGE_MAX);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let before = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        // One read transaction: the page and its postings come from the same snapshot.
+        let mut tx = self.pool.begin().await.map_err(SqlError::from)?;
+        let rows = sqlx::query(
+            "SELECT seq, id, idem_key, kind, user_id, hold_id, payment_id, actor, reason, at_ms \
+             FROM ledger_transactions WHERE user_id = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+        )
+        .bind(user.0)
+        .bind(before)
+        .bind(sql_count(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(SqlError::from)?;
+        let Some(last) = rows.last() else { return Ok(Vec::new()) };
+        let oldest: i64 = last.try_get("seq").map_err(SqlError::from)?;
+        let posting_rows = sqlx::query(
+            "SELECT p.tx_seq, p.account, p.user_id, p.amount FROM ledger_postings p \
+             JOIN ledger_transactions t ON t.seq = p.tx_seq \
+             WHERE t.user_id = ?1 AND t.seq >= ?2 AND t.seq < ?3 ORDER BY p.tx_seq, p.idx",
+        )
+        .bind(user.0)
+        .bind(oldest)
+        .bind(before)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(SqlError::from)?;
+        tx.commit().await.map_err(SqlError::from)?;
+        let mut postings: BTreeMap<i64, Vec<Posting>> = BTreeMap::new();
+        for row in &posting_rows {
+            let seq: i64 = row.try_get("tx_seq").map_err(SqlError::from)?;
+            let account = account_from_row(row)?;
+            let amount = Money::from_kopecks(row.try_get("amount").map_err(SqlError::from)?);
+            postings.entry(seq).or_default().push(Posting { account, amount });
+        }
+        rows.iter()
+            .map(|row| {
+                let seq: i64 = row.try_get("seq").map_err(SqlError::from)?;
+                let transaction = transaction_from_row(row, postings.remove(&seq).unwrap_or_default())?;
+                Ok(HistoryEntry { position: u64::try_from(seq).unwrap_or(0), transaction })
             })
             .collect()
     }

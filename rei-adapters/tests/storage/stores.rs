@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
+use rei_adapters::postgres::access::{PgApiKeys, PgReplays};
 use rei_adapters::postgres::audit::PgAuditLog;
 use rei_adapters::postgres::jobs::PgJobStore;
 use rei_adapters::postgres::quotes::PgQuoteStore;
 use rei_adapters::postgres::usage::PgUsageSessionStore;
+use rei_adapters::sqlite::access::{SqliteApiKeys, SqliteReplays};
 use rei_adapters::sqlite::audit::SqliteAuditLog;
 use rei_adapters::sqlite::jobs::SqliteJobStore;
 use rei_adapters::sqlite::quotes::SqliteQuoteStore;
@@ -17,6 +19,7 @@ use rei_core::guards::{
 };
 use rei_core::ids::{AuditId, IdempotencyKey, JobId, UserId};
 use rei_core::jobs::{JobState, JobStore, JobStoreError, Priority, WorkerId};
+use rei_core::testing::access::{api_key_store_conformance, replay_store_conformance};
 use rei_core::testing::billing::quote_store_conformance;
 use rei_core::testing::guards::audit_log_conformance;
 use rei_core::testing::jobs::{job_store_conformance, sample_job};
@@ -270,4 +273,20 @@ async fn a_postgres_lead_is_exclusive_and_lost_with_its_connection() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     panic!("the lead never came free after its holder's session ended");
+}
+
+#[tokio::test]
+async fn pg_access_stores_pass_the_conformance_suites() {
+    // Proves the PostgreSQL API keys and replays keep every MUST of their ports (one claim among 16 racers).
+    let pool = pg_pool(20).await;
+    api_key_store_conformance(&PgApiKeys::new(pool.clone())).await;
+    replay_store_conformance(Arc::new(PgReplays::new(pool))).await;
+}
+
+#[tokio::test]
+async fn sqlite_access_stores_pass_the_conformance_suites() {
+    // Proves the SQLite API keys and replays keep every MUST of their ports.
+    let pool = sqlite_pool().await;
+    api_key_store_conformance(&SqliteApiKeys::new(pool.clone())).await;
+    replay_store_conformance(Arc::new(SqliteReplays::new(pool))).await;
 }

@@ -45,6 +45,18 @@ pub struct AccountDrift {
     pub recomputed: Money,
 }
 
+/// Most entries one [`LedgerStore::history`] call returns.
+pub const HISTORY_PAGE_MAX: usize = 1_000;
+
+/// One of a user's transactions, with its position in commit order (1 is the first ever committed).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct HistoryEntry {
+    /// Its position in commit order: pass it as `before` for the page after this one.
+    pub position: u64,
+    /// The transaction.
+    pub transaction: Transaction,
+}
+
 /// The result of [`LedgerStore::verify`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VerifyReport {
@@ -145,6 +157,14 @@ pub trait LedgerStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the store failed.
     async fn transactions(&self, offset: u64, limit: usize) -> Result<Vec<Transaction>, StoreError>;
+
+    /// A user's transactions, newest first: up to `limit` (at most [`HISTORY_PAGE_MAX`]) of those committed
+    /// before position `before` (exclusive; `None`: from the newest). Each comes with its position in commit
+    /// order, the cursor of the next page.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store failed.
+    async fn history(&self, user: UserId, before: Option<u64>, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
 
     /// Recomputes every balance from the postings and reports each difference, every unbalanced transaction
     /// and every balance below its floor.

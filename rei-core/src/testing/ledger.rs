@@ -5,6 +5,8 @@ mod memory;
 mod model;
 mod repeats;
 
+pub(crate) use repeats::join_all;
+
 pub use conformance::ledger_conformance;
 pub use memory::MemoryLedger;
 pub use model::{LedgerHarness, MemoryHarness, run_ledger_model};

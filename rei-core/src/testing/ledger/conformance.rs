@@ -115,6 +115,7 @@ where
     batch_results_are_independent_and_ordered(&*make().await).await;
     reaper_lists_only_due_active_holds(&*make().await).await;
     transactions_are_listed_in_order(&*make().await).await;
+    history_pages_a_users_transactions_newest_first(&*make().await).await;
     caps_count_each_amount_when_it_was_held(&*make().await).await;
     provider_budgets_count_what_budgeted_holds_spend(&*make().await).await;
     holds_active_at_once_are_limited(&*make().await).await;
@@ -410,6 +411,37 @@ async fn transactions_are_listed_in_order(s: &dyn LedgerStore) {
     let report = s.verify().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(report.transactions, 3);
     assert_clean(s).await;
+}
+
+async fn history_pages_a_users_transactions_newest_first(s: &dyn LedgerStore) {
+    // A user's history holds their transactions only, newest first, each with its postings, and the cursor
+    // pages through all of them once.
+    let mut c = Cmds::new();
+    ok(s, c.cmd("pay-a", top_up(ALICE, rub(10), "p1"))).await;
+    ok(s, c.cmd("pay-b", top_up(BOB, rub(7), "p2"))).await;
+    ok(s, c.cmd("h", hold(ALICE, 1, rub(4)))).await;
+    ok(s, c.cmd("cap", LedgerOp::Capture { hold: HoldId::from(1), amount: rub(3) })).await;
+    ok(s, c.cmd("pay-a2", top_up(ALICE, rub(1), "p3"))).await;
+    let all = s.history(ALICE, None, 100).await.unwrap_or_else(|e| panic!("{e}"));
+    let kinds: Vec<OpKind> = all.iter().map(|e| e.transaction.kind).collect();
+    assert_eq!(kinds, vec![OpKind::TopUp, OpKind::Capture, OpKind::Hold, OpKind::TopUp]);
+    assert!(all.iter().all(|e| e.transaction.user == ALICE && !e.transaction.postings.is_empty()));
+    assert!(all.windows(2).all(|w| w[0].position > w[1].position), "newest first: {all:?}");
+    assert_eq!(all[0].transaction.payment, Some(pay("p3")));
+    let mut paged = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s.history(ALICE, before, 3).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        before = Some(last.position);
+        paged.extend(page);
+    }
+    assert_eq!(paged, all, "pages of 3 give the same history, each entry once");
+    let bob = s.history(BOB, None, 100).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(bob.len(), 1);
+    assert!(s.history(UserId(999), None, 100).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+    assert!(s.history(ALICE, None, 0).await.unwrap_or_else(|e| panic!("{e}")).is_empty());
 }
 
 async fn caps_count_each_amount_when_it_was_held(s: &dyn LedgerStore) {

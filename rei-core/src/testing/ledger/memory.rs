@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::ids::{HoldId, UserId};
 use crate::ledger::{
-    Account, Applied, Balance, Hold, HoldState, LedgerCommand, LedgerError, LedgerStore, StoreError, SystemAccount,
-    Transaction, VerifyReport, VerifyTally, WorkingSet,
+    Account, Applied, Balance, HISTORY_PAGE_MAX, HistoryEntry, Hold, HoldState, LedgerCommand, LedgerError,
+    LedgerStore, StoreError, SystemAccount, Transaction, VerifyReport, VerifyTally, WorkingSet,
 };
 use crate::money::Money;
 use crate::time::Timestamp;
@@ -115,6 +115,20 @@ impl LedgerStore for MemoryLedger {
         let s = self.lock();
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         Ok(s.txs.iter().skip(start).take(limit).cloned().collect())
+    }
+
+    async fn history(&self, user: UserId, before: Option<u64>, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let s = self.lock();
+        let end = before.map_or(s.txs.len(), |b| usize::try_from(b.saturating_sub(1)).unwrap_or(usize::MAX));
+        Ok(s.txs
+            .iter()
+            .enumerate()
+            .take(end)
+            .rev()
+            .filter(|(_, t)| t.user == user)
+            .take(limit.min(HISTORY_PAGE_MAX))
+            .map(|(i, t)| HistoryEntry { position: i as u64 + 1, transaction: t.clone() })
+            .collect())
     }
 
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
