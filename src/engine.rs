@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rei_adapters::system::{SystemClock, TimeOrderedIds};
+use rei_core::access::{ApiKeyStore, ReplayStore};
 use rei_core::billing::{AdminService, BillingService, QuoteStore};
 use rei_core::generation::GenerationRequest;
 use rei_core::generation::{
@@ -70,6 +71,8 @@ pub struct Engine {
     jobs: Arc<JobService>,
     admin: Arc<AdminService>,
     attempts: Arc<dyn AttemptLog>,
+    api_keys: Arc<dyn ApiKeyStore>,
+    replays: Arc<dyn ReplayStore>,
     messenger: Arc<dyn Messenger>,
 }
 
@@ -200,6 +203,18 @@ impl Engine {
             faults: parts.faults.unwrap_or_else(|| Arc::new(NoFaults)),
         };
         Pipeline::new(ports, parts.config)
+    }
+
+    /// The API keys of the HTTP API (hashed).
+    #[must_use]
+    pub fn api_keys(&self) -> &Arc<dyn ApiKeyStore> {
+        &self.api_keys
+    }
+
+    /// The stored responses of the HTTP API's POSTs, replayed for a repeated `Idempotency-Key`.
+    #[must_use]
+    pub fn replays(&self) -> &Arc<dyn ReplayStore> {
+        &self.replays
     }
 
     /// The ledger every service writes to.
@@ -432,6 +447,8 @@ impl EngineBuilder {
             jobs,
             admin,
             attempts: stores.attempts,
+            api_keys: stores.api_keys,
+            replays: stores.replays,
             messenger,
         })
     }

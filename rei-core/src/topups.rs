@@ -231,6 +231,12 @@ impl SourceAllowlist {
         }
     }
 
+    /// No address at all.
+    #[must_use]
+    pub fn none() -> SourceAllowlist {
+        SourceAllowlist { networks: Vec::new() }
+    }
+
     /// Reads networks such as `185.71.76.0/27`, `77.75.156.11`, `2a02:5180::/32`.
     ///
     /// # Errors

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use rei_adapters::sql::{ConnectFailure, DatabaseUrl, redact};
+use rei_core::access::{ApiKeyStore, ReplayStore};
 use rei_core::billing::QuoteStore;
 use rei_core::generation::AttemptLog;
 use rei_core::guards::AuditLog;
@@ -62,6 +63,8 @@ pub(super) struct Stores {
     pub(super) queue: Arc<dyn JobQueue>,
     pub(super) audit: Arc<dyn AuditLog>,
     pub(super) attempts: Arc<dyn AttemptLog>,
+    pub(super) api_keys: Arc<dyn ApiKeyStore>,
+    pub(super) replays: Arc<dyn ReplayStore>,
 }
 
 impl Database {
@@ -183,7 +186,7 @@ impl Database {
         match self {
             #[cfg(feature = "postgres")]
             Database::Postgres(p) => {
-                use rei_adapters::postgres::{attempts, audit, jobs, ledger, queue, quotes, usage};
+                use rei_adapters::postgres::{access, attempts, audit, jobs, ledger, queue, quotes, usage};
                 let ledger_config = ledger::PgLedgerConfig {
                     batch_max: config.ledger_batch_max,
                     writers: config.ledger_writers,
@@ -202,11 +205,13 @@ impl Database {
                     )),
                     audit: Arc::new(audit::PgAuditLog::new(p.clone())),
                     attempts: Arc::new(attempts::PgAttemptLog::new(p.clone())),
+                    api_keys: Arc::new(access::PgApiKeys::new(p.clone())),
+                    replays: Arc::new(access::PgReplays::new(p.clone())),
                 }
             }
             #[cfg(feature = "sqlite")]
             Database::Sqlite(p) => {
-                use rei_adapters::sqlite::{attempts, audit, jobs, ledger, queue, quotes, usage};
+                use rei_adapters::sqlite::{access, attempts, audit, jobs, ledger, queue, quotes, usage};
                 let ledger_config =
                     ledger::SqliteLedgerConfig { batch_max: config.ledger_batch_max, ..Default::default() };
                 Stores {
@@ -222,6 +227,8 @@ impl Database {
                     )),
                     audit: Arc::new(audit::SqliteAuditLog::new(p.clone())),
                     attempts: Arc::new(attempts::SqliteAttemptLog::new(p.clone())),
+                    api_keys: Arc::new(access::SqliteApiKeys::new(p.clone())),
+                    replays: Arc::new(access::SqliteReplays::new(p.clone())),
                 }
             }
         }

@@ -1,0 +1,8 @@
+//! The HTTP surface through the real router on a loopback socket: every `/v1` route and its documented
+//! errors, the webhooks (YooKassa against the fake YooKassa, Telegram's secret token), health, metrics, and
+//! the OpenAPI document against the responses.
+
+mod openapi;
+mod support;
+mod v1;
+mod webhooks;

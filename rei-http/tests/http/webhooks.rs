@@ -1,0 +1,1 @@
+//! The webhooks: YooKassa's fail-closed notices against the fake YooKassa, and Telegram's secret token.
