@@ -6,6 +6,7 @@ mod config;
 mod database;
 mod error;
 mod maintenance;
+mod metered;
 mod worker;
 
 use std::sync::Arc;
@@ -403,8 +404,14 @@ impl EngineBuilder {
         let ids: Arc<dyn IdGen> = self.ids.unwrap_or_else(|| Arc::new(TimeOrderedIds::new()));
         let pricer = self.pricer.unwrap_or_else(|| Pricer::new(PricingConfig::example()));
         let messenger: Arc<dyn Messenger> = self.messenger.unwrap_or_else(|| Arc::new(NoNotifier));
-        let notifier: Arc<dyn JobNotifier> =
-            self.notifier.unwrap_or_else(|| Arc::new(MessengerNotifier::new(messenger.clone())));
+        let notifier: Arc<dyn JobNotifier> = Arc::new(metered::MeteredNotifier(
+            self.notifier.unwrap_or_else(|| Arc::new(MessengerNotifier::new(messenger.clone()))),
+        ));
+        let stores = database::Stores {
+            ledger: Arc::new(metered::MeteredLedger(stores.ledger)),
+            attempts: Arc::new(metered::MeteredAttempts(stores.attempts)),
+            ..stores
+        };
 
         let billing = Arc::new(BillingService::new(
             stores.ledger.clone(),

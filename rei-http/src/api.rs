@@ -446,8 +446,9 @@ impl GenerationBody {
             }
             text.push('\n');
         }
-        GenerationRequest::decode(&text)
-            .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-request", "Cannot generate this", e.to_string()))
+        GenerationRequest::decode(&text).map_err(|e| {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-request", "Cannot generate this", e.to_string())
+        })
     }
 }
 
@@ -564,7 +565,7 @@ pub(crate) async fn confirm_quote(
     let view = match &body.request {
         Some(request) => {
             let request = request.request()?;
-            let job = state.engine.order(user, quote, request, priority).await.map_err(|e| order_problem(e))?;
+            let job = state.engine.order(user, quote, request, priority).await.map_err(order_problem)?;
             let hold = state.engine.ledger().hold(job.hold).await.map_err(|e| Problem::internal("the ledger", &e))?;
             ConfirmView {
                 quote_id: quote.to_string(),

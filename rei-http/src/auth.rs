@@ -129,10 +129,10 @@ impl Authenticator {
     }
 
     async fn record(&self, id: &str) -> Result<Option<Arc<ApiKeyRecord>>, Problem> {
-        if let Some((key, at)) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(id) {
-            if at.elapsed() < KEY_CACHE_TTL {
-                return Ok(Some(key.clone()));
-            }
+        if let Some((key, at)) = self.cache.lock().unwrap_or_else(PoisonError::into_inner).get(id)
+            && at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(Some(key.clone()));
         }
         let Ok(parsed) = ApiKeyId::parse(id) else { return Ok(None) };
         let Some(key) = self.keys.get(&parsed).await.map_err(|e| Problem::internal("reading the API key", &e))? else {

@@ -183,8 +183,13 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, config.request_timeout))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a request handler panicked");
-            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the request failed; it is logged")
-                .into_response()
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+                "the request failed; it is logged",
+            )
+            .into_response()
         }))
         .with_state(state)
 }

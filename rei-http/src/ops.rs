@@ -28,7 +28,8 @@ static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn recorder() -> Option<PrometheusHandle> {
     RECORDER
         .get_or_init(|| {
-            let builder = PrometheusBuilder::new().set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS_BUCKETS);
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS_BUCKETS);
             match builder.and_then(PrometheusBuilder::install_recorder) {
                 Ok(handle) => {
                     describe();
@@ -59,10 +60,8 @@ fn describe() {
 
 /// Counts and times every request by its route's pattern (never the raw path: ids would explode the series).
 pub(crate) async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = request.method().as_str().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
@@ -173,4 +172,16 @@ pub async fn verify_now(state: &HttpState) -> Result<rei_core::ledger::VerifyRep
         tracing::error!(?report, "the ledger does not verify");
     }
     Ok(report)
+}
+
+/// Runs [`verify_now`] every `interval` until the task is aborted, logging failures.
+pub fn spawn_verify(state: Arc<HttpState>, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Err(e) = verify_now(&state).await {
+                tracing::error!(error = %e, "verify failed");
+            }
+            tokio::time::sleep(interval).await;
+        }
+    })
 }

@@ -121,7 +121,9 @@ pub(crate) async fn yookassa(
                 NoticeOutcome::Ignored { event } => {
                     tracing::info!(event, object = notice.object_id, "payment notice: an event REI does not act on");
                 }
-                other => tracing::info!(event = ?notice.event, object = notice.object_id, outcome = ?other, "payment notice"),
+                other => {
+                    tracing::info!(event = ?notice.event, object = notice.object_id, outcome = ?other, "payment notice")
+                }
             }
             StatusCode::OK.into_response()
         }
@@ -173,18 +175,29 @@ pub trait UpdateHandler: Send + Sync {
     ))]
 pub(crate) async fn telegram(State(state): State<Arc<HttpState>>, request: Request) -> Response {
     let Some(telegram) = &state.telegram else {
-        return Problem::unavailable("bot-not-configured", "no Telegram bot is configured: set BOT_TOKEN").into_response();
+        return Problem::unavailable("bot-not-configured", "no Telegram bot is configured: set BOT_TOKEN")
+            .into_response();
     };
     let given = request.headers().get(&TELEGRAM_SECRET).map(|v| v.as_bytes().to_vec());
     let Some(given) = given else {
         tracing::warn!("telegram update refused: no secret token");
-        return Problem::new(StatusCode::UNAUTHORIZED, "no-secret-token", "No secret token", "send X-Telegram-Bot-Api-Secret-Token")
-            .into_response();
+        return Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "no-secret-token",
+            "No secret token",
+            "send X-Telegram-Bot-Api-Secret-Token",
+        )
+        .into_response();
     };
     if !bool::from(given.ct_eq(telegram.secret.as_bytes())) {
         tracing::warn!("telegram update refused: a wrong secret token");
-        return Problem::new(StatusCode::FORBIDDEN, "wrong-secret-token", "A wrong secret token", "the secret token does not match")
-            .into_response();
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "wrong-secret-token",
+            "A wrong secret token",
+            "the secret token does not match",
+        )
+        .into_response();
     }
     let limit = state.config.webhook_body_limit;
     let Ok(body) = to_bytes(request.into_body(), limit).await else {

@@ -3,6 +3,7 @@
 //! the OpenAPI document against the responses.
 
 mod openapi;
+mod ops;
 mod support;
 mod v1;
 mod webhooks;

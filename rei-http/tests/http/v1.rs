@@ -17,7 +17,10 @@ async fn a_user_reads_back_with_the_balance_and_keys_are_checked() {
     s.top_up(7, "150.00", "pay-7").await;
     let (status, body) = json(s.get("/v1/users/7").await).await;
     assert_eq!(status, 200);
-    assert_eq!(body, json!({"user_id": 7, "available": "150.00", "held": "0.00", "overdraft_limit": "0.00", "active_holds": 0}));
+    assert_eq!(
+        body,
+        json!({"user_id": 7, "available": "150.00", "held": "0.00", "overdraft_limit": "0.00", "active_holds": 0})
+    );
 
     let no_key = s.client.get(format!("{}/v1/users/7", s.base)).send().await.expect("send");
     problem(no_key, 401, "unauthorized").await;
@@ -123,7 +126,10 @@ async fn quote_confirm_capture_moves_the_money_once() {
     let hold = held["hold_id"].as_str().expect("hold");
     let (status, captured) = json(s.post(&format!("/v1/holds/{hold}/capture"), &json!({"amount": "5.00"})).await).await;
     assert_eq!(status, 200, "{captured}");
-    assert_eq!((captured["kind"].as_str(), captured["amount"].as_str(), captured["replayed"].as_bool()), (Some("capture"), Some("5.00"), Some(false)));
+    assert_eq!(
+        (captured["kind"].as_str(), captured["amount"].as_str(), captured["replayed"].as_bool()),
+        (Some("capture"), Some("5.00"), Some(false))
+    );
     let (_, twice) = json(s.post(&format!("/v1/holds/{hold}/capture"), &json!({"amount": "5.00"})).await).await;
     assert_eq!(twice["replayed"], true);
     assert_eq!(twice["transaction_id"], captured["transaction_id"]);
@@ -138,9 +144,16 @@ async fn a_hold_released_gives_the_money_back_once() {
     let s = start().await;
     s.top_up(3, "10.00", "p3").await;
     let q = quote(&s, 3).await;
-    let (_, held) = json(s.post(&format!("/v1/quotes/{}/confirm", q["id"].as_str().expect("id")), &json!({"user_id": 3})).await).await;
+    let (_, held) =
+        json(s.post(&format!("/v1/quotes/{}/confirm", q["id"].as_str().expect("id")), &json!({"user_id": 3})).await)
+            .await;
     let hold = held["hold_id"].as_str().expect("hold");
-    problem(s.post(&format!("/v1/holds/{hold}/capture"), &json!({"amount": "1000.00"})).await, 422, "capture-exceeds-hold").await;
+    problem(
+        s.post(&format!("/v1/holds/{hold}/capture"), &json!({"amount": "1000.00"})).await,
+        422,
+        "capture-exceeds-hold",
+    )
+    .await;
     problem(s.post(&format!("/v1/holds/{hold}/capture"), &json!({"amount": "abc"})).await, 400, "bad-request").await;
     let (status, released) = json(s.post(&format!("/v1/holds/{hold}/release"), &json!({})).await).await;
     assert_eq!((status, released["kind"].as_str()), (200, Some("release")));
@@ -169,7 +182,12 @@ async fn a_confirm_with_a_request_queues_the_job_and_its_hold_is_the_workers() {
     assert_eq!((status, &job["price"], job["user_id"].as_i64()), (200, &q["price"], Some(4)));
     assert_eq!(s.engine.job_queue().len_by_priority().await.expect("queue").waiting[1], 1, "queued at high");
     let hold = held["hold_id"].as_str().expect("hold");
-    problem(s.post(&format!("/v1/holds/{hold}/capture"), &json!({"amount": q["price"]})).await, 409, "hold-owned-by-job").await;
+    problem(
+        s.post(&format!("/v1/holds/{hold}/capture"), &json!({"amount": q["price"]})).await,
+        409,
+        "hold-owned-by-job",
+    )
+    .await;
     problem(s.get("/v1/jobs/00000000-0000-0000-0000-000000000001").await, 404, "not-found").await;
 }
 
@@ -184,11 +202,17 @@ async fn confirms_are_refused_as_documented() {
     problem(s.post(&format!("/v1/quotes/{id}/confirm"), &json!({"user_id": 5})).await, 402, "insufficient-funds").await;
     problem(s.post(&format!("/v1/quotes/{id}/confirm"), &json!({"user_id": 6})).await, 403, "quote-owner").await;
     let unknown = "00000000-0000-0000-0000-0000000000aa";
-    problem(s.post(&format!("/v1/quotes/{unknown}/confirm"), &json!({"user_id": 5})).await, 404, "quote-not-found").await;
+    problem(s.post(&format!("/v1/quotes/{unknown}/confirm"), &json!({"user_id": 5})).await, 404, "quote-not-found")
+        .await;
     s.top_up(5, "100.00", "p5b").await;
     let bad = json!({"user_id": 5, "request": {"capability": "image_edit", "prompt": "no image given"}});
     problem(s.post(&format!("/v1/quotes/{id}/confirm"), &bad).await, 422, "invalid-request").await;
-    problem(s.post(&format!("/v1/quotes/{id}/confirm"), &json!({"user_id": 5, "priority": "urgent"})).await, 400, "bad-request").await;
+    problem(
+        s.post(&format!("/v1/quotes/{id}/confirm"), &json!({"user_id": 5, "priority": "urgent"})).await,
+        400,
+        "bad-request",
+    )
+    .await;
     assert_eq!(s.engine.billing().balance(rei_core::ids::UserId(5)).await.expect("b").held, Money::ZERO);
 }
 
@@ -199,13 +223,24 @@ async fn quotes_and_posts_are_refused_as_documented() {
     let s = start().await;
     problem(s.post("/v1/quotes", &json!({"user_id": 1, "product": "image.unknown"})).await, 422, "pricing").await;
     problem(s.post("/v1/quotes", &json!({"user_id": "one"})).await, 400, "invalid-body").await;
-    problem(s.post("/v1/quotes", &json!({"user_id": 1, "product": PRODUCT, "tier": "gold"})).await, 400, "bad-request").await;
-    let no_key = s.request(Method::POST, "/v1/quotes", &s.admin).json(&json!({"user_id": 1, "product": PRODUCT})).send().await.expect("send");
+    problem(s.post("/v1/quotes", &json!({"user_id": 1, "product": PRODUCT, "tier": "gold"})).await, 400, "bad-request")
+        .await;
+    let no_key = s
+        .request(Method::POST, "/v1/quotes", &s.admin)
+        .json(&json!({"user_id": 1, "product": PRODUCT}))
+        .send()
+        .await
+        .expect("send");
     problem(no_key, 400, "idempotency-key-required").await;
     problem(s.get("/v1/nothing").await, 404, "not-found").await;
     let huge = json!({"user_id": 1, "product": "x".repeat(70 * 1024)});
     problem(s.post("/v1/quotes", &huge).await, 413, "body-too-large").await;
-    let r = s.request(Method::GET, "/v1/users/1", &s.admin).header("x-filler", "y".repeat(17 * 1024)).send().await.expect("send");
+    let r = s
+        .request(Method::GET, "/v1/users/1", &s.admin)
+        .header("x-filler", "y".repeat(17 * 1024))
+        .send()
+        .await
+        .expect("send");
     problem(r, 431, "headers-too-large").await;
 }
 

@@ -1,1 +1,240 @@
 //! The webhooks: YooKassa's fail-closed notices against the fake YooKassa, and Telegram's secret token.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rei_adapters::fakes::yookassa::FakeYooKassa;
+use rei_adapters::yookassa::{YooKassa, YooKassaConfig};
+use rei_core::money::Money;
+use rei_core::topups::{SourceAllowlist, TopUps};
+use rei_http::HttpConfig;
+use rei_http::webhooks::{TelegramHook, UpdateError, UpdateHandler, WebhookSources};
+use serde_json::{Value, json};
+
+use crate::support::{Server, json, problem, start_with};
+
+const SHOP: &str = "100500";
+const SECRET: &str = "test_secret";
+
+/// A server whose payments go to a fake YooKassa and whose notices are accepted from `allow`.
+async fn with_gateway(allow: &[&str], proxies: &[&str]) -> (Server, FakeYooKassa) {
+    let fake = FakeYooKassa::start(SHOP, SECRET).await.expect("fake");
+    let config = YooKassaConfig {
+        base_url: fake.base_url(),
+        retry_pause: Duration::from_millis(10),
+        ..YooKassaConfig::new(SHOP, SECRET)
+    };
+    let sources = WebhookSources {
+        allowlist: SourceAllowlist::parse(allow).expect("allowlist"),
+        trusted_proxies: SourceAllowlist::parse(proxies).expect("proxies"),
+    };
+    let server = start_with(
+        Box::new(move |state| {
+            let gateway = Arc::new(YooKassa::new(config).expect("adapter"));
+            state.topups = Some(Arc::new(TopUps::new(gateway, state.engine.billing().clone())));
+            state.webhooks = sources;
+        }),
+        HttpConfig::default(),
+    )
+    .await;
+    (server, fake)
+}
+
+/// Creates a top-up through the API; returns the payment id.
+async fn top_up(s: &Server, user: i64, rubles: &str, topup: &str) -> String {
+    let body = json!({"user_id": user, "amount": rubles, "topup_id": topup, "return_url": "https://t.me/rei_bot"});
+    let (status, payment) = json(s.post("/v1/topups", &body).await).await;
+    assert_eq!(status, 201, "{payment}");
+    assert_eq!(payment["status"], "pending");
+    assert!(payment["confirmation_url"].as_str().is_some_and(|u| u.starts_with("http")));
+    payment["payment_id"].as_str().expect("id").to_owned()
+}
+
+fn notice(event: &str, id: &str, rubles: &str) -> Value {
+    json!({"type": "notification", "event": event,
+           "object": {"id": id, "status": "succeeded", "amount": {"value": rubles, "currency": "RUB"},
+                      "metadata": {"user_id": "1", "topup_id": "forged"}}})
+}
+
+async fn deliver(s: &Server, body: &Value) -> reqwest::Response {
+    s.client.post(format!("{}/webhooks/yookassa", s.base)).json(body).send().await.expect("send")
+}
+
+#[tokio::test]
+async fn the_same_notice_100_times_at_once_and_100_in_turn_credits_once() {
+    // Proves the keyed credit: 100 concurrent and 100 sequential deliveries of one payment.succeeded all answer
+    // 200 and the balance grows by the payment once; the ledger verifies.
+    let (s, fake) = with_gateway(&["127.0.0.1"], &[]).await;
+    let s = Arc::new(s);
+    let id = top_up(&s, 21, "250.00", "t-21").await;
+    assert!(fake.set_status(&id, "succeeded"));
+    let body = notice("payment.succeeded", &id, "250.00");
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (s, body) = (s.clone(), body.clone());
+            tokio::spawn(async move { deliver(&s, &body).await.status().as_u16() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.expect("join"), 200);
+    }
+    for _ in 0..100 {
+        assert_eq!(deliver(&s, &body).await.status(), 200);
+    }
+    assert_eq!(s.available(21).await, Money::parse("250.00").expect("money"));
+    let top_ups = s.engine.ledger().history(rei_core::ids::UserId(21), None, 1000).await.expect("history");
+    assert_eq!(top_ups.len(), 1, "one transaction");
+    assert!(s.engine.billing().verify().await.expect("verify").is_clean());
+}
+
+#[tokio::test]
+async fn only_the_gateways_word_is_believed() {
+    // Proves the re-read: a notice claiming 99 999 ₽ credits what the gateway says (100 ₽); a notice about a
+    // payment the gateway does not have, or one still pending, is refused (4xx) and changes nothing;
+    // `canceled` after `succeeded` changes nothing.
+    let (s, fake) = with_gateway(&["127.0.0.1"], &[]).await;
+    let id = top_up(&s, 22, "100.00", "t-22").await;
+    problem(deliver(&s, &notice("payment.succeeded", &id, "99999.00")).await, 400, "notice-refused").await;
+    assert_eq!(s.available(22).await, Money::ZERO, "pending: nothing credited");
+    fake.set_status(&id, "succeeded");
+    assert_eq!(deliver(&s, &notice("payment.succeeded", &id, "99999.00")).await.status(), 200);
+    assert_eq!(s.available(22).await, Money::parse("100.00").expect("money"), "the gateway's amount");
+    assert_eq!(deliver(&s, &notice("payment.canceled", &id, "100.00")).await.status(), 200);
+    assert_eq!(s.available(22).await, Money::parse("100.00").expect("money"), "canceled after succeeded: no change");
+    let forged = notice("payment.succeeded", "2f000000-000f-5000-9000-000000000000", "500.00");
+    problem(deliver(&s, &forged).await, 400, "notice-refused").await;
+    assert_eq!(s.available(1).await, Money::ZERO);
+    assert!(s.engine.billing().verify().await.expect("verify").is_clean());
+}
+
+#[tokio::test]
+async fn a_canceled_or_waiting_payment_credits_nothing_and_other_events_are_acknowledged() {
+    // Proves payment.canceled and payment.waiting_for_capture handled with no money moved, and an unknown event
+    // acknowledged with 200.
+    let (s, fake) = with_gateway(&["127.0.0.1"], &[]).await;
+    let id = top_up(&s, 23, "50.00", "t-23").await;
+    assert_eq!(deliver(&s, &notice("payment.waiting_for_capture", &id, "50.00")).await.status(), 200);
+    fake.set_status(&id, "canceled");
+    assert_eq!(deliver(&s, &notice("payment.canceled", &id, "50.00")).await.status(), 200);
+    assert_eq!(deliver(&s, &notice("payment.succeeded", &id, "50.00")).await.status(), 400);
+    assert_eq!(deliver(&s, &notice("deal.closed", &id, "50.00")).await.status(), 200);
+    assert_eq!(s.available(23).await, Money::ZERO);
+}
+
+#[tokio::test]
+async fn a_notice_from_outside_the_allowlist_is_403_and_changes_nothing() {
+    // Proves the first check: with YooKassa's published ranges, a notice from 127.0.0.1 is refused before the
+    // gateway is asked, and a forwarded-for header is believed only from a trusted proxy.
+    let (s, fake) = with_gateway(&["185.71.76.0/27"], &[]).await;
+    let id = top_up(&s, 24, "10.00", "t-24").await;
+    fake.set_status(&id, "succeeded");
+    problem(deliver(&s, &notice("payment.succeeded", &id, "10.00")).await, 403, "source-not-allowed").await;
+    let spoofed = s
+        .client
+        .post(format!("{}/webhooks/yookassa", s.base))
+        .header("x-forwarded-for", "185.71.76.1")
+        .json(&notice("payment.succeeded", &id, "10.00"))
+        .send()
+        .await
+        .expect("send");
+    problem(spoofed, 403, "source-not-allowed").await;
+    assert_eq!(s.available(24).await, Money::ZERO);
+
+    // Behind a trusted proxy (127.0.0.1), the last untrusted forwarded address is the source.
+    let (s, fake) = with_gateway(&["185.71.76.0/27"], &["127.0.0.1"]).await;
+    let id = top_up(&s, 25, "10.00", "t-25").await;
+    fake.set_status(&id, "succeeded");
+    let via_proxy = |forwarded: &'static str| {
+        s.client
+            .post(format!("{}/webhooks/yookassa", s.base))
+            .header("x-forwarded-for", forwarded)
+            .json(&notice("payment.succeeded", &id, "10.00"))
+            .send()
+    };
+    problem(via_proxy("185.71.76.1, 10.0.0.9").await.expect("send"), 403, "source-not-allowed").await;
+    assert_eq!(via_proxy("10.0.0.9, 185.71.76.1").await.expect("send").status(), 200);
+    assert_eq!(s.available(25).await, Money::parse("10.00").expect("money"));
+}
+
+#[tokio::test]
+async fn malformed_and_oversized_notices_are_refused() {
+    // Proves malformed JSON 400, a body over the limit 413, and a notice with no object id 400.
+    let (s, _fake) = with_gateway(&["127.0.0.1"], &[]).await;
+    let url = format!("{}/webhooks/yookassa", s.base);
+    let r = s.client.post(&url).body("{not json").send().await.expect("send");
+    problem(r, 400, "malformed-notice").await;
+    let r = s.client.post(&url).body(vec![b' '; 65 * 1024]).send().await.expect("send");
+    problem(r, 413, "body-too-large").await;
+    let r =
+        s.client.post(&url).json(&json!({"type": "notification", "event": "payment.succeeded", "object": {}})).send();
+    problem(r.await.expect("send"), 400, "malformed-notice").await;
+}
+
+#[tokio::test]
+async fn a_refund_notice_is_checked_with_the_gateway() {
+    // Proves refund.succeeded: confirmed when the gateway has the refund, refused when it does not.
+    use rei_core::ids::{IdempotencyKey, PaymentId};
+    use rei_core::payments::{PaymentGateway, RefundRequest};
+    let (s, fake) = with_gateway(&["127.0.0.1"], &[]).await;
+    let id = top_up(&s, 26, "30.00", "t-26").await;
+    fake.set_status(&id, "succeeded");
+    let gateway = YooKassa::new(YooKassaConfig { base_url: fake.base_url(), ..YooKassaConfig::new(SHOP, SECRET) })
+        .expect("adapter");
+    let refund = gateway
+        .create_refund(
+            &IdempotencyKey::parse("refund-26").expect("key"),
+            &RefundRequest {
+                payment: PaymentId::parse(&id).expect("id"),
+                amount: Money::parse("30.00").expect("money"),
+                description: None,
+            },
+        )
+        .await
+        .expect("refund");
+    let body = json!({"type": "notification", "event": "refund.succeeded", "object": {"id": refund.id, "status": "succeeded"}});
+    assert_eq!(deliver(&s, &body).await.status(), 200);
+    let unknown = json!({"type": "notification", "event": "refund.succeeded", "object": {"id": "2f000000-0015-5000-8000-000000000000"}});
+    problem(deliver(&s, &unknown).await, 400, "notice-refused").await;
+}
+
+#[derive(Default)]
+struct Counting(AtomicUsize);
+
+#[async_trait]
+impl UpdateHandler for Counting {
+    async fn handle(&self, body: &[u8]) -> Result<(), UpdateError> {
+        serde_json::from_slice::<Value>(body).map_err(|e| UpdateError::Malformed(e.to_string()))?;
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn telegram_updates_need_the_secret_token() {
+    // Proves the Telegram webhook: no token 401, a wrong token 403, nothing processed by either; the right one
+    // reaches the handler; no bot configured 503.
+    let handler = Arc::new(Counting::default());
+    let h = handler.clone();
+    let s = start_with(
+        Box::new(move |state| state.telegram = Some(TelegramHook { secret: "s3cr3t-token".into(), handler: h })),
+        HttpConfig::default(),
+    )
+    .await;
+    let url = format!("{}/webhooks/telegram", s.base);
+    let update = json!({"update_id": 1, "message": {"message_id": 1, "chat": {"id": 1, "type": "private"}, "date": 0}});
+    problem(s.client.post(&url).json(&update).send().await.expect("send"), 401, "no-secret-token").await;
+    let wrong = s.client.post(&url).header("x-telegram-bot-api-secret-token", "s3cr3t-tokem").json(&update);
+    problem(wrong.send().await.expect("send"), 403, "wrong-secret-token").await;
+    assert_eq!(handler.0.load(Ordering::SeqCst), 0, "nothing processed");
+    let right = s.client.post(&url).header("x-telegram-bot-api-secret-token", "s3cr3t-token");
+    assert_eq!(right.json(&update).send().await.expect("send").status(), 200);
+    assert_eq!(handler.0.load(Ordering::SeqCst), 1);
+    let garbage = s.client.post(&url).header("x-telegram-bot-api-secret-token", "s3cr3t-token").body("{");
+    problem(garbage.send().await.expect("send"), 400, "malformed-update").await;
+
+    let bare = crate::support::start().await;
+    let r = bare.client.post(format!("{}/webhooks/telegram", bare.base)).json(&update).send().await.expect("send");
+    problem(r, 503, "bot-not-configured").await;
+}
