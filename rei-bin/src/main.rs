@@ -19,6 +19,8 @@ use rei::MigrateMode;
 use rei_core::ids::{ProductId, QuoteId};
 use rei_core::pricing::{Pricer, PricingConfig, Tier};
 use rei_core::time::{Clock, Timestamp};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// The binary's allocator. The engine allocates on every request (sqlx and redis encode and decode into buffers,
 /// tokio boxes tasks and wakers); glibc's malloc was 8-17 % of the process's CPU in the benchmarks.
@@ -73,6 +75,12 @@ enum Command {
     /// Runs generation jobs: leases them, routes each to the best healthy provider, stores the result, charges
     /// exactly once on success and gives the money back on failure. Run as many as you like.
     Worker(Box<roles::worker::WorkerArgs>),
+    /// The HTTP surface: the YooKassa and Telegram webhooks, the /v1 JSON API for bots in any language
+    /// (/openapi.json describes it), /health/live, /health/ready and /metrics.
+    Serve(Box<roles::serve::ServeArgs>),
+    /// API keys of the HTTP API: create (the key is shown once), list, revoke.
+    #[command(subcommand, name = "api-key")]
+    ApiKey(ApiKeyCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -151,6 +159,40 @@ enum BenchCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Makes a key and prints it once (only its hash is kept).
+    Create {
+        /// postgres://… or sqlite://path.
+        #[arg(long, env = "REI_DATABASE_URL")]
+        database_url: String,
+        /// A name for people ("telegram-bot-prod").
+        #[arg(long)]
+        name: String,
+        /// What it may do, comma-separated: users:read, ledger:read, topups:write, quotes:write, jobs:read,
+        /// holds:write, admin.
+        #[arg(long)]
+        scopes: String,
+        /// Requests per minute it may make.
+        #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rate_per_minute: u32,
+    },
+    /// Lists the keys (ids, names, scopes; never the keys themselves).
+    List {
+        /// postgres://… or sqlite://path.
+        #[arg(long, env = "REI_DATABASE_URL")]
+        database_url: String,
+    },
+    /// Revokes a key: refused everywhere within seconds.
+    Revoke {
+        /// postgres://… or sqlite://path.
+        #[arg(long, env = "REI_DATABASE_URL")]
+        database_url: String,
+        /// The key's id (the part after `rei_`).
+        id: String,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum TierArg {
     Basic,
@@ -159,12 +201,33 @@ enum TierArg {
 }
 
 fn main() -> ExitCode {
+    logging();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Log lines through `tracing` on stderr: `REI_LOG` filters (`info` by default, e.g. `warn,rei_http=debug`),
+/// `REI_LOG_FORMAT=json` writes one JSON object a line.
+fn logging() {
+    use tracing_subscriber::filter::Targets;
+    let filter = std::env::var("REI_LOG")
+        .ok()
+        .and_then(|f| f.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing_subscriber::filter::LevelFilter::INFO));
+    let json = std::env::var("REI_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    let installed = if json {
+        builder.json().with_max_level(tracing::Level::TRACE).finish().with(filter).try_init()
+    } else {
+        builder.with_max_level(tracing::Level::TRACE).finish().with(filter).try_init()
+    };
+    if let Err(e) = installed {
+        eprintln!("warning: logging not set up: {e}");
     }
 }
 
@@ -191,6 +254,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime()?.block_on(roles::gc::run(gc)).map(|()| ExitCode::SUCCESS)
         }
         Command::Worker(args) => runtime()?.block_on(roles::worker::run(*args)).map(|()| ExitCode::SUCCESS),
+        Command::Serve(args) => runtime()?.block_on(roles::serve::run(*args)).map(|()| ExitCode::SUCCESS),
+        Command::ApiKey(command) => runtime()?.block_on(api_key(command)).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Ledger {
             database_url,
             clients,
@@ -221,6 +286,52 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime()?.block_on(bench_queue::run(b)).map(|()| ExitCode::SUCCESS)
         }
     }
+}
+
+async fn api_key(command: ApiKeyCommand) -> Result<()> {
+    use rei::core::access::Scope;
+    match command {
+        ApiKeyCommand::Create { database_url, name, scopes, rate_per_minute } => {
+            let scopes = Scope::parse_list(&scopes).map_err(anyhow::Error::msg).context("failed to read --scopes")?;
+            let engine = wiring::open(&database_url, wiring::config()).await?;
+            let key = rei_http::auth::make_key(&name, &scopes, rate_per_minute, engine.clock().now())?;
+            let stored = engine.api_keys().create(&key.record).await;
+            engine.close().await;
+            stored.context("failed to store the key")?;
+            println!("id      {}", key.record.id.as_str());
+            println!("scopes  {}", scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","));
+            println!("key     {}", key.token);
+            println!("(shown once: only its SHA-256 is kept)");
+        }
+        ApiKeyCommand::List { database_url } => {
+            let engine = wiring::open(&database_url, wiring::config()).await?;
+            let keys = engine.api_keys().list().await;
+            engine.close().await;
+            for k in keys.context("failed to list the keys")? {
+                let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+                let state = k.revoked_at.map_or_else(|| "active".to_owned(), |at| format!("revoked {at}"));
+                println!(
+                    "{}  {:<24} {:>7}/min  {}  {state}",
+                    k.id.as_str(),
+                    k.name,
+                    k.rate_per_minute,
+                    scopes.join(",")
+                );
+            }
+        }
+        ApiKeyCommand::Revoke { database_url, id } => {
+            let id = rei::core::guards::ApiKeyId::parse(&id).context("failed to read the key id")?;
+            let engine = wiring::open(&database_url, wiring::config()).await?;
+            let revoked = engine.api_keys().revoke(&id, engine.clock().now()).await;
+            engine.close().await;
+            if revoked.context("failed to revoke")? {
+                println!("revoked {}", id.as_str());
+            } else {
+                anyhow::bail!("no active key {}", id.as_str());
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn migrate(url: &str) -> Result<()> {

@@ -1,4 +1,5 @@
 //! The binary's long-running roles.
 
 pub(crate) mod gc;
+pub(crate) mod serve;
 pub(crate) mod worker;

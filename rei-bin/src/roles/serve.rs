@@ -1,0 +1,128 @@
+//! `rei serve`: the HTTP surface (the payment webhooks, the `/v1` API, `/openapi.json`, health and metrics) on one
+//! listener, with the periodic verify whose drift `/metrics` reports. Payment credentials are optional: without
+//! them the payment routes answer a clear 503. On SIGTERM or Ctrl-C it stops accepting and lets requests in flight
+//! finish.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rei::core::guards::RateLimiter;
+use rei::core::topups::{SourceAllowlist, TopUps};
+use rei_adapters::yookassa::{YooKassa, YooKassaConfig};
+use rei_http::webhooks::WebhookSources;
+use rei_http::{HttpConfig, HttpState};
+
+/// What `rei serve` was asked to do.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct ServeArgs {
+    /// The address to listen on (`0.0.0.0:8080` for every interface).
+    #[arg(long, env = "REI_LISTEN", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: SocketAddr,
+    /// postgres://… or sqlite://path.
+    #[arg(long, env = "REI_DATABASE_URL")]
+    pub(crate) database_url: String,
+    /// redis://host:port[/db]: the job queue and the API keys' rate limits in Redis, shared by every server
+    /// (default: the database's own queue and limits kept in this process).
+    #[arg(long, env = "REI_REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
+    /// YooKassa's shop id; with the secret key it turns top-ups on.
+    #[arg(long, env = "YOOKASSA_SHOP_ID")]
+    pub(crate) yookassa_shop_id: Option<String>,
+    /// YooKassa's secret key.
+    #[arg(long, env = "YOOKASSA_SECRET_KEY", hide_env_values = true)]
+    pub(crate) yookassa_secret_key: Option<String>,
+    /// YooKassa's API (a fake's URL in tests and the sandbox).
+    #[arg(long, env = "YOOKASSA_BASE_URL", default_value = "https://api.yookassa.ru")]
+    pub(crate) yookassa_base_url: String,
+    /// Where payment notices may come from, as networks (default: YooKassa's published ranges).
+    #[arg(long, env = "REI_WEBHOOK_ALLOWLIST", value_delimiter = ',')]
+    pub(crate) webhook_allowlist: Vec<String>,
+    /// Reverse proxies whose X-Forwarded-For is believed, as networks (default: none).
+    #[arg(long, env = "REI_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub(crate) trusted_proxies: Vec<String>,
+    /// Seconds between two runs of verify (its drift is in /metrics).
+    #[arg(long, env = "REI_VERIFY_INTERVAL_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    pub(crate) verify_interval_seconds: u64,
+    /// The largest request body, in KiB.
+    #[arg(long, env = "REI_BODY_LIMIT_KB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_240))]
+    pub(crate) body_limit_kb: u64,
+    /// How long a request may take, in seconds.
+    #[arg(long, env = "REI_REQUEST_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub(crate) request_timeout_seconds: u64,
+}
+
+fn networks(list: &[String], what: &str) -> Result<Option<SourceAllowlist>> {
+    if list.is_empty() {
+        return Ok(None);
+    }
+    let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+    SourceAllowlist::parse(&refs).map(Some).with_context(|| format!("failed to read {what}"))
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+    let stop = super::gc::shutdown();
+    let _ = rei_http::ops::recorder();
+    let mut builder = rei::Engine::builder().database_url(&args.database_url).config(crate::wiring::config());
+    if let Some(url) = &args.redis_url {
+        builder = builder.redis_url(url);
+    }
+    let engine = Arc::new(builder.open().await.context("failed to open the database")?);
+    let config = HttpConfig {
+        body_limit: usize::try_from(args.body_limit_kb * 1024).unwrap_or(usize::MAX),
+        request_timeout: Duration::from_secs(args.request_timeout_seconds),
+        ..HttpConfig::default()
+    };
+    let limiter: Arc<dyn RateLimiter> = match &args.redis_url {
+        Some(url) => Arc::new(
+            rei::adapters::redis::RedisRateLimiter::connect(
+                url,
+                &engine.config().redis_namespace,
+                Duration::from_secs(10),
+            )
+            .await
+            .context("failed to connect the rate limiter to Redis")?,
+        ),
+        None => Arc::new(rei::core::guards::InProcessRateLimiter::new()),
+    };
+    let mut state = HttpState::with_limiter(engine.clone(), config, limiter);
+    let payments = match (&args.yookassa_shop_id, &args.yookassa_secret_key) {
+        (Some(shop), Some(secret)) => {
+            let gateway = YooKassa::new(YooKassaConfig {
+                base_url: args.yookassa_base_url.trim_end_matches('/').to_owned(),
+                ..YooKassaConfig::new(shop, secret)
+            })
+            .context("failed to set up the YooKassa client")?;
+            state.topups = Some(Arc::new(TopUps::new(Arc::new(gateway), engine.billing().clone())));
+            "YooKassa"
+        }
+        (None, None) => "not configured (set YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY)",
+        _ => bail!("YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY go together: set both or neither"),
+    };
+    let defaults = WebhookSources::default();
+    state.webhooks = WebhookSources {
+        allowlist: networks(&args.webhook_allowlist, "REI_WEBHOOK_ALLOWLIST")?.unwrap_or(defaults.allowlist),
+        trusted_proxies: networks(&args.trusted_proxies, "REI_TRUSTED_PROXIES")?.unwrap_or(defaults.trusted_proxies),
+    };
+    let state = Arc::new(state);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", args.listen))?;
+    let addr = listener.local_addr().context("failed to read the bound address")?;
+    let verify = rei_http::ops::spawn_verify(state.clone(), Duration::from_secs(args.verify_interval_seconds));
+    println!(
+        "rei serve: listening on http://{addr} ({}, queue: {}; payments: {payments})",
+        engine.database().engine(),
+        if args.redis_url.is_some() { "redis" } else { "database" },
+    );
+    tracing::info!(%addr, "serving");
+    let served = rei_http::serve(listener, rei_http::router(state), stop).await;
+    verify.abort();
+    println!("rei serve: stopped");
+    engine.close().await;
+    served.context("the server failed")
+}
