@@ -5,6 +5,7 @@ pub mod attempts;
 pub mod audit;
 pub mod jobs;
 pub mod ledger;
+pub mod payments;
 pub mod queue;
 pub mod quotes;
 pub mod usage;

@@ -186,6 +186,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "0007_generation.sql",
         sql: include_str!("../../migrations/postgres/0007_generation.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_payments.sql",
+        sql: include_str!("../../migrations/postgres/0008_payments.sql"),
+    },
 ];
 
 /// The SQLite migrations, in order.
@@ -222,6 +227,7 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         name: "0007_generation.sql",
         sql: include_str!("../../migrations/sqlite/0007_generation.sql"),
     },
+    Migration { version: 8, name: "0008_payments.sql", sql: include_str!("../../migrations/sqlite/0008_payments.sql") },
 ];
 
 /// Checks applied migrations against the embedded list and returns the ones still to apply.
