@@ -9,6 +9,7 @@ use rei_core::generation::AttemptLog;
 use rei_core::guards::AuditLog;
 use rei_core::jobs::{JobQueue, JobStore};
 use rei_core::ledger::LedgerStore;
+use rei_core::topups::PaymentStore;
 use rei_core::usage::UsageSessionStore;
 
 use super::{EngineConfig, EngineError, MigrateMode};
@@ -62,6 +63,7 @@ pub(super) struct Stores {
     pub(super) queue: Arc<dyn JobQueue>,
     pub(super) audit: Arc<dyn AuditLog>,
     pub(super) attempts: Arc<dyn AttemptLog>,
+    pub(super) payments: Arc<dyn PaymentStore>,
 }
 
 impl Database {
@@ -183,7 +185,7 @@ impl Database {
         match self {
             #[cfg(feature = "postgres")]
             Database::Postgres(p) => {
-                use rei_adapters::postgres::{attempts, audit, jobs, ledger, queue, quotes, usage};
+                use rei_adapters::postgres::{attempts, audit, jobs, ledger, payments, queue, quotes, usage};
                 let ledger_config = ledger::PgLedgerConfig {
                     batch_max: config.ledger_batch_max,
                     writers: config.ledger_writers,
@@ -202,11 +204,12 @@ impl Database {
                     )),
                     audit: Arc::new(audit::PgAuditLog::new(p.clone())),
                     attempts: Arc::new(attempts::PgAttemptLog::new(p.clone())),
+                    payments: Arc::new(payments::PgPaymentStore::new(p.clone())),
                 }
             }
             #[cfg(feature = "sqlite")]
             Database::Sqlite(p) => {
-                use rei_adapters::sqlite::{attempts, audit, jobs, ledger, queue, quotes, usage};
+                use rei_adapters::sqlite::{attempts, audit, jobs, ledger, payments, queue, quotes, usage};
                 let ledger_config =
                     ledger::SqliteLedgerConfig { batch_max: config.ledger_batch_max, ..Default::default() };
                 Stores {
@@ -222,6 +225,7 @@ impl Database {
                     )),
                     audit: Arc::new(audit::SqliteAuditLog::new(p.clone())),
                     attempts: Arc::new(attempts::SqliteAttemptLog::new(p.clone())),
+                    payments: Arc::new(payments::SqlitePaymentStore::new(p.clone())),
                 }
             }
         }
