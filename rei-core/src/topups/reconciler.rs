@@ -65,8 +65,9 @@ pub struct ReconcilerConfigError {
     pub why: String,
 }
 
-/// What one [`Reconciler::run_once`] did. Every record it took is counted in exactly one of `credited`,
-/// `canceled`, `still_pending`, `expired` or `errors`, so `looked` is their sum.
+/// What one [`Reconciler::run_once`] did. Every record it looked at is counted in exactly one of `credited`,
+/// `canceled`, `still_pending`, `expired` or `errors`; `errors` also counts a failed read of the due records (at
+/// most one per pass), which looked at nothing.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct ReconcileReport {
     /// Records asked about.
@@ -112,23 +113,8 @@ impl Reconciler {
         clock: Arc<dyn Clock>,
         config: ReconcilerConfig,
     ) -> Result<Reconciler, ReconcilerConfigError> {
-        let why = if config.first_check_after.is_zero() {
-            Some("first_check_after must be more than zero")
-        } else if config.backoff_base == 0 {
-            Some("backoff_base must be at least 1")
-        } else if config.backoff_cap < config.first_check_after {
-            Some("backoff_cap must be at least first_check_after")
-        } else if config.max_age.is_zero() {
-            Some("max_age must be more than zero")
-        } else if !(1..=BATCH_LIMIT_MAX).contains(&config.batch) {
-            Some("batch must be 1 to 1000")
-        } else {
-            None
-        };
-        match why {
-            Some(why) => Err(ReconcilerConfigError { why: why.to_owned() }),
-            None => Ok(Reconciler { top_ups, clock, config }),
-        }
+        check(&config)?;
+        Ok(Reconciler { top_ups, clock, config })
     }
 
     /// Its configuration.
@@ -199,6 +185,27 @@ impl Reconciler {
     }
 }
 
+/// Refuses a configuration that cannot work, naming the field first.
+fn check(config: &ReconcilerConfig) -> Result<(), ReconcilerConfigError> {
+    let why = if config.first_check_after.is_zero() {
+        Some("first_check_after must be more than zero".to_owned())
+    } else if config.backoff_base == 0 {
+        Some("backoff_base must be at least 1".to_owned())
+    } else if config.backoff_cap < config.first_check_after {
+        Some("backoff_cap must be at least first_check_after".to_owned())
+    } else if config.max_age.is_zero() {
+        Some("max_age must be more than zero".to_owned())
+    } else if !(1..=BATCH_LIMIT_MAX).contains(&config.batch) {
+        Some(format!("batch must be 1 to {BATCH_LIMIT_MAX}"))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(ReconcilerConfigError { why }),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +219,22 @@ mod tests {
         assert_eq!(minutes(u32::MAX), 30);
         let flat = ReconcilerConfig { backoff_base: 1, ..config };
         assert_eq!(flat.delay_after(40), Duration::from_secs(60), "a base of 1 waits the same each time");
+    }
+
+    #[test]
+    fn a_config_that_cannot_work_is_refused() {
+        // Proves each bound of the configuration is checked, naming the field.
+        let ok = ReconcilerConfig::default();
+        for (bad, field) in [
+            (ReconcilerConfig { first_check_after: Duration::ZERO, ..ok }, "first_check_after"),
+            (ReconcilerConfig { backoff_base: 0, ..ok }, "backoff_base"),
+            (ReconcilerConfig { backoff_cap: Duration::from_secs(1), ..ok }, "backoff_cap"),
+            (ReconcilerConfig { max_age: Duration::ZERO, ..ok }, "max_age"),
+            (ReconcilerConfig { batch: 0, ..ok }, "batch"),
+            (ReconcilerConfig { batch: BATCH_LIMIT_MAX + 1, ..ok }, "batch"),
+        ] {
+            assert!(check(&bad).is_err_and(|e| e.why.starts_with(field)), "{bad:?}");
+        }
+        assert!(check(&ok).is_ok());
     }
 }
