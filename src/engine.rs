@@ -26,9 +26,13 @@ use rei_core::ids::{IdGen, UserId};
 use rei_core::ids::{JobId, QuoteId};
 use rei_core::jobs::{Job, JobEvent, JobNotifier, JobPorts, JobQueue, JobService, NewJob, Priority, RetryPolicy};
 use rei_core::ledger::LedgerStore;
+use rei_core::payments::PaymentGateway;
 use rei_core::pricing::{Pricer, PricingConfig};
 use rei_core::routing::Router;
 use rei_core::time::{Clock, Sleep};
+use rei_core::topups::{
+    PaymentStore, Reconciler, ReconcilerConfig, ReconcilerConfigError, TopUpPorts, TopUps, TopUpsConfig,
+};
 use rei_core::usage::UsageService;
 
 pub use config::{EngineConfig, MigrateMode};
@@ -74,6 +78,7 @@ pub struct Engine {
     attempts: Arc<dyn AttemptLog>,
     api_keys: Arc<dyn ApiKeyStore>,
     replays: Arc<dyn ReplayStore>,
+    payments: Arc<dyn PaymentStore>,
     messenger: Arc<dyn Messenger>,
 }
 
@@ -186,6 +191,38 @@ impl Engine {
     #[must_use]
     pub fn attempts(&self) -> &Arc<dyn AttemptLog> {
         &self.attempts
+    }
+
+    /// One record per payment created at a gateway: its status, when the reconciler looks next, a user's list.
+    #[must_use]
+    pub fn payments(&self) -> Arc<dyn PaymentStore> {
+        self.payments.clone()
+    }
+
+    /// Top-ups through `gateway`, credited by this engine's billing and recorded in [`Engine::payments`], on
+    /// its clock.
+    #[must_use]
+    pub fn top_ups(&self, gateway: Arc<dyn PaymentGateway>, config: TopUpsConfig) -> TopUps {
+        let ports = TopUpPorts {
+            gateway,
+            billing: self.billing.clone(),
+            payments: self.payments.clone(),
+            clock: self.clock.clone(),
+        };
+        TopUps::new(ports, config)
+    }
+
+    /// A reconciler of `top_ups`' pending payments on this engine's clock; the caller runs
+    /// [`Reconciler::run_once`] on a timer.
+    ///
+    /// # Errors
+    /// [`ReconcilerConfigError`] for a configuration that cannot work.
+    pub fn reconciler(
+        &self,
+        top_ups: Arc<TopUps>,
+        config: ReconcilerConfig,
+    ) -> Result<Reconciler, ReconcilerConfigError> {
+        Reconciler::new(top_ups, self.clock.clone(), config)
     }
 
     /// A generation pipeline over this engine's services (see [`run_worker`] for the loop that feeds it).
@@ -456,6 +493,7 @@ impl EngineBuilder {
             attempts: stores.attempts,
             api_keys: stores.api_keys,
             replays: stores.replays,
+            payments: stores.payments,
             messenger,
         })
     }

@@ -4,6 +4,9 @@
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[path = "engine/embedding.rs"]
 mod embedding;
+#[cfg(feature = "sqlite")]
+#[path = "engine/payments.rs"]
+mod payments;
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[path = "engine/pipeline.rs"]
 mod pipeline;

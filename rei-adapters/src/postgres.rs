@@ -6,6 +6,7 @@ pub mod attempts;
 pub mod audit;
 pub mod jobs;
 pub mod ledger;
+pub mod payments;
 pub mod queue;
 pub mod quotes;
 pub mod usage;

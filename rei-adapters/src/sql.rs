@@ -187,6 +187,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0007_generation.sql"),
     },
     Migration {
+        version: 8,
+        name: "0008_payments.sql",
+        sql: include_str!("../../migrations/postgres/0008_payments.sql"),
+    },
+    Migration {
         version: 9,
         name: "0009_http_api.sql",
         sql: include_str!("../../migrations/postgres/0009_http_api.sql"),
@@ -227,6 +232,7 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
         name: "0007_generation.sql",
         sql: include_str!("../../migrations/sqlite/0007_generation.sql"),
     },
+    Migration { version: 8, name: "0008_payments.sql", sql: include_str!("../../migrations/sqlite/0008_payments.sql") },
     Migration { version: 9, name: "0009_http_api.sql", sql: include_str!("../../migrations/sqlite/0009_http_api.sql") },
 ];
 

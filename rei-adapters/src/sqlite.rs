@@ -7,6 +7,7 @@ pub mod attempts;
 pub mod audit;
 pub mod jobs;
 pub mod ledger;
+pub mod payments;
 pub mod queue;
 pub mod quotes;
 pub mod usage;
@@ -30,12 +31,13 @@ const ACQUIRE_TIMEOUT_MIN: Duration = Duration::from_secs(10);
 ///
 /// Every money move MUST survive a power loss once it returned, so the ledger's writer connection runs with
 /// `synchronous` FULL: in WAL mode that syncs the WAL on each commit, and group commit shares that sync among a
-/// batch's commands. The pool's connections (jobs, queue, quotes, sessions, attempts, audit) run with NORMAL,
-/// which syncs the WAL at checkpoints only. That loses no acknowledged money and breaks no order the design
-/// relies on: the WAL is one sequential file, so the ledger's next synced commit makes every commit before it
-/// durable too (a usage session's row before its hold, a job before its capture), and what a power loss can
-/// undo of the others is re-derived from the ledger on recovery (a job's end, an audit record) or repeated by
-/// its caller (a quote, a queue ticket, which `reconcile_queue` rebuilds).
+/// batch's commands. The pool's connections (jobs, queue, quotes, sessions, attempts, payment records, audit)
+/// run with NORMAL, which syncs the WAL at checkpoints only. That loses no acknowledged money and breaks no order
+/// the design relies on: the WAL is one sequential file, so the ledger's next synced commit makes every commit
+/// before it durable too (a usage session's row before its hold, a job before its capture), and what a power
+/// loss can undo of the others is re-derived from the ledger on recovery (a job's end, an audit record), from
+/// the gateway (a payment record: settling a payment records it again) or repeated by its caller (a quote, a
+/// queue ticket, which `reconcile_queue` rebuilds).
 ///
 /// # Errors
 /// The driver's error when the URL is malformed or the file cannot be opened.

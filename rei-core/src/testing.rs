@@ -9,4 +9,5 @@ pub mod generation;
 pub mod guards;
 pub mod jobs;
 pub mod ledger;
+pub mod payments;
 pub mod usage;

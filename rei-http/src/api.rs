@@ -284,6 +284,7 @@ pub(crate) fn gateway_problem(e: &NoticeError) -> Problem {
         }
         NoticeError::Gateway(other) => Problem::internal("the payment gateway", other),
         NoticeError::Billing(b) => Problem::from(b.clone()),
+        NoticeError::Store(s) => Problem::internal("the payment records", s),
     }
 }
 

@@ -10,6 +10,7 @@ use rei_core::generation::AttemptLog;
 use rei_core::guards::AuditLog;
 use rei_core::jobs::{JobQueue, JobStore};
 use rei_core::ledger::LedgerStore;
+use rei_core::topups::PaymentStore;
 use rei_core::usage::UsageSessionStore;
 
 use super::{EngineConfig, EngineError, MigrateMode};
@@ -65,6 +66,7 @@ pub(super) struct Stores {
     pub(super) attempts: Arc<dyn AttemptLog>,
     pub(super) api_keys: Arc<dyn ApiKeyStore>,
     pub(super) replays: Arc<dyn ReplayStore>,
+    pub(super) payments: Arc<dyn PaymentStore>,
 }
 
 impl Database {
@@ -186,7 +188,7 @@ impl Database {
         match self {
             #[cfg(feature = "postgres")]
             Database::Postgres(p) => {
-                use rei_adapters::postgres::{access, attempts, audit, jobs, ledger, queue, quotes, usage};
+                use rei_adapters::postgres::{access, attempts, audit, jobs, ledger, payments, queue, quotes, usage};
                 let ledger_config = ledger::PgLedgerConfig {
                     batch_max: config.ledger_batch_max,
                     writers: config.ledger_writers,
@@ -207,11 +209,12 @@ impl Database {
                     attempts: Arc::new(attempts::PgAttemptLog::new(p.clone())),
                     api_keys: Arc::new(access::PgApiKeys::new(p.clone())),
                     replays: Arc::new(access::PgReplays::new(p.clone())),
+                    payments: Arc::new(payments::PgPaymentStore::new(p.clone())),
                 }
             }
             #[cfg(feature = "sqlite")]
             Database::Sqlite(p) => {
-                use rei_adapters::sqlite::{access, attempts, audit, jobs, ledger, queue, quotes, usage};
+                use rei_adapters::sqlite::{access, attempts, audit, jobs, ledger, payments, queue, quotes, usage};
                 let ledger_config =
                     ledger::SqliteLedgerConfig { batch_max: config.ledger_batch_max, ..Default::default() };
                 Stores {
@@ -229,6 +232,7 @@ impl Database {
                     attempts: Arc::new(attempts::SqliteAttemptLog::new(p.clone())),
                     api_keys: Arc::new(access::SqliteApiKeys::new(p.clone())),
                     replays: Arc::new(access::SqliteReplays::new(p.clone())),
+                    payments: Arc::new(payments::SqlitePaymentStore::new(p.clone())),
                 }
             }
         }

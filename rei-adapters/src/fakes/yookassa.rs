@@ -1,6 +1,6 @@
 //! A fake YooKassa API v3: payments and refunds in memory, Basic auth and `Idempotence-Key` checked as YooKassa
 //! does (a repeat with the same body returns the first result; the same key with another body is refused), and
-//! each POST's outcome scripted ([`YooKassaOutcome`]). A test moves a payment on with
+//! each POST's outcome scripted ([`YooKassaOutcome`]), and each GET's too ([`FakeYooKassa::read_script`]). A test moves a payment on with
 //! [`FakeYooKassa::set_status`], as a payer paying or walking away would.
 
 use std::collections::HashMap;
@@ -43,6 +43,7 @@ struct Books {
 struct Shared {
     auth: String,
     script: Arc<Script<YooKassaOutcome>>,
+    reads: Arc<Script<YooKassaOutcome>>,
     books: Mutex<Books>,
 }
 
@@ -62,6 +63,7 @@ impl FakeYooKassa {
         let shared = Arc::new(Shared {
             auth: format!("Basic {credentials}"),
             script: Script::new(YooKassaOutcome::Normal),
+            reads: Script::new(YooKassaOutcome::Normal),
             books: Mutex::new(Books::default()),
         });
         let app = Router::new()
@@ -83,6 +85,12 @@ impl FakeYooKassa {
     #[must_use]
     pub fn script(&self) -> Arc<Script<YooKassaOutcome>> {
         self.shared.script.clone()
+    }
+
+    /// One outcome per GET (of a payment or a refund), in order: a gateway that cannot be asked.
+    #[must_use]
+    pub fn read_script(&self) -> Arc<Script<YooKassaOutcome>> {
+        self.shared.reads.clone()
     }
 
     /// Moves a payment to `status` (`succeeded`, `canceled`, `waiting_for_capture`); `false` when unknown.
@@ -197,10 +205,21 @@ async fn payment(State(shared): State<Arc<Shared>>, headers: HeaderMap, Path(id)
     read(&shared, &headers, |books| books.payments.get(&id).cloned(), "Payment not found")
 }
 
-/// A GET: the auth check, then the object `find` finds, or 404.
+/// A GET: the auth check, the read script, then the object `find` finds, or 404.
 fn read(shared: &Shared, headers: &HeaderMap, find: impl FnOnce(&Books) -> Option<Value>, missing: &str) -> Response {
     if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(shared.auth.as_str()) {
         return error(StatusCode::UNAUTHORIZED, "invalid_credentials", "Authentication error");
+    }
+    match shared.reads.next() {
+        YooKassaOutcome::Normal => {}
+        YooKassaOutcome::ServerError => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", "Internal error");
+        }
+        YooKassaOutcome::Processing => {
+            let body = json!({"type": "processing", "retry_after": 10});
+            return (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+        }
+        YooKassaOutcome::Garbage => return (StatusCode::OK, "<html>not json</html>").into_response(),
     }
     let found = find(&shared.books.lock().unwrap_or_else(PoisonError::into_inner));
     match found {

@@ -1,16 +1,19 @@
-//! The job, quote, usage-session and audit stores on PostgreSQL and SQLite: each port's conformance suite, the
-//! append-only audit table, a race of compare-and-set updates, and corrupt rows read as errors.
+//! The job, quote, usage-session, payment and audit stores on PostgreSQL and SQLite: each port's conformance
+//! suite, the append-only audit table, a race of compare-and-set updates, racing marks of one payment, and corrupt
+//! rows read as errors.
 
 use std::sync::Arc;
 
 use rei_adapters::postgres::access::{PgApiKeys, PgReplays};
 use rei_adapters::postgres::audit::PgAuditLog;
 use rei_adapters::postgres::jobs::PgJobStore;
+use rei_adapters::postgres::payments::PgPaymentStore;
 use rei_adapters::postgres::quotes::PgQuoteStore;
 use rei_adapters::postgres::usage::PgUsageSessionStore;
 use rei_adapters::sqlite::access::{SqliteApiKeys, SqliteReplays};
 use rei_adapters::sqlite::audit::SqliteAuditLog;
 use rei_adapters::sqlite::jobs::SqliteJobStore;
+use rei_adapters::sqlite::payments::SqlitePaymentStore;
 use rei_adapters::sqlite::quotes::SqliteQuoteStore;
 use rei_adapters::sqlite::usage::SqliteUsageSessionStore;
 use rei_core::billing::QuoteStore;
@@ -23,8 +26,10 @@ use rei_core::testing::access::{api_key_store_conformance, replay_store_conforma
 use rei_core::testing::billing::quote_store_conformance;
 use rei_core::testing::guards::audit_log_conformance;
 use rei_core::testing::jobs::{job_store_conformance, sample_job};
+use rei_core::testing::payments::{payment_store_conformance, sample_payment};
 use rei_core::testing::usage::usage_store_conformance;
 use rei_core::time::Timestamp;
+use rei_core::topups::{FinalStatus, PaymentRecordStatus, PaymentStore};
 use rei_core::usage::UsageSessionStore;
 
 use crate::support::{pg_pool, sqlite_pool};
@@ -86,6 +91,109 @@ async fn pg_audit_log_passes_the_conformance_suite() {
 async fn sqlite_audit_log_passes_the_conformance_suite() {
     // Proves the SQLite audit log keeps every MUST of AuditLog.
     audit_log_conformance(|| async { Arc::new(SqliteAuditLog::new(sqlite_pool().await)) as Arc<dyn AuditLog> }).await;
+}
+
+#[tokio::test]
+async fn pg_payment_store_passes_the_conformance_suite() {
+    // Proves the PostgreSQL payment store keeps every MUST of PaymentStore.
+    payment_store_conformance(|| async { Arc::new(PgPaymentStore::new(pg_pool(4).await)) as Arc<dyn PaymentStore> })
+        .await;
+}
+
+#[tokio::test]
+async fn sqlite_payment_store_passes_the_conformance_suite() {
+    // Proves the SQLite payment store keeps every MUST of PaymentStore.
+    payment_store_conformance(|| async {
+        Arc::new(SqlitePaymentStore::new(sqlite_pool().await)) as Arc<dyn PaymentStore>
+    })
+    .await;
+}
+
+/// Races marks `Succeeded` and `Canceled` (and concurrent inserts of the same record) on each of several
+/// payments: exactly one mark changes each record, and the stored status is the winner's.
+async fn one_mark_wins(store: Arc<dyn PaymentStore>) {
+    const CONTENDERS: usize = 8;
+    for n in 1..=10 {
+        let record = sample_payment(n, 42, 10_000, 1_000);
+        let inserts: Vec<_> = (0..4)
+            .map(|_| {
+                let (store, record) = (store.clone(), record.clone());
+                tokio::spawn(async move { store.insert(&record).await })
+            })
+            .collect();
+        for insert in inserts {
+            assert_eq!(insert.await.expect("join").expect("insert"), record, "every insert sees the one record");
+        }
+        let marks: Vec<_> = (0..CONTENDERS)
+            .map(|i| {
+                let (store, id) = (store.clone(), record.id.clone());
+                let status = if i % 2 == 0 { FinalStatus::Succeeded } else { FinalStatus::Canceled };
+                tokio::spawn(async move { (status, store.mark(&id, status, at(2_000)).await) })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for mark in marks {
+            let (status, marked) = mark.await.expect("join");
+            if marked.expect("mark").changed {
+                winners.push(status);
+            }
+        }
+        assert_eq!(winners.len(), 1, "payment {n}: winners {winners:?}");
+        let stored = store.get(&record.id).await.expect("get").expect("stored").status;
+        assert_eq!(stored, PaymentRecordStatus::from(winners[0]), "payment {n}: the stored status is the winner's");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_racing_marks_of_one_payment_have_one_winner() {
+    // Proves the PostgreSQL payment store decides a final status once under concurrent marks.
+    one_mark_wins(Arc::new(PgPaymentStore::new(pg_pool(8).await))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_racing_marks_of_one_payment_have_one_winner() {
+    // Proves the SQLite payment store decides a final status once under concurrent marks.
+    one_mark_wins(Arc::new(SqlitePaymentStore::new(sqlite_pool().await))).await;
+}
+
+/// Writes a succeeded and an expired record and returns the statements the database itself must refuse.
+async fn guarded_payments(store: &dyn PaymentStore) -> [&'static str; 4] {
+    store.insert(&sample_payment(1, 42, 10_000, 1_000)).await.expect("insert");
+    store.insert(&sample_payment(2, 42, 10_000, 1_000)).await.expect("insert");
+    let paid = sample_payment(1, 0, 0, 0).id;
+    let expired = sample_payment(2, 0, 0, 0).id;
+    store.mark(&paid, FinalStatus::Succeeded, at(2_000)).await.expect("mark");
+    store.mark(&expired, FinalStatus::Expired, at(2_000)).await.expect("mark");
+    [
+        "UPDATE payment_records SET status = 'canceled' WHERE status = 'succeeded'",
+        "UPDATE payment_records SET status = 'pending' WHERE status = 'succeeded'",
+        "UPDATE payment_records SET status = 'pending' WHERE status = 'expired'",
+        "UPDATE payment_records SET amount = amount + 1",
+    ]
+}
+
+#[tokio::test]
+async fn pg_payment_table_refuses_a_final_status_going_back() {
+    // Proves PostgreSQL itself refuses to move a final status back or to change a record's payment.
+    let pool = pg_pool(2).await;
+    let store = PgPaymentStore::new(pool.clone());
+    for sql in guarded_payments(&store).await {
+        assert!(sqlx::query(sql).execute(&pool).await.is_err(), "{sql} must be refused");
+    }
+    let paid = store.get(&sample_payment(1, 0, 0, 0).id).await.expect("get").expect("stored");
+    assert_eq!((paid.status, paid.amount.kopecks()), (PaymentRecordStatus::Succeeded, 10_000));
+}
+
+#[tokio::test]
+async fn sqlite_payment_table_refuses_a_final_status_going_back() {
+    // Proves SQLite itself refuses to move a final status back or to change a record's payment.
+    let pool = sqlite_pool().await;
+    let store = SqlitePaymentStore::new(pool.clone());
+    for sql in guarded_payments(&store).await {
+        assert!(sqlx::query(sql).execute(&pool).await.is_err(), "{sql} must be refused");
+    }
+    let paid = store.get(&sample_payment(1, 0, 0, 0).id).await.expect("get").expect("stored");
+    assert_eq!((paid.status, paid.amount.kopecks()), (PaymentRecordStatus::Succeeded, 10_000));
 }
 
 fn audit_record(id: u128, key: &str) -> AuditRecord {

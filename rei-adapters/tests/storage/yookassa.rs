@@ -167,12 +167,18 @@ fn top_ups(gateway: YooKassa) -> (rei_core::topups::TopUps, std::sync::Arc<rei_c
     let billing = Arc::new(rei_core::billing::BillingService::new(
         Arc::new(rei_core::testing::ledger::MemoryLedger::new()),
         Arc::new(rei_core::testing::billing::MemoryQuotes::new()),
-        clock,
+        clock.clone(),
         Arc::new(rei_core::testing::clock::SeqIds::new(3)),
         rei_core::pricing::Pricer::new(rei_core::pricing::PricingConfig::example()),
         rei_core::billing::BillingConfig::default(),
     ));
-    (rei_core::topups::TopUps::new(Arc::new(gateway), billing.clone()), billing)
+    let ports = rei_core::topups::TopUpPorts {
+        gateway: Arc::new(gateway),
+        billing: billing.clone(),
+        payments: Arc::new(rei_core::testing::payments::MemoryPayments::new()),
+        clock,
+    };
+    (rei_core::topups::TopUps::new(ports, rei_core::topups::TopUpsConfig::default()), billing)
 }
 
 fn notice(event: &str, id: &str) -> Vec<u8> {

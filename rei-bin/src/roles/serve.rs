@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rei::core::guards::RateLimiter;
-use rei::core::topups::{SourceAllowlist, TopUps};
+use rei::core::topups::{SourceAllowlist, TopUpsConfig};
 use rei_adapters::yookassa::{YooKassa, YooKassaConfig};
 use rei_http::webhooks::WebhookSources;
 use rei_http::{HttpConfig, HttpState};
@@ -97,7 +97,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
                 ..YooKassaConfig::new(shop, secret)
             })
             .context("failed to set up the YooKassa client")?;
-            state.topups = Some(Arc::new(TopUps::new(Arc::new(gateway), engine.billing().clone())));
+            state.topups = Some(Arc::new(engine.top_ups(Arc::new(gateway), TopUpsConfig::default())));
             "YooKassa"
         }
         (None, None) => "not configured (set YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY)",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rei_adapters::fakes::yookassa::FakeYooKassa;
 use rei_adapters::yookassa::{YooKassa, YooKassaConfig};
 use rei_core::access::Scope;
-use rei_core::topups::{SourceAllowlist, TopUps};
+use rei_core::topups::{SourceAllowlist, TopUpsConfig};
 use rei_http::HttpConfig;
 use rei_http::webhooks::WebhookSources;
 use reqwest::Method;
@@ -179,7 +179,7 @@ async fn every_response_is_documented_and_matches_its_schema() {
     let server = start_with(
         Box::new(move |state| {
             let gateway = Arc::new(YooKassa::new(config).expect("adapter"));
-            state.topups = Some(Arc::new(TopUps::new(gateway, state.engine.billing().clone())));
+            state.topups = Some(Arc::new(state.engine.top_ups(gateway, TopUpsConfig::default())));
             state.webhooks = WebhookSources {
                 allowlist: SourceAllowlist::parse(&["127.0.0.1"]).expect("list"),
                 ..WebhookSources::default()

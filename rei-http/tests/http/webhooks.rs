@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use rei_adapters::fakes::yookassa::FakeYooKassa;
 use rei_adapters::yookassa::{YooKassa, YooKassaConfig};
 use rei_core::money::Money;
-use rei_core::topups::{SourceAllowlist, TopUps};
+use rei_core::topups::{SourceAllowlist, TopUpsConfig};
 use rei_http::HttpConfig;
 use rei_http::webhooks::{TelegramHook, UpdateError, UpdateHandler, WebhookSources};
 use serde_json::{Value, json};
@@ -33,7 +33,7 @@ async fn with_gateway(allow: &[&str], proxies: &[&str]) -> (Server, FakeYooKassa
     let server = start_with(
         Box::new(move |state| {
             let gateway = Arc::new(YooKassa::new(config).expect("adapter"));
-            state.topups = Some(Arc::new(TopUps::new(gateway, state.engine.billing().clone())));
+            state.topups = Some(Arc::new(state.engine.top_ups(gateway, TopUpsConfig::default())));
             state.webhooks = sources;
         }),
         HttpConfig::default(),
