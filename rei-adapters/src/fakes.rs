@@ -8,9 +8,11 @@
 //! - [`kling`]: Kling's official video API, with its JWT check, task progression and result files.
 //! - [`gemini`]: Google's Gemini API `generateContent`.
 //! - [`yookassa`]: YooKassa API v3, payments and refunds.
+//! - [`telegram`]: the Telegram Bot API's Stars payment methods and `sendMessage`, and webhook bodies.
 
 pub mod gemini;
 pub mod kling;
+pub mod telegram;
 pub mod yookassa;
 
 use std::collections::VecDeque;

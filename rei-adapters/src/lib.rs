@@ -10,6 +10,7 @@
 //! - `kling` (feature `kling`): Kling's official video API (text, image and video to video), its JWT and callbacks.
 //! - `gemini` (feature `gemini`): Google's Gemini API `generateContent`, the "Nano Banana" image models.
 //! - `yookassa` (feature `yookassa`): YooKassa API v3, payments and refunds.
+//! - `telegram` (feature `telegram`): the Telegram Bot API: Stars payments and the reader of webhook updates.
 //! - `fakes` (feature `fakes`): local fake servers of the external APIs, for tests, the sandbox and benchmarks.
 
 pub mod system;
@@ -39,6 +40,8 @@ pub mod http;
 pub mod gemini;
 #[cfg(feature = "kling")]
 pub mod kling;
+#[cfg(feature = "telegram")]
+pub mod telegram;
 #[cfg(feature = "yookassa")]
 pub mod yookassa;
 

@@ -19,6 +19,7 @@ pub mod payments;
 pub mod pricing;
 pub mod routing;
 pub mod slo;
+pub mod stars;
 pub mod time;
 pub mod topups;
 pub mod usage;

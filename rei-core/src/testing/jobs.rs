@@ -114,7 +114,7 @@ impl JobStore for MemoryJobStore {
     }
 }
 
-/// The in-memory queue's limits are the port's [`QueueLimits`].
+/// The in-memory queue's limits are the port's [`QueueLimits`](crate::jobs::QueueLimits).
 pub use crate::jobs::QueueLimits as QueueSpec;
 
 #[derive(Default)]
