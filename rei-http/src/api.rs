@@ -188,32 +188,39 @@ pub(crate) async fn get_ledger(
     Ok(Json(LedgerPage { user_id: id, entries: page.iter().map(|e| entry_of(user, e)).collect(), next_cursor }))
 }
 
-/// A top-up to create.
+/// A top-up to create: a YooKassa payment (in roubles) or a Telegram Stars invoice (in Stars).
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct TopUpRequest {
     /// Whose balance.
     pub user_id: i64,
-    /// How much, in roubles.
+    /// `yookassa` (default) or `stars`.
+    pub provider: Option<String>,
+    /// How much, in roubles (YooKassa).
     #[schema(example = "500.00")]
-    pub amount: String,
-    /// Your stable id of this top-up (1 to 64 of `A-Za-z0-9 _ - . : ~`): asking again with it is the same payment.
+    pub amount: Option<String>,
+    /// How many Stars (Stars); credited at the configured rate.
+    pub stars: Option<u32>,
+    /// Your stable id of this top-up: asking again with it is the same payment. YooKassa: 1 to 64 of
+    /// `A-Za-z0-9 _ - . : ~`; Stars: 1 to 64 of `A-Za-z0-9 _ -`.
     pub topup_id: String,
-    /// Where the payer comes back to after paying.
-    pub return_url: String,
-    /// Shown to the payer (default "Пополнение баланса").
+    /// Where the payer comes back to after paying (YooKassa).
+    pub return_url: Option<String>,
+    /// Shown to the payer (default "Пополнение баланса"; YooKassa).
     pub description: Option<String>,
 }
 
 /// A payment to make.
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct TopUpView {
-    /// The gateway's payment id.
-    pub payment_id: String,
+    /// `yookassa` or `stars`.
+    pub provider: String,
+    /// The gateway's payment id (YooKassa); a Stars payment gets its id when paid.
+    pub payment_id: Option<String>,
     /// `pending`, `waiting_for_capture`, `succeeded`, `canceled`.
     pub status: String,
-    /// How much.
+    /// How much the balance grows, in roubles.
     pub amount: String,
-    /// Send the payer here.
+    /// Send the payer here (YooKassa's payment page, or the Stars invoice link).
     pub confirmation_url: Option<String>,
 }
 
@@ -247,26 +254,60 @@ pub(crate) async fn create_topup(
     Body(body): Body<TopUpRequest>,
 ) -> Result<Response, Problem> {
     caller.require(Scope::TopUpsWrite)?;
+    match body.provider.as_deref().unwrap_or("yookassa") {
+        "yookassa" => yookassa_topup(&state, &body).await,
+        "stars" => stars_topup(&state, &body).await,
+        other => Err(Problem::bad_request(format!("provider {other:?}: yookassa or stars"))),
+    }
+}
+
+async fn yookassa_topup(state: &HttpState, body: &TopUpRequest) -> Result<Response, Problem> {
     let Some(topups) = &state.topups else {
         return Err(Problem::unavailable(
             "payments-not-configured",
             "no payment gateway is configured: set YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY",
         ));
     };
-    let amount = money(&body.amount, "amount")?;
+    let amount = money(body.amount.as_deref().ok_or_else(|| Problem::bad_request("amount is required"))?, "amount")?;
     if !amount.is_positive() {
         return Err(Problem::bad_request("amount must be above zero"));
     }
+    let return_url = body.return_url.as_deref().ok_or_else(|| Problem::bad_request("return_url is required"))?;
     let description = body.description.as_deref().unwrap_or("Пополнение баланса");
     let payment = topups
-        .create(UserId(body.user_id), &body.topup_id, amount, description, &body.return_url)
+        .create(UserId(body.user_id), &body.topup_id, amount, description, return_url)
         .await
         .map_err(|e| gateway_problem(&e))?;
     let view = TopUpView {
-        payment_id: payment.id.to_string(),
+        provider: "yookassa".to_owned(),
+        payment_id: Some(payment.id.to_string()),
         status: status_name(payment.status).to_owned(),
         amount: payment.amount.to_string(),
         confirmation_url: payment.confirmation_url,
+    };
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn stars_topup(state: &HttpState, body: &TopUpRequest) -> Result<Response, Problem> {
+    use rei_core::stars::{StarsApi, StarsError};
+    let Some(stars) = &state.stars else {
+        return Err(Problem::unavailable("stars-not-configured", "Telegram Stars need the bot: set BOT_TOKEN"));
+    };
+    let count = body.stars.ok_or_else(|| Problem::bad_request("stars is required"))?;
+    let invoice = stars.payments.invoice(UserId(body.user_id), count, &body.topup_id).map_err(|e| match e {
+        StarsError::Refused(why) => Problem::bad_request(why.to_string()).with_code("topup-refused"),
+        other => Problem::internal("the Stars invoice", &other),
+    })?;
+    let amount = stars.payments.config().amount_for(count).ok_or_else(|| Problem::bad_request("too many stars"))?;
+    let link = stars.api.create_invoice_link(&invoice).await.map_err(|e| {
+        Problem::unavailable("telegram-unavailable", format!("Telegram did not make the invoice: {e}")).retry_after(5)
+    })?;
+    let view = TopUpView {
+        provider: "stars".to_owned(),
+        payment_id: None,
+        status: "pending".to_owned(),
+        amount: amount.to_string(),
+        confirmation_url: Some(link),
     };
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }

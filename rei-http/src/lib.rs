@@ -22,6 +22,7 @@ pub mod auth;
 pub mod ops;
 pub mod problem;
 pub mod replay;
+pub mod stars;
 pub mod webhooks;
 
 use std::future::Future;
@@ -85,6 +86,8 @@ pub struct HttpState {
     pub webhooks: WebhookSources,
     /// Telegram's webhook; `None`: it answers 503.
     pub telegram: Option<TelegramHook>,
+    /// Stars top-ups; `None`: `POST /v1/topups` with `stars` answers 503.
+    pub stars: Option<Arc<stars::StarsHook>>,
 }
 
 impl HttpState {
@@ -98,7 +101,15 @@ impl HttpState {
     #[must_use]
     pub fn with_limiter(engine: Arc<Engine>, config: HttpConfig, limiter: Arc<dyn RateLimiter>) -> HttpState {
         let auth = Authenticator::new(engine.api_keys().clone(), limiter, engine.clock().clone());
-        HttpState { engine, config, auth, topups: None, webhooks: WebhookSources::default(), telegram: None }
+        HttpState {
+            engine,
+            config,
+            auth,
+            topups: None,
+            webhooks: WebhookSources::default(),
+            telegram: None,
+            stars: None,
+        }
     }
 }
 

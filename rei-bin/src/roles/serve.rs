@@ -42,6 +42,22 @@ pub(crate) struct ServeArgs {
     /// Reverse proxies whose X-Forwarded-For is believed, as networks (default: none).
     #[arg(long, env = "REI_TRUSTED_PROXIES", value_delimiter = ',')]
     pub(crate) trusted_proxies: Vec<String>,
+    /// The bot's token: turns on Telegram Stars top-ups and the Telegram webhook.
+    #[arg(long, env = "BOT_TOKEN", hide_env_values = true)]
+    pub(crate) bot_token: Option<String>,
+    /// The secret token given to setWebhook (1 to 256 of A-Za-z0-9 _ -): Telegram's updates must carry it.
+    #[arg(long, env = "TELEGRAM_WEBHOOK_SECRET", hide_env_values = true)]
+    pub(crate) telegram_webhook_secret: Option<String>,
+    /// The Bot API (a fake's URL in tests and the sandbox).
+    #[arg(long, env = "TELEGRAM_API_URL", default_value = "https://api.telegram.org")]
+    pub(crate) telegram_api_url: String,
+    /// Roubles credited per Star.
+    #[arg(long, env = "STARS_RUB_PER_STAR", default_value = "1.50")]
+    pub(crate) stars_rub_per_star: String,
+    /// Seconds between two passes of the reconciler over pending payments (one server leads it).
+    #[arg(long, env = "REI_RECONCILE_INTERVAL_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub(crate) reconcile_interval_seconds: u64,
     /// Seconds between two runs of verify (its drift is in /metrics).
     #[arg(long, env = "REI_VERIFY_INTERVAL_SECONDS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(10..=86_400))]
@@ -103,6 +119,37 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         (None, None) => "not configured (set YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY)",
         _ => bail!("YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY go together: set both or neither"),
     };
+    let stars = match (&args.bot_token, &args.telegram_webhook_secret) {
+        (Some(token), Some(secret)) => {
+            let ok = !secret.is_empty()
+                && secret.len() <= 256
+                && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                bail!("TELEGRAM_WEBHOOK_SECRET must be 1 to 256 characters of A-Za-z0-9 _ -");
+            }
+            let rate = rei::core::money::Money::parse(&args.stars_rub_per_star)
+                .map_err(anyhow::Error::msg)
+                .context("failed to read STARS_RUB_PER_STAR")?;
+            let config = rei::core::stars::StarsConfig { rub_per_star: rate, ..Default::default() };
+            let payments = rei::core::stars::StarsPayments::new(engine.billing().clone(), config)
+                .map_err(anyhow::Error::msg)
+                .context("the Stars configuration")?;
+            let api = rei_adapters::telegram::BotApi::new(args.telegram_api_url.trim_end_matches('/'), token)
+                .map_err(anyhow::Error::msg)
+                .context("failed to set up the Bot API client")?;
+            let hook = Arc::new(rei_http::stars::StarsHook {
+                payments: Arc::new(payments),
+                api: Arc::new(api),
+                records: engine.payments(),
+                clock: engine.clock().clone(),
+            });
+            state.telegram = Some(rei_http::webhooks::TelegramHook { secret: secret.clone(), handler: hook.clone() });
+            state.stars = Some(hook);
+            "on"
+        }
+        (None, _) => "off (set BOT_TOKEN)",
+        (Some(_), None) => bail!("BOT_TOKEN needs TELEGRAM_WEBHOOK_SECRET: the secret token Telegram's updates carry"),
+    };
     let defaults = WebhookSources::default();
     state.webhooks = WebhookSources {
         allowlist: networks(&args.webhook_allowlist, "REI_WEBHOOK_ALLOWLIST")?.unwrap_or(defaults.allowlist),
@@ -114,15 +161,58 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         .with_context(|| format!("failed to listen on {}", args.listen))?;
     let addr = listener.local_addr().context("failed to read the bound address")?;
     let verify = rei_http::ops::spawn_verify(state.clone(), Duration::from_secs(args.verify_interval_seconds));
+    let reconciler = match &state.topups {
+        Some(topups) => {
+            let reconciler = engine
+                .reconciler(topups.clone(), rei::core::topups::ReconcilerConfig::default())
+                .map_err(anyhow::Error::msg)?;
+            Some(tokio::spawn(reconcile(
+                engine.clone(),
+                reconciler,
+                Duration::from_secs(args.reconcile_interval_seconds),
+            )))
+        }
+        None => None,
+    };
     println!(
-        "rei serve: listening on http://{addr} ({}, queue: {}; payments: {payments})",
+        "rei serve: listening on http://{addr} ({}, queue: {}; payments: {payments}; stars: {stars})",
         engine.database().engine(),
         if args.redis_url.is_some() { "redis" } else { "database" },
     );
     tracing::info!(%addr, "serving");
     let served = rei_http::serve(listener, rei_http::router(state), stop).await;
     verify.abort();
+    if let Some(r) = reconciler {
+        r.abort();
+    }
     println!("rei serve: stopped");
     engine.close().await;
     served.context("the server failed")
+}
+
+/// Runs the reconciler every `interval` while this process leads it among the servers on the database.
+async fn reconcile(engine: Arc<rei::Engine>, reconciler: rei::core::topups::Reconciler, interval: Duration) {
+    let mut lead = None;
+    loop {
+        if lead.is_none() {
+            lead = match engine.database().try_lead("reconciler").await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not ask to lead the reconciler");
+                    None
+                }
+            };
+        }
+        if let Some(l) = &mut lead {
+            if l.still_held().await {
+                let report = reconciler.run_once().await;
+                if report.looked > 0 || report.errors > 0 {
+                    tracing::info!(?report, "reconciled pending payments");
+                }
+            } else {
+                lead = None;
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
 }

@@ -154,6 +154,12 @@ impl Reconciler {
         now: Timestamp,
         report: &mut ReconcileReport,
     ) {
+        // Another provider's payment (a Stars payment recorded while it was credited) is not this gateway's to
+        // ask about: it is looked at again later, uncounted.
+        if record.provider != self.top_ups.provider() {
+            let _ = self.reschedule(store, record, now).await;
+            return;
+        }
         report.looked += 1;
         let outcome = self.top_ups.settle(&record.id).await;
         match (outcome, pass) {

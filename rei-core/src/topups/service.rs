@@ -147,6 +147,12 @@ impl TopUps {
         TopUps { gateway, billing, payments, clock, config }
     }
 
+    /// The provider of this gateway's payments.
+    #[must_use]
+    pub fn provider(&self) -> PaymentProvider {
+        self.config.provider
+    }
+
     /// The store the payments are recorded in.
     #[must_use]
     pub fn payments(&self) -> &Arc<dyn PaymentStore> {

@@ -4,6 +4,7 @@
 
 mod openapi;
 mod ops;
+mod stars;
 mod support;
 mod v1;
 mod webhooks;
