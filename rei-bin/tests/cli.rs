@@ -312,6 +312,9 @@ fn one_rei_gc_leads_on_postgres() {
 #[path = "cli/crash.rs"]
 mod crash;
 
+#[path = "cli/serve.rs"]
+mod serve;
+
 #[test]
 fn rei_gc_deletes_assets_past_their_retention() {
     // Proves `rei gc --assets-dir` deletes the asset files older than the retention and keeps the newer ones.
