@@ -93,6 +93,21 @@ pub async fn connect_with_timeouts(
         .await
 }
 
+/// A pool of `pool`'s server, schema and timeouts whose commits do not wait for the WAL flush
+/// (`synchronous_commit = off`), connecting on first use: for the records that are not money and that a crash
+/// may lose without harm (a quote, which is asked for again; an HTTP replay slot, after which a repeat runs
+/// again and the keyed ledger replays it). A commit on it is visible at once; only its durability lags, by at
+/// most three WAL writer delays. Never for the ledger.
+#[must_use]
+pub fn relaxed_pool(pool: &PgPool, connections_max: u32) -> PgPool {
+    let options = (*pool.connect_options()).clone().options([("synchronous_commit", "off")]);
+    PgPoolOptions::new()
+        .max_connections(connections_max.max(1))
+        .max_lifetime(CONNECTION_LIFETIME_MAX)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with(options)
+}
+
 /// Connects as [`connect`], with `schema` (a plain identifier, see [`is_plain_identifier`]) alone on the search
 /// path when given: REI's tables then live in that schema, beside an embedder's own.
 ///

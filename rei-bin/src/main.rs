@@ -5,6 +5,7 @@
 
 mod assets;
 mod bench;
+mod bench_http;
 mod bench_pipeline;
 mod bench_queue;
 mod providers;
@@ -103,6 +104,10 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Quote -> confirm -> capture through the real /v1 API over loopback HTTP/1.1 keep-alive, against the same
+    /// server's no-op route (/health/live) in the same run: req/s, p50/p99, and the money rate as a share of the
+    /// no-op rate.
+    Http(bench_http::HttpBench),
     /// Confirmed image jobs through the real worker against the fake Gemini server answering at once: jobs/s
     /// from confirm to capture and the user's message, p50/p99 per job, CPU per job; with Redis, Python RQ's no-op
     /// dispatch on the same Redis for the ratio.
@@ -278,6 +283,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             runtime()?.block_on(bench::run(b)).map(|()| ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Http(b)) => runtime()?.block_on(bench_http::run(b)).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Pipeline(b)) => {
             runtime()?.block_on(bench_pipeline::run(b)).map(|()| ExitCode::SUCCESS)
         }

@@ -189,6 +189,8 @@ impl Database {
             #[cfg(feature = "postgres")]
             Database::Postgres(p) => {
                 use rei_adapters::postgres::{access, attempts, audit, jobs, ledger, payments, queue, quotes, usage};
+                // Quotes and HTTP replay slots are not money: their commits need not wait for the disk.
+                let relaxed = rei_adapters::postgres::relaxed_pool(p, config.connections_max.div_ceil(2));
                 let ledger_config = ledger::PgLedgerConfig {
                     batch_max: config.ledger_batch_max,
                     writers: config.ledger_writers,
@@ -196,7 +198,7 @@ impl Database {
                 };
                 Stores {
                     ledger: Arc::new(ledger::PgLedger::new(p.clone(), ledger_config)),
-                    quotes: Arc::new(quotes::PgQuoteStore::new(p.clone())),
+                    quotes: Arc::new(quotes::PgQuoteStore::new(relaxed.clone())),
                     sessions: Arc::new(usage::PgUsageSessionStore::new(p.clone())),
                     jobs: Arc::new(jobs::PgJobStore::new(p.clone())),
                     queue: Arc::new(queue::PgJobQueue::new(
@@ -208,7 +210,7 @@ impl Database {
                     audit: Arc::new(audit::PgAuditLog::new(p.clone())),
                     attempts: Arc::new(attempts::PgAttemptLog::new(p.clone())),
                     api_keys: Arc::new(access::PgApiKeys::new(p.clone())),
-                    replays: Arc::new(access::PgReplays::new(p.clone())),
+                    replays: Arc::new(access::PgReplays::new(relaxed)),
                     payments: Arc::new(payments::PgPaymentStore::new(p.clone())),
                 }
             }

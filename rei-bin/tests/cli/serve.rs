@@ -58,14 +58,16 @@ fn rei_serve_starts_on_sqlite_alone_and_stops_on_sigterm() {
     let (status, doc) = get(&addr, "/openapi.json", None);
     assert!(status == 200 && doc.contains("\"openapi\": \"3.1"), "{status}");
 
-    let (ok, out, err) = rei(&["api-key", "create", "--database-url", &url, "--name", "cli", "--scopes", "users:read,topups:write"]);
+    let (ok, out, err) =
+        rei(&["api-key", "create", "--database-url", &url, "--name", "cli", "--scopes", "users:read,topups:write"]);
     assert!(ok, "{err}");
     let key = out.lines().find_map(|l| l.strip_prefix("key     ")).expect("the key").trim().to_owned();
     let (status, user) = get(&addr, "/v1/users/5", Some(&key));
     assert!(status == 200 && user.contains("\"available\":\"0.00\""), "{status} {user}");
     let (status, _) = get(&addr, "/v1/users/5", Some("rei_0000000000000000_00"));
     assert_eq!(status, 401);
-    let (status, problem) = post(&addr, "/v1/topups", &key, r#"{"user_id":5,"amount":"10.00","topup_id":"t","return_url":"https://x"}"#);
+    let (status, problem) =
+        post(&addr, "/v1/topups", &key, r#"{"user_id":5,"amount":"10.00","topup_id":"t","return_url":"https://x"}"#);
     assert!(status == 503 && problem.contains("YOOKASSA_SHOP_ID"), "{status} {problem}");
     let (ok, listed, _) = rei(&["api-key", "list", "--database-url", &url]);
     assert!(ok && listed.contains("cli") && !listed.contains(&key), "the list never shows a key: {listed}");
