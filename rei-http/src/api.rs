@@ -772,3 +772,118 @@ pub(crate) async fn release_hold(
     let applied = state.engine.billing().release(hold, key).await?;
     Ok(Json(receipt_view(&applied)))
 }
+
+/// A refund to the payer: a YooKassa payment back to its card, or a Stars charge back in Stars.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RefundRequest {
+    /// Whose wallet the money leaves.
+    pub user_id: i64,
+    /// The payment: YooKassa's id, or `stars:<telegram_payment_charge_id>`.
+    pub payment_id: String,
+    /// How much, in roubles (a Stars charge is refunded whole: its full credit).
+    #[schema(example = "100.00")]
+    pub amount: String,
+    /// Your stable id of this refund (YooKassa): asking again with it is the same refund.
+    pub refund_id: Option<String>,
+    /// Why, shown to the payer (YooKassa).
+    pub description: Option<String>,
+}
+
+/// A refund made.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct RefundView {
+    /// `yookassa` or `stars`.
+    pub provider: String,
+    /// The payment refunded.
+    pub payment_id: String,
+    /// The gateway's refund id (YooKassa); absent for Stars.
+    pub refund_id: Option<String>,
+    /// What left the wallet.
+    pub amount: String,
+    /// `pending`, `succeeded` or `canceled` (YooKassa); `succeeded` or `already_refunded` (Stars).
+    pub status: String,
+}
+
+/// Refunds a payment to the payer: the wallet money first (never more than the payment brought in), keyed by the
+/// refund, then the gateway. Operators only (`admin`).
+#[utoipa::path(post, path = "/v1/refunds", tag = "payments", security(("api_key" = [])),
+    params(("Idempotency-Key" = String, Header, description = "Unique per operation: a repeat returns the first response")),
+    request_body = RefundRequest,
+    responses(
+        (status = 201, description = "Refunded (or asked for)", body = RefundView),
+        (status = 400, description = "A malformed body or a missing Idempotency-Key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 402, description = "The wallet no longer holds the money", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks `admin`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "More than the payment brought in, another user's payment, or a reused key", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 502, description = "The gateway refused; the money stays taken", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The gateway is not configured or unavailable; repeat", body = ProblemBody, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn create_refund(
+    State(state): State<Arc<HttpState>>,
+    caller: Caller,
+    Body(body): Body<RefundRequest>,
+) -> Result<Response, Problem> {
+    use rei_core::ids::PaymentId;
+    use rei_core::stars::{StarsError, StarsRefund};
+    caller.require(Scope::Admin)?;
+    let amount = money(&body.amount, "amount")?;
+    let user = UserId(body.user_id);
+    let view = if let Some(charge) = body.payment_id.strip_prefix("stars:") {
+        let Some(stars) = &state.stars else {
+            return Err(Problem::unavailable("stars-not-configured", "Telegram Stars need the bot: set BOT_TOKEN"));
+        };
+        let done = stars.payments.refund(user, charge, amount, &*stars.api).await.map_err(|e| match e {
+            StarsError::Billing(b) => Problem::from(b),
+            StarsError::Refused(why) => Problem::bad_request(why.to_string()).with_code("refund-refused"),
+            StarsError::RefundAmount { .. } => {
+                Problem::new(StatusCode::CONFLICT, "refund-amount", "A Stars charge is refunded whole", e.to_string())
+            }
+            StarsError::RefundRejected { .. } => {
+                Problem::new(StatusCode::BAD_GATEWAY, "gateway-refused", "Telegram refused the refund", e.to_string())
+            }
+            StarsError::RefundPending { .. } => {
+                Problem::unavailable("gateway-unavailable", format!("{e}: repeat the refund")).retry_after(5)
+            }
+        })?;
+        RefundView {
+            provider: "stars".to_owned(),
+            payment_id: body.payment_id.clone(),
+            refund_id: None,
+            amount: done.amount.to_string(),
+            status: match done.telegram {
+                StarsRefund::Refunded => "succeeded",
+                StarsRefund::AlreadyRefunded => "already_refunded",
+            }
+            .to_owned(),
+        }
+    } else {
+        let Some(topups) = &state.topups else {
+            return Err(Problem::unavailable(
+                "payments-not-configured",
+                "no payment gateway is configured: set YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY",
+            ));
+        };
+        let refund_id = body.refund_id.as_deref().ok_or_else(|| Problem::bad_request("refund_id is required"))?;
+        let payment =
+            PaymentId::parse(&body.payment_id).map_err(|e| Problem::bad_request(format!("payment_id: {e}")))?;
+        let refund = topups
+            .refund(user, &payment, amount, refund_id, body.description.as_deref())
+            .await
+            .map_err(|e| gateway_problem(&e))?;
+        use rei_core::payments::RefundStatus as R;
+        RefundView {
+            provider: "yookassa".to_owned(),
+            payment_id: refund.payment.to_string(),
+            refund_id: Some(refund.id),
+            amount: refund.amount.to_string(),
+            status: match refund.status {
+                R::Pending => "pending",
+                R::Succeeded => "succeeded",
+                R::Canceled => "canceled",
+            }
+            .to_owned(),
+        }
+    };
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}

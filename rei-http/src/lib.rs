@@ -160,6 +160,7 @@ fn routes() -> OpenApiRouter<Arc<HttpState>> {
         .routes(routes!(api::get_job))
         .routes(routes!(api::capture_hold))
         .routes(routes!(api::release_hold))
+        .routes(routes!(api::create_refund))
         .routes(routes!(webhooks::yookassa))
         .routes(routes!(webhooks::telegram))
         .routes(routes!(ops::live))

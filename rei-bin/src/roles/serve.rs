@@ -36,6 +36,27 @@ pub(crate) struct ServeArgs {
     /// YooKassa's API (a fake's URL in tests and the sandbox).
     #[arg(long, env = "YOOKASSA_BASE_URL", default_value = "https://api.yookassa.ru")]
     pub(crate) yookassa_base_url: String,
+    /// The VAT code of the shop's register: turns on 54-FZ receipts sent with every payment.
+    #[arg(long, env = "YOOKASSA_RECEIPT_VAT_CODE", value_parser = clap::value_parser!(u8).range(1..=12))]
+    pub(crate) yookassa_receipt_vat_code: Option<u8>,
+    /// Where receipts go: an e-mail (or set the phone).
+    #[arg(long, env = "YOOKASSA_RECEIPT_EMAIL")]
+    pub(crate) yookassa_receipt_email: Option<String>,
+    /// Where receipts go: a phone, +7….
+    #[arg(long, env = "YOOKASSA_RECEIPT_PHONE")]
+    pub(crate) yookassa_receipt_phone: Option<String>,
+    /// The receipt's item.
+    #[arg(long, env = "YOOKASSA_RECEIPT_ITEM", default_value = "Пополнение баланса")]
+    pub(crate) yookassa_receipt_item: String,
+    /// The receipt's payment mode.
+    #[arg(long, env = "YOOKASSA_RECEIPT_PAYMENT_MODE", default_value = "full_prepayment")]
+    pub(crate) yookassa_receipt_payment_mode: String,
+    /// The receipt's payment subject.
+    #[arg(long, env = "YOOKASSA_RECEIPT_PAYMENT_SUBJECT", default_value = "service")]
+    pub(crate) yookassa_receipt_payment_subject: String,
+    /// The shop's tax system code, when its register needs one.
+    #[arg(long, env = "YOOKASSA_RECEIPT_TAX_SYSTEM", value_parser = clap::value_parser!(u8).range(1..=6))]
+    pub(crate) yookassa_receipt_tax_system: Option<u8>,
     /// Where payment notices may come from, as networks (default: YooKassa's published ranges).
     #[arg(long, env = "REI_WEBHOOK_ALLOWLIST", value_delimiter = ',')]
     pub(crate) webhook_allowlist: Vec<String>,
@@ -113,7 +134,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
                 ..YooKassaConfig::new(shop, secret)
             })
             .context("failed to set up the YooKassa client")?;
-            state.topups = Some(Arc::new(engine.top_ups(Arc::new(gateway), TopUpsConfig::default())));
+            let config = TopUpsConfig { receipt: receipt(&args)?, ..TopUpsConfig::default() };
+            state.topups = Some(Arc::new(engine.top_ups(Arc::new(gateway), config)));
             "YooKassa"
         }
         (None, None) => "not configured (set YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY)",
@@ -215,4 +237,25 @@ async fn reconcile(engine: Arc<rei::Engine>, reconciler: rei::core::topups::Reco
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// The 54-FZ receipt from the configuration, when `YOOKASSA_RECEIPT_VAT_CODE` turns receipts on.
+fn receipt(args: &ServeArgs) -> Result<Option<rei::core::payments::Receipt>> {
+    let Some(vat_code) = args.yookassa_receipt_vat_code else { return Ok(None) };
+    if args.yookassa_receipt_email.is_none() && args.yookassa_receipt_phone.is_none() {
+        bail!("YOOKASSA_RECEIPT_VAT_CODE needs YOOKASSA_RECEIPT_EMAIL or YOOKASSA_RECEIPT_PHONE: where receipts go");
+    }
+    let item = args.yookassa_receipt_item.trim();
+    if item.is_empty() || item.chars().count() > 128 {
+        bail!("YOOKASSA_RECEIPT_ITEM must be 1 to 128 characters");
+    }
+    Ok(Some(rei::core::payments::Receipt {
+        customer_email: args.yookassa_receipt_email.clone(),
+        customer_phone: args.yookassa_receipt_phone.clone(),
+        item_description: item.to_owned(),
+        vat_code,
+        payment_mode: args.yookassa_receipt_payment_mode.clone(),
+        payment_subject: args.yookassa_receipt_payment_subject.clone(),
+        tax_system_code: args.yookassa_receipt_tax_system,
+    }))
 }

@@ -114,19 +114,23 @@ pub struct TopUpPorts {
     pub clock: Arc<dyn Clock>,
 }
 
-/// How [`TopUps`] records its payments.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// How [`TopUps`] makes and records its payments.
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct TopUpsConfig {
     /// Which provider the gateway is (kept on each record). Default: YooKassa.
     pub provider: PaymentProvider,
     /// How long after creation the reconciler first asks about a payment whose notice has not come. Default:
     /// 1 minute, as [`ReconcilerConfig::first_check_after`](super::ReconcilerConfig::first_check_after).
     pub first_check_after: Duration,
+    /// The 54-FZ receipt sent with every payment, when the shop issues them (its item, VAT code, payment mode
+    /// and subject, tax system, and the buyer's contact to send it to); the amount is the payment's. Default:
+    /// none.
+    pub receipt: Option<crate::payments::Receipt>,
 }
 
 impl Default for TopUpsConfig {
     fn default() -> TopUpsConfig {
-        TopUpsConfig { provider: PaymentProvider::YooKassa, first_check_after: Duration::from_secs(60) }
+        TopUpsConfig { provider: PaymentProvider::YooKassa, first_check_after: Duration::from_secs(60), receipt: None }
     }
 }
 
@@ -188,7 +192,7 @@ impl TopUps {
             description: description.to_owned(),
             return_url: return_url.to_owned(),
             metadata,
-            receipt: None,
+            receipt: self.config.receipt.clone(),
         };
         let payment = self.gateway.create_payment(&key, &request).await?;
         if payment.currency != "RUB" || payment.amount != amount {
@@ -212,6 +216,35 @@ impl TopUps {
         };
         self.payments.insert(&record).await?;
         Ok(payment)
+    }
+
+    /// Refunds `amount` of payment `payment` to the card it came from, as the caller's refund `refund_id` (a
+    /// stable id: the same refund asked again is one refund). The wallet money goes first, through the ledger
+    /// (never more than the payment brought in, nor more than the wallet holds), keyed by the refund id; then the
+    /// gateway is asked under the same key. A gateway failure leaves the money taken (in `refunds_out`): repeat
+    /// with the same `refund_id` (the ledger replays, the gateway's idempotence returns the first refund); a
+    /// refund the gateway refuses outright is an operator's to put back with an adjustment.
+    ///
+    /// # Errors
+    /// [`NoticeError::Billing`] when the ledger refuses (nothing taken); [`NoticeError::Gateway`] after it;
+    /// [`NoticeError::Refused`] for a refund id that cannot be a key.
+    pub async fn refund(
+        &self,
+        user: UserId,
+        payment: &PaymentId,
+        amount: Money,
+        refund_id: &str,
+        description: Option<&str>,
+    ) -> Result<crate::payments::Refund, NoticeError> {
+        let key =
+            IdempotencyKey::derived("refund", refund_id).map_err(|e| NoticeError::Refused { why: e.to_string() })?;
+        self.billing.refund_to_card(user, payment.clone(), amount, key.clone()).await?;
+        let request = crate::payments::RefundRequest {
+            payment: payment.clone(),
+            amount,
+            description: description.map(str::to_owned),
+        };
+        Ok(self.gateway.create_refund(&key, &request).await?)
     }
 
     /// Handles a notice: asks the gateway about the object and acts only on its answer.

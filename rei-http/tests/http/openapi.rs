@@ -43,6 +43,7 @@ fn the_document_is_openapi_3_1_with_every_route() {
         "POST /v1/holds/{id}/release",
         "POST /v1/quotes",
         "POST /v1/quotes/{id}/confirm",
+        "POST /v1/refunds",
         "POST /v1/topups",
         "POST /webhooks/telegram",
         "POST /webhooks/yookassa",
@@ -254,6 +255,10 @@ async fn every_response_is_documented_and_matches_its_schema() {
     let notice = json!({"type": "notification", "event": "payment.succeeded", "object": {"id": pid}});
     rig.call("POST", "/webhooks/yookassa", "/webhooks/yookassa", Some(notice), None).await;
     rig.call("POST", "/webhooks/yookassa", "/webhooks/yookassa", Some(json!({"type": "x"})), None).await;
+    let refund = json!({"user_id": 1, "payment_id": pid, "amount": "1.00", "refund_id": "r-1"});
+    rig.call("POST", "/v1/refunds", "/v1/refunds", Some(refund), a).await;
+    let too_much = json!({"user_id": 1, "payment_id": pid, "amount": "50.00", "refund_id": "r-2"});
+    rig.call("POST", "/v1/refunds", "/v1/refunds", Some(too_much), a).await;
     rig.call("POST", "/webhooks/telegram", "/webhooks/telegram", Some(json!({"update_id": 1})), None).await;
     rig.call("GET", "/health/live", "/health/live", None, None).await;
     rig.call("GET", "/health/ready", "/health/ready", None, None).await;

@@ -115,3 +115,20 @@ async fn a_payment_for_another_user_is_not_credited() {
     problem(s.post("/v1/topups", &body).await, 400, "topup-refused").await;
     assert_eq!(deliver(&s, b"{".to_vec()).await, 400);
 }
+
+#[tokio::test]
+async fn a_stars_refund_goes_back_once() {
+    // Proves POST /v1/refunds for a Stars charge: the wallet gives the whole credit back once, Telegram refunds
+    // the charge, and a repeat is reconciled (already refunded), not a second debit.
+    let (s, fake) = rig().await;
+    assert_eq!(deliver(&s, updates::successful_payment(1, 43, "XTR", 10, "rei:43:t-43", "charge-43")).await, 200);
+    assert_eq!(s.available(43).await, Money::parse("15.00").expect("money"));
+    let body = json!({"user_id": 43, "payment_id": "stars:charge-43", "amount": "15.00"});
+    let (status, done) = json(s.post("/v1/refunds", &body).await).await;
+    assert_eq!((status, done["status"].as_str()), (201, Some("succeeded")), "{done}");
+    let (status, again) = json(s.post("/v1/refunds", &body).await).await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(s.available(43).await, Money::ZERO);
+    assert_eq!(fake.calls_of("refundStarPayment").len(), 2);
+    assert!(fake.refunded().contains("charge-43"));
+}

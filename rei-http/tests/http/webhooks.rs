@@ -238,3 +238,59 @@ async fn telegram_updates_need_the_secret_token() {
     let r = bare.client.post(format!("{}/webhooks/telegram", bare.base)).json(&update).send().await.expect("send");
     problem(r, 503, "bot-not-configured").await;
 }
+
+#[tokio::test]
+async fn a_card_refund_takes_the_wallet_money_once_and_reaches_the_gateway() {
+    // Proves POST /v1/refunds for YooKassa: the wallet gives the money back once per refund id (a repeat with
+    // the same refund id is the same refund), never more than the payment brought in, and the gateway has it.
+    let (s, fake) = with_gateway(&["127.0.0.1"], &[]).await;
+    let id = top_up(&s, 27, "100.00", "t-27").await;
+    fake.set_status(&id, "succeeded");
+    assert_eq!(deliver(&s, &notice("payment.succeeded", &id, "100.00")).await.status(), 200);
+    let refund = json!({"user_id": 27, "payment_id": id, "amount": "40.00", "refund_id": "r-27-1"});
+    let (status, first) = json(s.post("/v1/refunds", &refund).await).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!((first["provider"].as_str(), first["amount"].as_str()), (Some("yookassa"), Some("40.00")));
+    let (status, again) = json(s.post("/v1/refunds", &refund).await).await;
+    assert_eq!((status, &again["refund_id"]), (201, &first["refund_id"]), "one refund per refund id");
+    assert_eq!(s.available(27).await, Money::parse("60.00").expect("money"));
+    let too_much = json!({"user_id": 27, "payment_id": id, "amount": "70.00", "refund_id": "r-27-2"});
+    problem(s.post("/v1/refunds", &too_much).await, 409, "ledger-refused").await;
+    assert_eq!(s.available(27).await, Money::parse("60.00").expect("money"), "a refused refund takes nothing");
+    let narrow = s.key(&[rei_core::access::Scope::TopUpsWrite], 100).await;
+    let r = s.request(reqwest::Method::POST, "/v1/refunds", &narrow).header("Idempotency-Key", "x").json(&refund);
+    problem(r.send().await.expect("send"), 403, "scope").await;
+    assert!(s.engine.billing().verify().await.expect("verify").is_clean());
+}
+
+#[tokio::test]
+async fn a_configured_receipt_goes_with_every_payment() {
+    // Proves the 54-FZ receipt from configuration: the payment YooKassa gets carries it, with the payment's
+    // amount, the configured item, VAT code and the buyer's contact.
+    let fake = FakeYooKassa::start(SHOP, SECRET).await.expect("fake");
+    let config = YooKassaConfig { base_url: fake.base_url(), ..YooKassaConfig::new(SHOP, SECRET) };
+    let receipt = rei_core::payments::Receipt {
+        customer_email: Some("shop@example.com".into()),
+        customer_phone: None,
+        item_description: "Пополнение баланса".into(),
+        vat_code: 1,
+        payment_mode: "full_prepayment".into(),
+        payment_subject: "service".into(),
+        tax_system_code: Some(2),
+    };
+    let s = start_with(
+        Box::new(move |state| {
+            let gateway = Arc::new(YooKassa::new(config).expect("adapter"));
+            let topups = TopUpsConfig { receipt: Some(receipt), ..TopUpsConfig::default() };
+            state.topups = Some(Arc::new(state.engine.top_ups(gateway, topups)));
+        }),
+        HttpConfig::default(),
+    )
+    .await;
+    let id = top_up(&s, 28, "250.00", "t-28").await;
+    let sent = fake.created_with(&id).expect("the payment's body");
+    assert_eq!(sent["receipt"]["customer"]["email"], "shop@example.com", "{sent}");
+    assert_eq!(sent["receipt"]["items"][0]["amount"]["value"], "250.00");
+    assert_eq!(sent["receipt"]["items"][0]["vat_code"], 1);
+    assert_eq!(sent["receipt"]["tax_system_code"], 2);
+}
