@@ -32,9 +32,14 @@ pub(crate) async fn start() -> Server {
 }
 
 pub(crate) async fn start_with(setup: Setup, config: HttpConfig) -> Server {
+    start_on(rei::Engine::builder(), setup, config).await
+}
+
+/// A server over an engine built by `builder` (a manual clock, a configuration) on a fresh SQLite file.
+pub(crate) async fn start_on(builder: rei::EngineBuilder, setup: Setup, config: HttpConfig) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("rei.db").display());
-    let engine = Arc::new(Engine::open(&url).await.expect("engine"));
+    let engine = Arc::new(builder.database_url(url).open().await.expect("engine"));
     let mut state = HttpState::new(engine.clone(), config);
     setup(&mut state);
     let router = rei_http::router(Arc::new(state));

@@ -281,3 +281,69 @@ async fn a_topup_without_a_gateway_says_what_to_configure() {
     let p = problem(s.post("/v1/topups", &body).await, 503, "payments-not-configured").await;
     assert!(p["detail"].as_str().is_some_and(|d| d.contains("YOOKASSA_SHOP_ID")));
 }
+
+#[tokio::test]
+async fn an_expired_quote_and_too_many_running_jobs_are_refused() {
+    // Proves the confirm's 410 (the quote expired: ask again) and 429 (the user has as many jobs running as
+    // allowed, with Retry-After), on a manual clock; neither holds anything.
+    use std::sync::Arc;
+    use std::time::Duration;
+    let clock =
+        Arc::new(rei_core::testing::clock::ManualClock::new(rei_core::time::Timestamp::from_millis(1_800_000_000_000)));
+    let s = crate::support::start_on(
+        rei::Engine::builder().clock(clock.clone()),
+        Box::new(|_| {}),
+        rei_http::HttpConfig::default(),
+    )
+    .await;
+    s.top_up(11, "100.00", "p11").await;
+    let old = quote(&s, 11).await;
+    clock.advance(Duration::from_secs(24 * 60 * 60));
+    let path = format!("/v1/quotes/{}/confirm", old["id"].as_str().expect("id"));
+    problem(s.post(&path, &json!({"user_id": 11})).await, 410, "quote-expired").await;
+    for _ in 0..2 {
+        let q = quote(&s, 11).await;
+        let (status, _) = json(
+            s.post(&format!("/v1/quotes/{}/confirm", q["id"].as_str().expect("id")), &json!({"user_id": 11})).await,
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let third = quote(&s, 11).await;
+    let r = s.post(&format!("/v1/quotes/{}/confirm", third["id"].as_str().expect("id")), &json!({"user_id": 11})).await;
+    assert!(r.headers().get("retry-after").is_some());
+    problem(r, 429, "too-many-running").await;
+    assert_eq!(s.engine.billing().balance(rei_core::ids::UserId(11)).await.expect("b").active_holds, 2);
+}
+
+#[tokio::test]
+async fn every_route_needs_a_key_and_its_scope() {
+    // Proves 401 without a key and 403 without the scope on every /v1 route.
+    let s = start().await;
+    let none = s.key(&[Scope::LedgerRead], 1000).await;
+    let hold = "00000000-0000-0000-0000-000000000001";
+    let routes: [(Method, String, Value); 9] = [
+        (Method::GET, "/v1/users/1".into(), Value::Null),
+        (Method::GET, "/v1/jobs/00000000-0000-0000-0000-000000000001".into(), Value::Null),
+        (
+            Method::POST,
+            "/v1/topups".into(),
+            json!({"user_id": 1, "amount": "1.00", "topup_id": "t", "return_url": "https://x"}),
+        ),
+        (Method::POST, "/v1/quotes".into(), json!({"user_id": 1, "product": PRODUCT})),
+        (Method::POST, format!("/v1/quotes/{hold}/confirm"), json!({"user_id": 1})),
+        (Method::POST, format!("/v1/holds/{hold}/capture"), json!({"amount": "1.00"})),
+        (Method::POST, format!("/v1/holds/{hold}/release"), json!({})),
+        (Method::POST, "/v1/refunds".into(), json!({"user_id": 1, "payment_id": "p", "amount": "1.00"})),
+        (Method::GET, "/v1/users/1/ledger".into(), Value::Null),
+    ];
+    for (method, path, body) in routes {
+        let bare = s.client.request(method.clone(), format!("{}{path}", s.base)).header("Idempotency-Key", fresh_key());
+        problem(bare.json(&body).send().await.expect("send"), 401, "unauthorized").await;
+        if path.ends_with("/ledger") {
+            continue;
+        }
+        let scoped = s.request(method, &path, &none).header("Idempotency-Key", fresh_key()).json(&body);
+        problem(scoped.send().await.expect("send"), 403, "scope").await;
+    }
+}

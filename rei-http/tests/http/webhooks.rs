@@ -294,3 +294,27 @@ async fn a_configured_receipt_goes_with_every_payment() {
     assert_eq!(sent["receipt"]["items"][0]["vat_code"], 1);
     assert_eq!(sent["receipt"]["tax_system_code"], 2);
 }
+
+#[tokio::test]
+async fn a_gateway_refusal_is_502_and_an_unconfigured_webhook_503() {
+    // Proves POST /v1/topups answers 502 when YooKassa refuses (the same top-up id asked again with another
+    // amount reuses its idempotence key), and the YooKassa webhook of a server without a gateway answers 503 so
+    // that YooKassa delivers again once it is configured.
+    let (s, _fake) = with_gateway(&["127.0.0.1"], &[]).await;
+    top_up(&s, 29, "10.00", "t-29").await;
+    let other = json!({"user_id": 29, "amount": "20.00", "topup_id": "t-29", "return_url": "https://t.me/rei_bot"});
+    problem(s.post("/v1/topups", &other).await, 502, "gateway-refused").await;
+
+    let bare = start_with(
+        Box::new(|state| {
+            state.webhooks = WebhookSources {
+                allowlist: SourceAllowlist::parse(&["127.0.0.1"]).expect("list"),
+                ..WebhookSources::default()
+            };
+        }),
+        HttpConfig::default(),
+    )
+    .await;
+    let r = deliver(&bare, &notice("payment.succeeded", "2f000000-000f-5000-9000-000000000001", "1.00")).await;
+    problem(r, 503, "payments-not-configured").await;
+}
