@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod payments;
 pub mod queue;
 pub mod quotes;
+pub mod replays;
 pub mod usage;
 
 use std::time::Duration;

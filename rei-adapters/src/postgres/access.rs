@@ -5,7 +5,7 @@ use sqlx::postgres::PgPool;
 
 use crate::sql::stores::access::{self, AccessSql};
 
-const SQL: AccessSql = AccessSql {
+pub(crate) const SQL: AccessSql = AccessSql {
     insert_key: "INSERT INTO api_keys (id, name, secret_hash, scopes, rate_per_minute, created_ms, revoked_ms) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
     key_by_id: "WHERE id = $1",
@@ -22,4 +22,6 @@ const SQL: AccessSql = AccessSql {
             (SELECT api_key, idem_key FROM http_replays WHERE created_ms < $1 ORDER BY created_ms LIMIT $2)",
 };
 
-access::access_stores!(PgApiKeys, PgReplays, PgPool, SQL, "PostgreSQL");
+access::api_key_store!(PgApiKeys, PgPool, SQL, "PostgreSQL");
+
+pub use super::replays::PgReplays;

@@ -398,3 +398,54 @@ async fn sqlite_access_stores_pass_the_conformance_suites() {
     api_key_store_conformance(&SqliteApiKeys::new(pool.clone())).await;
     replay_store_conformance(Arc::new(SqliteReplays::new(pool))).await;
 }
+
+#[tokio::test]
+async fn pg_replays_batched_from_many_tasks_start_once_and_replay() {
+    // Proves the batched PostgreSQL replay store under load: 200 tasks claim 100 slots (each twice at once);
+    // each slot starts exactly once, every stored response replays to both twins, another fingerprint mismatches.
+    use rei_core::access::{ReplayBegin, ReplaySlot, ReplayStore, StoredResponse};
+    let store: Arc<dyn ReplayStore> = Arc::new(PgReplays::new(pg_pool(20).await));
+    let slot = |n: u32| ReplaySlot {
+        api_key: rei_core::guards::ApiKeyId::parse("k_batch").expect("id"),
+        key: format!("order-{n}"),
+        fingerprint: format!("f-{n}"),
+    };
+    let claims: Vec<_> = (0..200u32)
+        .map(|i| {
+            let (store, slot) = (store.clone(), slot(i % 100));
+            tokio::spawn(async move { (i % 100, store.begin(&slot, at(1_000), at(60_000)).await.expect("begin")) })
+        })
+        .collect();
+    let mut started = vec![0u32; 100];
+    for c in claims {
+        let (n, begun) = c.await.expect("join");
+        match begun {
+            ReplayBegin::Started => started[n as usize] += 1,
+            ReplayBegin::InProgress => {}
+            other => panic!("slot {n}: {other:?}"),
+        }
+    }
+    assert!(started.iter().all(|s| *s == 1), "each slot starts once: {started:?}");
+    let finishes: Vec<_> = (0..100u32)
+        .map(|n| {
+            let store = store.clone();
+            let response = StoredResponse {
+                status: 201,
+                content_type: "application/json".into(),
+                body: n.to_string().into_bytes(),
+            };
+            tokio::spawn(async move { store.finish(&slot(n), &response).await.expect("finish") })
+        })
+        .collect();
+    for f in finishes {
+        f.await.expect("join");
+    }
+    for n in 0..100u32 {
+        match store.begin(&slot(n), at(2_000), at(60_000)).await.expect("begin") {
+            ReplayBegin::Replay(r) => assert_eq!(r.body, n.to_string().into_bytes()),
+            other => panic!("slot {n}: {other:?}"),
+        }
+    }
+    let other = ReplaySlot { fingerprint: "other".into(), ..slot(7) };
+    assert_eq!(store.begin(&other, at(2_000), at(60_000)).await.expect("begin"), ReplayBegin::Mismatch);
+}

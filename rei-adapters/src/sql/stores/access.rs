@@ -186,6 +186,15 @@ pub(crate) async fn purge<E: Engine>(
 /// Defines an engine's API key store `$keys` and replay store `$replays` over a `$pool`.
 macro_rules! access_stores {
     ($keys:ident, $replays:ident, $pool:ty, $sql:expr, $engine:literal) => {
+        $crate::sql::stores::access::api_key_store!($keys, $pool, $sql, $engine);
+        $crate::sql::stores::access::replay_store!($replays, $pool, $sql, $engine);
+    };
+}
+pub(crate) use access_stores;
+
+/// Defines an engine's API key store `$keys` over a `$pool`.
+macro_rules! api_key_store {
+    ($keys:ident, $pool:ty, $sql:expr, $engine:literal) => {
         $crate::sql::stores::engine::pool_store!(
             $keys,
             $pool,
@@ -195,16 +204,6 @@ macro_rules! access_stores {
                 " pool; the schema comes from [`super::migrate`]."
             )
         );
-        $crate::sql::stores::engine::pool_store!(
-            $replays,
-            $pool,
-            concat!(
-                "A [`ReplayStore`](rei_core::access::ReplayStore) over a ",
-                $engine,
-                " pool; the schema comes from [`super::migrate`]."
-            )
-        );
-
         #[async_trait::async_trait]
         impl rei_core::access::ApiKeyStore for $keys {
             async fn create(
@@ -233,6 +232,22 @@ macro_rules! access_stores {
                 $crate::sql::stores::access::revoke(&self.pool, &$sql, id, at).await
             }
         }
+    };
+}
+pub(crate) use api_key_store;
+
+/// Defines an engine's replay store `$replays` over a `$pool`, one statement per call.
+macro_rules! replay_store {
+    ($replays:ident, $pool:ty, $sql:expr, $engine:literal) => {
+        $crate::sql::stores::engine::pool_store!(
+            $replays,
+            $pool,
+            concat!(
+                "A [`ReplayStore`](rei_core::access::ReplayStore) over a ",
+                $engine,
+                " pool; the schema comes from [`super::migrate`]."
+            )
+        );
 
         #[async_trait::async_trait]
         impl rei_core::access::ReplayStore for $replays {
@@ -270,4 +285,4 @@ macro_rules! access_stores {
         }
     };
 }
-pub(crate) use access_stores;
+pub(crate) use replay_store;
