@@ -34,20 +34,20 @@ pub(crate) struct LedgerBench {
 }
 
 /// What one run measured.
-struct Figures {
-    ops: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u64>,
+pub(crate) struct Figures {
+    pub(crate) ops: u64,
+    pub(crate) elapsed: Duration,
+    pub(crate) latencies_us: Vec<u64>,
 }
 
 impl Figures {
-    fn ops_per_sec(&self) -> u64 {
+    pub(crate) fn ops_per_sec(&self) -> u64 {
         let ms = u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX).max(1);
         self.ops.saturating_mul(1000) / ms
     }
 
     /// The latency at quantile `per_mille`/1000, in microseconds (nearest rank).
-    fn quantile_us(&self, per_mille: u64) -> u64 {
+    pub(crate) fn quantile_us(&self, per_mille: u64) -> u64 {
         if self.latencies_us.is_empty() {
             return 0;
         }
@@ -58,7 +58,7 @@ impl Figures {
 }
 
 /// Microseconds as milliseconds with three decimals, for output.
-fn ms(us: u64) -> String {
+pub(crate) fn ms(us: u64) -> String {
     format!("{}.{:03}", us / 1000, us % 1000)
 }
 

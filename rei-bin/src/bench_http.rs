@@ -18,6 +18,8 @@ use rei::core::money::Money;
 use rei::{Engine, EngineConfig, MigrateMode};
 use serde_json::{Value, json};
 
+use crate::bench::{Figures, ms};
+
 /// What `rei bench http` was asked to do.
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct HttpBench {
@@ -35,32 +37,10 @@ pub(crate) struct HttpBench {
     pub(crate) json: bool,
 }
 
-/// One workload's figures.
-struct Figures {
-    requests: u64,
+/// One workload's figures: the answered requests (as `ops`) and the failed ones.
+struct Run {
+    figures: Figures,
     errors: u64,
-    elapsed: Duration,
-    latencies_us: Vec<u64>,
-}
-
-impl Figures {
-    fn rps(&self) -> u64 {
-        let ms = u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.requests.saturating_mul(1000) / ms
-    }
-
-    fn quantile_us(&self, per_mille: u64) -> u64 {
-        if self.latencies_us.is_empty() {
-            return 0;
-        }
-        let n = self.latencies_us.len() as u64;
-        let rank = (n * per_mille).div_ceil(1000).clamp(1, n);
-        self.latencies_us[usize::try_from(rank - 1).unwrap_or(0)]
-    }
-}
-
-fn ms(us: u64) -> String {
-    format!("{}.{:03}", us / 1000, us % 1000)
 }
 
 pub(crate) async fn run(b: HttpBench) -> Result<()> {
@@ -134,20 +114,20 @@ async fn measure(engine: &Arc<Engine>, b: &HttpBench) -> Result<()> {
     let _ = stop.send(());
     let _ = server.await;
     let report = engine.billing().verify().await.context("verify")?;
-    let (noop_rps, money_rps) = (noop.rps(), money.rps());
+    let (noop_rps, money_rps) = (noop.figures.ops_per_sec(), money.figures.ops_per_sec());
     let share = money_rps.saturating_mul(1000) / noop_rps.max(1);
     println!("engine        {}", engine.database().engine());
     println!("connections   {}", b.connections);
     println!(
         "no-op         {noop_rps} req/s  p50 {} ms  p99 {} ms  errors {}",
-        ms(noop.quantile_us(500)),
-        ms(noop.quantile_us(990)),
+        ms(noop.figures.quantile_us(500)),
+        ms(noop.figures.quantile_us(990)),
         noop.errors
     );
     println!(
         "money         {money_rps} req/s  p50 {} ms  p99 {} ms  errors {}  ({} cycles/s)",
-        ms(money.quantile_us(500)),
-        ms(money.quantile_us(990)),
+        ms(money.figures.quantile_us(500)),
+        ms(money.figures.quantile_us(990)),
         money.errors,
         money_rps / 3
     );
@@ -161,9 +141,9 @@ async fn measure(engine: &Arc<Engine>, b: &HttpBench) -> Result<()> {
             "money_rps": money_rps,
             "noop_rps": noop_rps,
             "money_share": format!("{}.{:03}", share / 1000, share % 1000),
-            "p50_ms": ms(money.quantile_us(500)),
-            "p99_ms": ms(money.quantile_us(990)),
-            "noop_p99_ms": ms(noop.quantile_us(990)),
+            "p50_ms": ms(money.figures.quantile_us(500)),
+            "p99_ms": ms(money.figures.quantile_us(990)),
+            "noop_p99_ms": ms(noop.figures.quantile_us(990)),
             "errors": money.errors + noop.errors,
             "verify_clean": report.is_clean(),
         });
@@ -188,14 +168,14 @@ async fn drive(
     connections: u32,
     duration: Duration,
     workload: Workload,
-) -> Figures {
+) -> Run {
     let done = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let tasks: Vec<_> = (0..connections)
         .map(|c| {
             let (client, base, token, done) = (client.clone(), base.to_owned(), token.to_owned(), done.clone());
             tokio::spawn(async move {
-                let mut f = Figures { requests: 0, errors: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() };
+                let mut f = Run { figures: Figures { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() }, errors: 0 };
                 let mut n = 0u64;
                 while !done.load(Ordering::Relaxed) {
                     n += 1;
@@ -219,22 +199,22 @@ async fn drive(
     tokio::time::sleep(duration).await;
     done.store(true, Ordering::Relaxed);
     let elapsed = started.elapsed();
-    let mut all = Figures { requests: 0, errors: 0, elapsed, latencies_us: Vec::new() };
+    let mut all = Run { figures: Figures { ops: 0, elapsed, latencies_us: Vec::new() }, errors: 0 };
     for t in tasks {
         if let Ok(f) = t.await {
-            all.requests += f.requests;
+            all.figures.ops += f.figures.ops;
             all.errors += f.errors;
-            all.latencies_us.extend(f.latencies_us);
+            all.figures.latencies_us.extend(f.figures.latencies_us);
         }
     }
-    all.latencies_us.sort_unstable();
+    all.figures.latencies_us.sort_unstable();
     all
 }
 
-fn record(f: &mut Figures, started: Instant, ok: bool) {
-    f.latencies_us.push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
+fn record(f: &mut Run, started: Instant, ok: bool) {
+    f.figures.latencies_us.push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
     if ok {
-        f.requests += 1;
+        f.figures.ops += 1;
     } else {
         f.errors += 1;
     }
@@ -248,7 +228,7 @@ async fn post(client: &reqwest::Client, url: String, token: &str, key: String, b
     r.json().await.ok()
 }
 
-async fn cycle(client: &reqwest::Client, base: &str, token: &str, user: i64, n: u64, f: &mut Figures) {
+async fn cycle(client: &reqwest::Client, base: &str, token: &str, user: i64, n: u64, f: &mut Run) {
     let t = Instant::now();
     let body = json!({"user_id": user, "product": "image.nano-banana"});
     let quote = post(client, format!("{base}/v1/quotes"), token, format!("q-{user}-{n}"), &body).await;

@@ -310,19 +310,7 @@ impl LedgerStore for SqliteLedger {
         .await
         .map_err(SqlError::from)?;
         tx.commit().await.map_err(SqlError::from)?;
-        let mut postings: BTreeMap<i64, Vec<Posting>> = BTreeMap::new();
-        for row in &posting_rows {
-            let seq: i64 = row.try_get("tx_seq").map_err(SqlError::from)?;
-            let account = account_from_row(row)?;
-            let amount = Money::from_kopecks(row.try_get("amount").map_err(SqlError::from)?);
-            postings.entry(seq).or_default().push(Posting { account, amount });
-        }
-        rows.iter()
-            .map(|row| {
-                let seq: i64 = row.try_get("seq").map_err(SqlError::from)?;
-                Ok(transaction_from_row(row, postings.remove(&seq).unwrap_or_default())?)
-            })
-            .collect()
+        Ok(with_postings(&rows, &posting_rows)?.into_iter().map(|(_, t)| t).collect())
     }
 
     async fn history(&self, user: UserId, before: Option<u64>, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -357,20 +345,10 @@ impl LedgerStore for SqliteLedger {
         .await
         .map_err(SqlError::from)?;
         tx.commit().await.map_err(SqlError::from)?;
-        let mut postings: BTreeMap<i64, Vec<Posting>> = BTreeMap::new();
-        for row in &posting_rows {
-            let seq: i64 = row.try_get("tx_seq").map_err(SqlError::from)?;
-            let account = account_from_row(row)?;
-            let amount = Money::from_kopecks(row.try_get("amount").map_err(SqlError::from)?);
-            postings.entry(seq).or_default().push(Posting { account, amount });
-        }
-        rows.iter()
-            .map(|row| {
-                let seq: i64 = row.try_get("seq").map_err(SqlError::from)?;
-                let transaction = transaction_from_row(row, postings.remove(&seq).unwrap_or_default())?;
-                Ok(HistoryEntry { position: u64::try_from(seq).unwrap_or(0), transaction })
-            })
-            .collect()
+        Ok(with_postings(&rows, &posting_rows)?
+            .into_iter()
+            .map(|(seq, transaction)| HistoryEntry { position: u64::try_from(seq).unwrap_or(0), transaction })
+            .collect())
     }
 
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
@@ -517,6 +495,24 @@ fn op_kind(name: &str) -> Result<OpKind, StoreError> {
 fn hold_id_column(row: &SqliteRow) -> Result<Option<HoldId>, SqlError> {
     let bytes: Option<Vec<u8>> = row.try_get("hold_id")?;
     Ok(bytes.map(|b| id_from_bytes(&b).map(HoldId::from)).transpose()?)
+}
+
+/// The transactions of `rows` with their postings from `posting_rows` (`tx_seq, account, user_id, amount`), in
+/// the rows' order, each with its `seq`.
+fn with_postings(rows: &[SqliteRow], posting_rows: &[SqliteRow]) -> Result<Vec<(i64, Transaction)>, SqlError> {
+    let mut postings: BTreeMap<i64, Vec<Posting>> = BTreeMap::new();
+    for row in posting_rows {
+        let seq: i64 = row.try_get("tx_seq")?;
+        let account = account_from_row(row)?;
+        let amount = Money::from_kopecks(row.try_get("amount")?);
+        postings.entry(seq).or_default().push(Posting { account, amount });
+    }
+    rows.iter()
+        .map(|row| {
+            let seq: i64 = row.try_get("seq")?;
+            Ok((seq, transaction_from_row(row, postings.remove(&seq).unwrap_or_default())?))
+        })
+        .collect()
 }
 
 fn transaction_from_row(row: &SqliteRow, postings: Vec<Posting>) -> Result<Transaction, SqlError> {
