@@ -81,6 +81,17 @@ pub async fn open(url: &str, busy_timeout: Duration, create_if_missing: bool) ->
         .await
 }
 
+/// A pool of one connection to `pool`'s file, connecting on first use: the writes of the stores that write on
+/// every request (quotes, HTTP replay slots) queue for it in this process instead of contending for SQLite's
+/// write lock in its busy handler, which sleeps and retries.
+#[must_use]
+pub fn serial_pool(pool: &SqlitePool) -> SqlitePool {
+    SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(pool.options().get_acquire_timeout())
+        .connect_lazy_with((*pool.connect_options()).clone())
+}
+
 /// The embedded migrations this database has not applied yet (their versions), without changing anything:
 /// for a process configured to refuse to start on an old schema rather than migrate it.
 ///

@@ -175,7 +175,8 @@ async fn drive(
         .map(|c| {
             let (client, base, token, done) = (client.clone(), base.to_owned(), token.to_owned(), done.clone());
             tokio::spawn(async move {
-                let mut f = Run { figures: Figures { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() }, errors: 0 };
+                let mut f =
+                    Run { figures: Figures { ops: 0, elapsed: Duration::ZERO, latencies_us: Vec::new() }, errors: 0 };
                 let mut n = 0u64;
                 while !done.load(Ordering::Relaxed) {
                     n += 1;

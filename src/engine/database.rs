@@ -217,11 +217,13 @@ impl Database {
             #[cfg(feature = "sqlite")]
             Database::Sqlite(p) => {
                 use rei_adapters::sqlite::{access, attempts, audit, jobs, ledger, payments, queue, quotes, usage};
+                // The stores written on every request queue for one connection rather than for the write lock.
+                let serial = rei_adapters::sqlite::serial_pool(p);
                 let ledger_config =
                     ledger::SqliteLedgerConfig { batch_max: config.ledger_batch_max, ..Default::default() };
                 Stores {
                     ledger: Arc::new(ledger::SqliteLedger::new(p.clone(), ledger_config)),
-                    quotes: Arc::new(quotes::SqliteQuoteStore::new(p.clone())),
+                    quotes: Arc::new(quotes::SqliteQuoteStore::new(serial.clone())),
                     sessions: Arc::new(usage::SqliteUsageSessionStore::new(p.clone())),
                     jobs: Arc::new(jobs::SqliteJobStore::new(p.clone())),
                     queue: Arc::new(queue::SqliteJobQueue::new(
@@ -233,7 +235,7 @@ impl Database {
                     audit: Arc::new(audit::SqliteAuditLog::new(p.clone())),
                     attempts: Arc::new(attempts::SqliteAttemptLog::new(p.clone())),
                     api_keys: Arc::new(access::SqliteApiKeys::new(p.clone())),
-                    replays: Arc::new(access::SqliteReplays::new(p.clone())),
+                    replays: Arc::new(access::SqliteReplays::new(serial)),
                     payments: Arc::new(payments::SqlitePaymentStore::new(p.clone())),
                 }
             }

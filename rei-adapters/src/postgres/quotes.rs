@@ -16,7 +16,8 @@ pub const PURGE_BATCH_MAX: usize = 10_000;
 
 const SQL: QuoteSql = QuoteSql {
     insert: "INSERT INTO quotes (id, user_id, product, units, tier, price, created_ms, expires_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING \
+             RETURNING id, user_id, product, units, tier, price, created_ms, expires_ms",
     by_id: "WHERE id = $1",
     // SKIP LOCKED lets two collectors purge side by side without waiting on each other's rows.
     purge: "DELETE FROM quotes WHERE id IN (SELECT id FROM quotes WHERE expires_ms <= $1 \

@@ -19,7 +19,7 @@ const COLUMNS: &str = "id, user_id, product, units, tier, price, created_ms, exp
 
 /// The statements of the quote store in one engine's dialect. Values are bound in the order each field says.
 pub(crate) struct QuoteSql {
-    /// Inserts a row from [`quote_values`] unless its id exists.
+    /// Inserts a row from [`quote_values`] unless its id exists, returning the row inserted ([`COLUMNS`]).
     pub(crate) insert: &'static str,
     /// After `SELECT {columns} FROM quotes`: the quote whose id is the 1st value.
     pub(crate) by_id: &'static str,
@@ -84,8 +84,11 @@ fn quote_values(quote: &QuoteRecord) -> Result<[Value<'_>; 8], RowError> {
 
 /// [`QuoteStore::put`](rei_core::billing::QuoteStore::put).
 pub(crate) async fn put<E: Engine>(db: &E, sql: &QuoteSql, quote: QuoteRecord) -> Result<QuoteRecord, StoreError> {
-    db.execute(sql.insert, quote_values(&quote)?.into()).await.map_err(db_error)?;
-    // A new statement sees the row whichever insert won; the first record is what stays.
+    let inserted = db.fetch_optional(sql.insert, quote_values(&quote)?.into()).await.map_err(db_error)?;
+    if let Some(row) = inserted {
+        return Ok(quote_from_row(&row)?);
+    }
+    // The id existed: a new statement sees the row whichever insert won; the first record is what stays.
     get(db, sql, quote.id).await?.ok_or_else(|| StoreError::Unavailable {
         message: format!("quote {} missing right after its insert (purged at once?)", quote.id),
     })
