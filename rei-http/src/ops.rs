@@ -185,3 +185,23 @@ pub fn spawn_verify(state: Arc<HttpState>, interval: Duration) -> tokio::task::J
         }
     })
 }
+
+/// `GET /metrics` and `GET /health/live` alone, for a process that serves nothing else (`rei worker
+/// --metrics-listen`): the process's own counters, in Prometheus text format.
+pub fn metrics_router() -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|| async {
+                match recorder() {
+                    Some(handle) => {
+                        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()).into_response()
+                    }
+                    None => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "another metrics recorder is installed\n").into_response()
+                    }
+                }
+            }),
+        )
+        .route("/health/live", axum::routing::get(live))
+}

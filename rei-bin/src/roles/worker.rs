@@ -65,6 +65,9 @@ pub(crate) struct WorkerArgs {
     #[arg(long, env = "REI_LEASE_SECONDS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub(crate) lease_seconds: u64,
+    /// Serve this worker's /metrics (and /health/live) on this address, for Prometheus.
+    #[arg(long, env = "REI_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
     /// After a stop, how long jobs in flight may take to finish, in seconds.
     #[arg(long, default_value_t = 30)]
     pub(crate) grace_seconds: u64,
@@ -108,6 +111,18 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
         config,
         faults: faults.map(|f| Arc::new(f) as Arc<dyn FaultPoints>),
     }));
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let _ = rei_http::ops::recorder();
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("failed to listen on {addr} for /metrics"))?;
+            println!("rei worker {name}: metrics on http://{}/metrics", listener.local_addr().context("address")?);
+            let router = rei_http::ops::metrics_router();
+            Some(tokio::spawn(async move { axum_serve(listener, router).await }))
+        }
+        None => None,
+    };
     let mut options = WorkerOptions::named(name.clone());
     options.concurrency = usize::try_from(args.concurrency).unwrap_or(16);
     options.grace = Duration::from_secs(args.grace_seconds);
@@ -126,8 +141,17 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
         report.resolved,
         report.abandoned
     );
+    if let Some(m) = metrics {
+        m.abort();
+    }
     engine.close().await;
     Ok(())
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener, router: rei_http::Router) {
+    if let Err(e) = rei_http::serve(listener, router, std::future::pending()).await {
+        eprintln!("rei worker: the metrics listener failed: {e}");
+    }
 }
 
 /// Reads `provider=N`.

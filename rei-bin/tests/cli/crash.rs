@@ -205,3 +205,72 @@ fn a_worker_stops_on_sigterm_and_finishes_its_job_first() {
     });
     rt.block_on(kling.stop());
 }
+
+#[test]
+fn a_worker_exports_its_metrics() {
+    // Proves `rei worker --metrics-listen`: after a job succeeds, the worker's /metrics counts it in
+    // jobs_total{status="succeeded"}, the provider's attempt in provider_attempts_total and its time in the
+    // provider_latency_seconds histogram, and the capture in ledger_ops_total.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("metrics.db").display());
+    let kling = rt.block_on(FakeKling::start(FakeKlingConfig::new("ak-crash", "sk-crash"))).expect("fake Kling");
+    let user = UserId(5);
+    let job = rt.block_on(async {
+        let engine = rei::Engine::open(&url).await.expect("engine");
+        engine.billing().top_up(user, START, PaymentId::parse("pay-metrics").expect("id")).await.expect("top up");
+        let product = ProductId::parse("video.kling-2.6.5s").expect("id");
+        let quote = engine.billing().quote(user, &product, 1, Tier::Basic).await.expect("quote");
+        let mut request = GenerationRequest::text(Capability::TextToVideo, "a comet");
+        request.duration_s = Some(5);
+        let job = engine.order(user, quote.id, request, Priority::Normal).await.expect("order");
+        engine.close().await;
+        job
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rei"))
+        .args(["worker", "--database-url", &url, "--poll-interval-ms", "20", "--metrics-listen", "127.0.0.1:0"])
+        .arg("--assets-dir")
+        .arg(dir.path().join("assets"))
+        .env("KLING_ACCESS_KEY", "ak-crash")
+        .env("KLING_SECRET_KEY", "sk-crash")
+        .env("KLING_BASE_URL", kling.base_url())
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("REI_FAULT_AT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rei worker");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("metrics on http://").nth(1).and_then(|r| r.split('/').next()).map(str::to_owned))
+        .expect("the metrics address");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+        std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut text).expect("read");
+        if text.contains("jobs_total{status=\"succeeded\"} 1") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the job never counted:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    for needle in [
+        "provider_attempts_total{provider=",
+        "provider_latency_seconds_bucket{provider=",
+        "ledger_ops_total{kind=\"capture\",outcome=\"applied\"} 1",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    rt.block_on(async {
+        let engine = rei::Engine::open(&url).await.expect("engine");
+        assert_eq!(engine.jobs().get(job.id).await.expect("get").expect("job").state, JobState::Succeeded);
+        engine.close().await;
+    });
+}
