@@ -26,7 +26,8 @@ pub(crate) struct AccessSql {
     pub(crate) reclaim: &'static str,
     /// The slot's fingerprint, status, content type and body: api key, key.
     pub(crate) slot: &'static str,
-    /// Stores the response: status, content type, body, api key, key, fingerprint.
+    /// Stores the response: status, content type, body, api key, key, fingerprint (PostgreSQL batches its own).
+    #[cfg_attr(not(feature = "sqlite"), expect(dead_code, reason = "PostgreSQL stores responses in batches"))]
     pub(crate) finish: &'static str,
     /// Removes an unfinished slot: api key, key, fingerprint.
     pub(crate) abandon: &'static str,
@@ -149,6 +150,7 @@ pub(crate) async fn begin<E: Engine>(
 }
 
 /// [`ReplayStore::finish`](rei_core::access::ReplayStore::finish).
+#[cfg(feature = "sqlite")]
 pub(crate) async fn finish<E: Engine>(
     db: &E,
     sql: &AccessSql,
@@ -184,12 +186,14 @@ pub(crate) async fn purge<E: Engine>(
 }
 
 /// Defines an engine's API key store `$keys` and replay store `$replays` over a `$pool`.
+#[cfg(feature = "sqlite")]
 macro_rules! access_stores {
     ($keys:ident, $replays:ident, $pool:ty, $sql:expr, $engine:literal) => {
         $crate::sql::stores::access::api_key_store!($keys, $pool, $sql, $engine);
         $crate::sql::stores::access::replay_store!($replays, $pool, $sql, $engine);
     };
 }
+#[cfg(feature = "sqlite")]
 pub(crate) use access_stores;
 
 /// Defines an engine's API key store `$keys` over a `$pool`.
@@ -237,6 +241,7 @@ macro_rules! api_key_store {
 pub(crate) use api_key_store;
 
 /// Defines an engine's replay store `$replays` over a `$pool`, one statement per call.
+#[cfg(feature = "sqlite")]
 macro_rules! replay_store {
     ($replays:ident, $pool:ty, $sql:expr, $engine:literal) => {
         $crate::sql::stores::engine::pool_store!(
@@ -285,4 +290,5 @@ macro_rules! replay_store {
         }
     };
 }
+#[cfg(feature = "sqlite")]
 pub(crate) use replay_store;
