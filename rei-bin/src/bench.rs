@@ -95,16 +95,7 @@ pub(crate) async fn run(b: LedgerBench) -> Result<()> {
             report.check()
         }
         rei::adapters::sql::DatabaseUrl::Sqlite(url) => {
-            let named = rei::adapters::sqlite::database_path(&url).context("failed to read --database-url")?;
-            let beside = match named.as_deref().and_then(std::path::Path::parent) {
-                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-                Some(_) => std::path::PathBuf::from("."),
-                None => std::env::temp_dir(),
-            };
-            let scratch = tempfile::Builder::new()
-                .prefix(".rei-bench-")
-                .tempdir_in(&beside)
-                .with_context(|| format!("failed to make a scratch directory in {}", beside.display()))?;
+            let scratch = scratch_beside(&url, ".rei-bench-")?;
             let file = scratch.path().join("bench.db");
             eprintln!("rei bench ledger: running in {}, removed afterwards", file.display());
             let engine = crate::wiring::open(&format!("sqlite://{}", file.display()), config).await?;
@@ -119,6 +110,21 @@ pub(crate) async fn run(b: LedgerBench) -> Result<()> {
             report.check()
         }
     }
+}
+
+/// A new directory beside the SQLite file `url` names (or in the temp directory), removed when dropped: where a
+/// benchmark keeps its scratch ledger, so that it measures that disk and never writes into the named file.
+pub(crate) fn scratch_beside(url: &str, prefix: &str) -> Result<tempfile::TempDir> {
+    let named = rei::adapters::sqlite::database_path(url).context("failed to read --database-url")?;
+    let beside = match named.as_deref().and_then(std::path::Path::parent) {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        Some(_) => std::path::PathBuf::from("."),
+        None => std::env::temp_dir(),
+    };
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&beside)
+        .with_context(|| format!("failed to make a scratch directory in {}", beside.display()))
 }
 
 /// What a run measured and found.

@@ -66,13 +66,7 @@ pub(crate) async fn run(b: HttpBench) -> Result<()> {
             result
         }
         rei::adapters::sql::DatabaseUrl::Sqlite(url) => {
-            let named = rei::adapters::sqlite::database_path(&url).context("failed to read --database-url")?;
-            let beside = match named.as_deref().and_then(std::path::Path::parent) {
-                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-                Some(_) => std::path::PathBuf::from("."),
-                None => std::env::temp_dir(),
-            };
-            let scratch = tempfile::Builder::new().prefix(".rei-bench-http-").tempdir_in(&beside).context("scratch")?;
+            let scratch = crate::bench::scratch_beside(&url, ".rei-bench-http-")?;
             let file = scratch.path().join("bench.db");
             eprintln!("rei bench http: running in {}, removed afterwards", file.display());
             let engine = Arc::new(crate::wiring::open(&format!("sqlite://{}", file.display()), config).await?);

@@ -147,6 +147,45 @@ fn a_worker_killed_after_the_capture_ends_the_job_as_the_ledger_says() {
     drill("captured", 1);
 }
 
+/// A 5-second video ordered for `user` (topped up first) on the database `url`.
+fn ordered_video(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    user: UserId,
+    payment: &str,
+    prompt: &str,
+) -> rei::core::jobs::Job {
+    rt.block_on(async {
+        let engine = rei::Engine::open(url).await.expect("engine");
+        engine.billing().top_up(user, START, PaymentId::parse(payment).expect("id")).await.expect("top up");
+        let product = ProductId::parse("video.kling-2.6.5s").expect("id");
+        let quote = engine.billing().quote(user, &product, 1, Tier::Basic).await.expect("quote");
+        let mut request = GenerationRequest::text(Capability::TextToVideo, prompt);
+        request.duration_s = Some(5);
+        let job = engine.order(user, quote.id, request, Priority::Normal).await.expect("order");
+        engine.close().await;
+        job
+    })
+}
+
+/// A `rei worker` on `url` against the fake Kling at `kling`, with `extra` arguments, its stdout piped.
+fn worker_with(url: &str, assets: &std::path::Path, kling: &str, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rei"))
+        .args(["worker", "--database-url", url])
+        .args(extra)
+        .arg("--assets-dir")
+        .arg(assets)
+        .env("KLING_ACCESS_KEY", "ak-crash")
+        .env("KLING_SECRET_KEY", "sk-crash")
+        .env("KLING_BASE_URL", kling)
+        .env_remove("GEMINI_API_KEY")
+        .env_remove("REI_FAULT_AT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rei worker")
+}
+
 #[test]
 fn a_worker_stops_on_sigterm_and_finishes_its_job_first() {
     // Proves SIGTERM stops a worker cleanly: the job it is running (a video the fake Kling finishes after a
@@ -158,30 +197,10 @@ fn a_worker_stops_on_sigterm_and_finishes_its_job_first() {
     config.polls_until_done = 10;
     let kling = rt.block_on(FakeKling::start(config)).expect("fake Kling");
     let user = UserId(4);
-    let job = rt.block_on(async {
-        let engine = rei::Engine::open(&url).await.expect("engine");
-        engine.billing().top_up(user, START, PaymentId::parse("pay-term").expect("id")).await.expect("top up");
-        let product = ProductId::parse("video.kling-2.6.5s").expect("id");
-        let quote = engine.billing().quote(user, &product, 1, Tier::Basic).await.expect("quote");
-        let mut request = GenerationRequest::text(Capability::TextToVideo, "fireworks");
-        request.duration_s = Some(5);
-        let job = engine.order(user, quote.id, request, Priority::Normal).await.expect("order");
-        engine.close().await;
-        job
-    });
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rei"))
-        .args(["worker", "--database-url", &url, "--poll-interval-ms", "100", "--grace-seconds", "20"])
-        .arg("--assets-dir")
-        .arg(dir.path().join("assets"))
-        .env("KLING_ACCESS_KEY", "ak-crash")
-        .env("KLING_SECRET_KEY", "sk-crash")
-        .env("KLING_BASE_URL", kling.base_url())
-        .env_remove("GEMINI_API_KEY")
-        .env_remove("REI_FAULT_AT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rei worker");
+    let job = ordered_video(&rt, &url, user, "pay-term", "fireworks");
+    let assets = dir.path().join("assets");
+    let mut child =
+        worker_with(&url, &assets, &kling.base_url(), &["--poll-interval-ms", "100", "--grace-seconds", "20"]);
     // Wait until Kling has the task, then ask the worker to stop.
     let deadline = Instant::now() + Duration::from_secs(30);
     while kling.records().submits == 0 {
@@ -215,31 +234,10 @@ fn a_worker_exports_its_metrics() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("metrics.db").display());
     let kling = rt.block_on(FakeKling::start(FakeKlingConfig::new("ak-crash", "sk-crash"))).expect("fake Kling");
-    let user = UserId(5);
-    let job = rt.block_on(async {
-        let engine = rei::Engine::open(&url).await.expect("engine");
-        engine.billing().top_up(user, START, PaymentId::parse("pay-metrics").expect("id")).await.expect("top up");
-        let product = ProductId::parse("video.kling-2.6.5s").expect("id");
-        let quote = engine.billing().quote(user, &product, 1, Tier::Basic).await.expect("quote");
-        let mut request = GenerationRequest::text(Capability::TextToVideo, "a comet");
-        request.duration_s = Some(5);
-        let job = engine.order(user, quote.id, request, Priority::Normal).await.expect("order");
-        engine.close().await;
-        job
-    });
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rei"))
-        .args(["worker", "--database-url", &url, "--poll-interval-ms", "20", "--metrics-listen", "127.0.0.1:0"])
-        .arg("--assets-dir")
-        .arg(dir.path().join("assets"))
-        .env("KLING_ACCESS_KEY", "ak-crash")
-        .env("KLING_SECRET_KEY", "sk-crash")
-        .env("KLING_BASE_URL", kling.base_url())
-        .env_remove("GEMINI_API_KEY")
-        .env_remove("REI_FAULT_AT")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rei worker");
+    let job = ordered_video(&rt, &url, UserId(5), "pay-metrics", "a comet");
+    let assets = dir.path().join("assets");
+    let mut child =
+        worker_with(&url, &assets, &kling.base_url(), &["--poll-interval-ms", "20", "--metrics-listen", "127.0.0.1:0"]);
     let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
     let addr = lines
         .by_ref()
