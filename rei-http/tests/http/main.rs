@@ -4,6 +4,7 @@
 
 mod openapi;
 mod ops;
+mod pg;
 mod stars;
 mod support;
 mod v1;

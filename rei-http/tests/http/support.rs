@@ -39,7 +39,23 @@ pub(crate) async fn start_with(setup: Setup, config: HttpConfig) -> Server {
 pub(crate) async fn start_on(builder: rei::EngineBuilder, setup: Setup, config: HttpConfig) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("rei.db").display());
-    let engine = Arc::new(builder.database_url(url).open().await.expect("engine"));
+    serve_engine(builder.database_url(url), dir, setup, config).await
+}
+
+/// A server over PostgreSQL (`REI_TEST_POSTGRES_URL`, which `scripts/test` sets), in a schema of its own.
+pub(crate) async fn start_pg() -> Server {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let url = std::env::var("REI_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| panic!("REI_TEST_POSTGRES_URL is not set: run the suite with scripts/test"));
+    let schema = format!("rei_http_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let config = rei::EngineConfig { postgres_schema: Some(schema), ..rei::EngineConfig::default() };
+    let builder = rei::Engine::builder().database_url(url).config(config);
+    serve_engine(builder, tempfile::tempdir().expect("temp dir"), Box::new(|_| {}), HttpConfig::default()).await
+}
+
+async fn serve_engine(builder: rei::EngineBuilder, dir: tempfile::TempDir, setup: Setup, config: HttpConfig) -> Server {
+    let engine = Arc::new(builder.open().await.expect("engine"));
     let mut state = HttpState::new(engine.clone(), config);
     setup(&mut state);
     let router = rei_http::router(Arc::new(state));
