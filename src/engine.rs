@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use rei_adapters::system::{SystemClock, TimeOrderedIds};
 use rei_core::access::{ApiKeyStore, ReplayStore};
 use rei_core::billing::{AdminService, BillingService, QuoteStore};
+use rei_core::chat::{ConversationStore, UpdateLog};
 use rei_core::generation::GenerationRequest;
 use rei_core::generation::{
     AssetStore, AttemptLog, FaultPoints, GenerationProvider, Messenger, MessengerNotifier, NoFaults, Pipeline,
@@ -39,7 +40,8 @@ pub use config::{EngineConfig, MigrateMode};
 pub use database::{Database, Leadership};
 pub use error::EngineError;
 pub use maintenance::{
-    MAINTENANCE_INTERVAL_MIN, MaintenanceHandle, MaintenanceReport, MaintenanceTotals, sweep_assets,
+    MAINTENANCE_INTERVAL_MIN, MaintenanceHandle, MaintenanceReport, MaintenanceTotals, REPLAY_RETENTION,
+    UPDATE_RETENTION, sweep_assets,
 };
 pub use worker::{WorkerOptions, WorkerReport, run_worker};
 
@@ -78,6 +80,8 @@ pub struct Engine {
     attempts: Arc<dyn AttemptLog>,
     api_keys: Arc<dyn ApiKeyStore>,
     replays: Arc<dyn ReplayStore>,
+    updates: Arc<dyn UpdateLog>,
+    conversations: Arc<dyn ConversationStore>,
     payments: Arc<dyn PaymentStore>,
     messenger: Arc<dyn Messenger>,
 }
@@ -255,6 +259,18 @@ impl Engine {
         &self.replays
     }
 
+    /// The bot's updates already taken: each is handled once, by whichever process took it first.
+    #[must_use]
+    pub fn updates(&self) -> &Arc<dyn UpdateLog> {
+        &self.updates
+    }
+
+    /// Each bot user's conversation state, in the store.
+    #[must_use]
+    pub fn conversations(&self) -> &Arc<dyn ConversationStore> {
+        &self.conversations
+    }
+
     /// The ledger every service writes to.
     #[must_use]
     pub fn ledger(&self) -> &Arc<dyn LedgerStore> {
@@ -303,6 +319,8 @@ impl Engine {
             usage: self.usage.clone(),
             jobs: self.jobs.clone(),
             quotes: self.quotes.clone(),
+            replays: self.replays.clone(),
+            updates: self.updates.clone(),
             clock: self.clock.clone(),
             quote_retention: self.config.quote_retention,
             maintenance_batch_max: self.config.maintenance_batch_max,
@@ -493,6 +511,8 @@ impl EngineBuilder {
             attempts: stores.attempts,
             api_keys: stores.api_keys,
             replays: stores.replays,
+            updates: stores.updates,
+            conversations: stores.conversations,
             payments: stores.payments,
             messenger,
         })

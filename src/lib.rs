@@ -92,7 +92,8 @@ pub mod engine;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub use engine::{
     Database, Engine, EngineBuilder, EngineConfig, EngineError, Leadership, MaintenanceHandle, MaintenanceReport,
-    MaintenanceTotals, MigrateMode, PipelineParts, WorkerOptions, WorkerReport, run_worker, sweep_assets,
+    MaintenanceTotals, MigrateMode, PipelineParts, REPLAY_RETENTION, UPDATE_RETENTION, WorkerOptions, WorkerReport,
+    run_worker, sweep_assets,
 };
 
 /// The README's code, compiled and run as doctests.

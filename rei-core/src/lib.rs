@@ -9,6 +9,7 @@
 pub mod access;
 pub mod billing;
 pub mod caps;
+pub mod chat;
 pub mod generation;
 pub mod guards;
 pub mod ids;

@@ -203,6 +203,22 @@ pub(crate) async fn telegram(State(state): State<Arc<HttpState>>, request: Reque
     let Ok(body) = to_bytes(request.into_body(), limit).await else {
         return too_large(limit).into_response();
     };
+    // Each update once, whichever instance got it first (Telegram redelivers until it gets a 2xx).
+    #[derive(serde::Deserialize)]
+    struct Id {
+        update_id: i64,
+    }
+    let id = serde_json::from_slice::<Id>(&body).ok().map(|i| i.update_id);
+    if let Some(id) = id {
+        match state.engine.updates().claim(id, state.engine.clock().now()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(update_id = id, "telegram update seen before: acknowledged, not handled again");
+                return StatusCode::OK.into_response();
+            }
+            Err(e) => return Problem::unavailable("update-log", e.to_string()).into_response(),
+        }
+    }
     match telegram.handler.handle(&body).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(UpdateError::Malformed(why)) => {
@@ -210,6 +226,12 @@ pub(crate) async fn telegram(State(state): State<Arc<HttpState>>, request: Reque
             Problem::bad_request(why).with_code("malformed-update").into_response()
         }
         Err(UpdateError::Unavailable(why)) => {
+            // Given back, so that the redelivery is handled.
+            if let Some(id) = id
+                && let Err(e) = state.engine.updates().release(id).await
+            {
+                tracing::error!(update_id = id, error = %e, "could not give a telegram update back");
+            }
             tracing::error!(why, "telegram update not handled");
             Problem::unavailable("update-not-handled", why).into_response()
         }

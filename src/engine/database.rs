@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rei_adapters::sql::{ConnectFailure, DatabaseUrl, redact};
 use rei_core::access::{ApiKeyStore, ReplayStore};
 use rei_core::billing::QuoteStore;
+use rei_core::chat::{ConversationStore, UpdateLog};
 use rei_core::generation::AttemptLog;
 use rei_core::guards::AuditLog;
 use rei_core::jobs::{JobQueue, JobStore};
@@ -66,6 +67,8 @@ pub(super) struct Stores {
     pub(super) attempts: Arc<dyn AttemptLog>,
     pub(super) api_keys: Arc<dyn ApiKeyStore>,
     pub(super) replays: Arc<dyn ReplayStore>,
+    pub(super) updates: Arc<dyn UpdateLog>,
+    pub(super) conversations: Arc<dyn ConversationStore>,
     pub(super) payments: Arc<dyn PaymentStore>,
 }
 
@@ -188,7 +191,9 @@ impl Database {
         match self {
             #[cfg(feature = "postgres")]
             Database::Postgres(p) => {
-                use rei_adapters::postgres::{access, attempts, audit, jobs, ledger, payments, queue, quotes, usage};
+                use rei_adapters::postgres::{
+                    access, attempts, audit, chat, jobs, ledger, payments, queue, quotes, usage,
+                };
                 // Quotes and HTTP replay slots are not money: their commits need not wait for the disk.
                 let relaxed = rei_adapters::postgres::relaxed_pool(p, config.connections_max.div_ceil(2));
                 let ledger_config = ledger::PgLedgerConfig {
@@ -211,12 +216,16 @@ impl Database {
                     attempts: Arc::new(attempts::PgAttemptLog::new(p.clone())),
                     api_keys: Arc::new(access::PgApiKeys::new(p.clone())),
                     replays: Arc::new(access::PgReplays::new(relaxed)),
+                    updates: Arc::new(chat::PgUpdateLog::new(p.clone())),
+                    conversations: Arc::new(chat::PgConversations::new(p.clone())),
                     payments: Arc::new(payments::PgPaymentStore::new(p.clone())),
                 }
             }
             #[cfg(feature = "sqlite")]
             Database::Sqlite(p) => {
-                use rei_adapters::sqlite::{access, attempts, audit, jobs, ledger, payments, queue, quotes, usage};
+                use rei_adapters::sqlite::{
+                    access, attempts, audit, chat, jobs, ledger, payments, queue, quotes, usage,
+                };
                 // The stores written on every request queue for one connection rather than for the write lock.
                 let serial = rei_adapters::sqlite::serial_pool(p);
                 let ledger_config =
@@ -236,6 +245,8 @@ impl Database {
                     attempts: Arc::new(attempts::SqliteAttemptLog::new(p.clone())),
                     api_keys: Arc::new(access::SqliteApiKeys::new(p.clone())),
                     replays: Arc::new(access::SqliteReplays::new(serial)),
+                    updates: Arc::new(chat::SqliteUpdateLog::new(p.clone())),
+                    conversations: Arc::new(chat::SqliteConversations::new(p.clone())),
                     payments: Arc::new(payments::SqlitePaymentStore::new(p.clone())),
                 }
             }

@@ -112,6 +112,12 @@ pub enum EngineError {
         /// The panic's message.
         reason: String,
     },
+    /// Old HTTP replay slots or bot updates could not be purged.
+    #[error("purging old records failed: {reason}")]
+    Purge {
+        /// What failed.
+        reason: String,
+    },
 }
 
 /// Versions as `1, 2, 3`.

@@ -33,7 +33,17 @@ pub struct MaintenanceReport {
     pub jobs_recovered: usize,
     /// Assets past their retention deleted ([`sweep_assets`]; zero when the pass had no asset store).
     pub assets_deleted: usize,
+    /// HTTP replay slots older than [`REPLAY_RETENTION`] removed.
+    pub replays_purged: usize,
+    /// Bot updates taken longer ago than [`UPDATE_RETENTION`] forgotten.
+    pub updates_purged: usize,
 }
+
+/// How long a POST's stored response is replayed for its `Idempotency-Key`: a day, as payment APIs keep theirs.
+pub const REPLAY_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long a bot update id is remembered: Telegram keeps redelivering an update for at most a day.
+pub const UPDATE_RETENTION: Duration = Duration::from_secs(48 * 60 * 60);
 
 /// Deletes up to `limit` assets last written more than `retention` before `now`; returns how many went.
 ///
@@ -93,6 +103,8 @@ pub(super) struct Maintenance {
     pub(super) usage: Arc<UsageService>,
     pub(super) jobs: Arc<JobService>,
     pub(super) quotes: Arc<dyn QuoteStore>,
+    pub(super) replays: Arc<dyn rei_core::access::ReplayStore>,
+    pub(super) updates: Arc<dyn rei_core::chat::UpdateLog>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) quote_retention: Duration,
     pub(super) maintenance_batch_max: usize,
@@ -109,6 +121,18 @@ impl Maintenance {
         let jobs = self.jobs.recover_expired_leases(self.maintenance_batch_max).await?;
         let before = self.clock.now().minus(self.quote_retention);
         let quotes_purged = self.quotes.purge_expired(before, self.maintenance_batch_max).await?;
+        let now = self.clock.now();
+        let purge_failed = |e: &dyn std::fmt::Display| EngineError::Purge { reason: e.to_string() };
+        let replays_purged = self
+            .replays
+            .purge(now.minus(REPLAY_RETENTION), self.maintenance_batch_max)
+            .await
+            .map_err(|e| purge_failed(&e))?;
+        let updates_purged = self
+            .updates
+            .purge(now.minus(UPDATE_RETENTION), self.maintenance_batch_max)
+            .await
+            .map_err(|e| purge_failed(&e))?;
         Ok(MaintenanceReport {
             holds_expired: reaped.expired.len(),
             holds_skipped: reaped.skipped.len(),
@@ -116,6 +140,8 @@ impl Maintenance {
             sessions_ended: sessions.lapsed.len() + sessions.settled.len(),
             jobs_recovered: jobs.unknown + jobs.requeued + jobs.failed + jobs.settled,
             assets_deleted: 0,
+            replays_purged,
+            updates_purged,
         })
     }
 

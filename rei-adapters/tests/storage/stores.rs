@@ -449,3 +449,25 @@ async fn pg_replays_batched_from_many_tasks_start_once_and_replay() {
     let other = ReplaySlot { fingerprint: "other".into(), ..slot(7) };
     assert_eq!(store.begin(&other, at(2_000), at(60_000)).await.expect("begin"), ReplayBegin::Mismatch);
 }
+
+#[tokio::test]
+async fn pg_chat_stores_pass_the_conformance_suites() {
+    // Proves the PostgreSQL update log (one claim among 16 racers) and conversation store keep their MUSTs.
+    let pool = pg_pool(20).await;
+    rei_core::testing::chat::update_log_conformance(&rei_adapters::postgres::chat::PgUpdateLog::new(pool.clone()))
+        .await;
+    rei_core::testing::chat::conversation_store_conformance(&rei_adapters::postgres::chat::PgConversations::new(pool))
+        .await;
+}
+
+#[tokio::test]
+async fn sqlite_chat_stores_pass_the_conformance_suites() {
+    // Proves the SQLite update log and conversation store keep their MUSTs.
+    let pool = sqlite_pool().await;
+    rei_core::testing::chat::update_log_conformance(&rei_adapters::sqlite::chat::SqliteUpdateLog::new(pool.clone()))
+        .await;
+    rei_core::testing::chat::conversation_store_conformance(&rei_adapters::sqlite::chat::SqliteConversations::new(
+        pool,
+    ))
+    .await;
+}

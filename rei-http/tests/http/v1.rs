@@ -347,3 +347,33 @@ async fn every_route_needs_a_key_and_its_scope() {
         problem(scoped.send().await.expect("send"), 403, "scope").await;
     }
 }
+
+#[tokio::test]
+async fn maintenance_forgets_replays_after_a_day() {
+    // Proves the replay retention: a POST's stored response replays within the day and is purged by
+    // maintenance after it, when the same key runs afresh; old bot updates are forgotten too.
+    use std::sync::Arc;
+    use std::time::Duration;
+    let clock =
+        Arc::new(rei_core::testing::clock::ManualClock::new(rei_core::time::Timestamp::from_millis(1_800_000_000_000)));
+    let s = crate::support::start_on(
+        rei::Engine::builder().clock(clock.clone()),
+        Box::new(|_| {}),
+        rei_http::HttpConfig::default(),
+    )
+    .await;
+    let body = json!({"user_id": 12, "product": PRODUCT});
+    let (_, first) = json(s.post_keyed("/v1/quotes", &body, "day-key").await).await;
+    let replayed = s.post_keyed("/v1/quotes", &body, "day-key").await;
+    assert!(replayed.headers().contains_key("idempotent-replayed"));
+    assert!(s.engine.updates().claim(1, s.engine.clock().now()).await.expect("claim"));
+    clock.advance(rei::REPLAY_RETENTION + Duration::from_secs(60));
+    let report = s.engine.run_maintenance().await.expect("maintenance");
+    assert_eq!(report.replays_purged, 1);
+    let (status, fresh) = json(s.post_keyed("/v1/quotes", &body, "day-key").await).await;
+    assert_eq!(status, 201);
+    assert_ne!(fresh["id"], first["id"], "purged: the key runs afresh");
+    clock.advance(rei::UPDATE_RETENTION);
+    assert_eq!(s.engine.run_maintenance().await.expect("maintenance").updates_purged, 1);
+    assert!(s.engine.updates().claim(1, s.engine.clock().now()).await.expect("claim"), "forgotten: new again");
+}

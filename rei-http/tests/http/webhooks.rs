@@ -199,16 +199,56 @@ async fn a_refund_notice_is_checked_with_the_gateway() {
     problem(deliver(&s, &unknown).await, 400, "notice-refused").await;
 }
 
+/// Counts the updates it handles; fails the first `fail` of them as unavailable.
 #[derive(Default)]
-struct Counting(AtomicUsize);
+struct Counting(AtomicUsize, AtomicUsize);
 
 #[async_trait]
 impl UpdateHandler for Counting {
     async fn handle(&self, body: &[u8]) -> Result<(), UpdateError> {
         serde_json::from_slice::<Value>(body).map_err(|e| UpdateError::Malformed(e.to_string()))?;
+        if self.1.load(Ordering::SeqCst) > 0 {
+            self.1.fetch_sub(1, Ordering::SeqCst);
+            return Err(UpdateError::Unavailable("the store is down".into()));
+        }
         self.0.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
+}
+
+#[tokio::test]
+async fn a_telegram_update_is_handled_once_and_a_failed_one_again() {
+    // Proves the update log on the webhook: one update delivered 20 times at once and 5 more in turn is handled
+    // once; an update whose handling failed (503) is handled when Telegram delivers it again.
+    let handler = Arc::new(Counting::default());
+    let h = handler.clone();
+    let s = Arc::new(
+        start_with(
+            Box::new(move |state| state.telegram = Some(TelegramHook { secret: "tok".into(), handler: h })),
+            HttpConfig::default(),
+        )
+        .await,
+    );
+    let send = |s: Arc<Server>, update: Value| async move {
+        let r = s.client.post(format!("{}/webhooks/telegram", s.base)).header("x-telegram-bot-api-secret-token", "tok");
+        r.json(&update).send().await.expect("send").status().as_u16()
+    };
+    let update =
+        json!({"update_id": 777, "message": {"message_id": 1, "chat": {"id": 1, "type": "private"}, "date": 0}});
+    let tasks: Vec<_> = (0..20).map(|_| tokio::spawn(send(s.clone(), update.clone()))).collect();
+    for t in tasks {
+        assert_eq!(t.await.expect("join"), 200);
+    }
+    for _ in 0..5 {
+        assert_eq!(send(s.clone(), update.clone()).await, 200);
+    }
+    assert_eq!(handler.0.load(Ordering::SeqCst), 1, "handled once");
+    handler.1.store(1, Ordering::SeqCst);
+    let other =
+        json!({"update_id": 778, "message": {"message_id": 2, "chat": {"id": 1, "type": "private"}, "date": 0}});
+    assert_eq!(send(s.clone(), other.clone()).await, 503);
+    assert_eq!(send(s.clone(), other).await, 200);
+    assert_eq!(handler.0.load(Ordering::SeqCst), 2, "the failed update handled on its redelivery");
 }
 
 #[tokio::test]
