@@ -10,8 +10,10 @@
 //! shows `<redacted>`, transport errors are stripped of their URL and any text that could still carry the token
 //! is scrubbed before it becomes an error.
 
+mod pace;
 mod update;
 
+pub use pace::{Pacing, SendPacer};
 pub use update::{MESSAGE_TEXT_CHARS_MAX, TEXT_BYTES_MAX, UPDATE_BYTES_MAX, Update, UpdateError, parse_update};
 
 use std::time::Duration;
@@ -91,6 +93,8 @@ pub struct BotApi {
     base_url: String,
     token: String,
     client: reqwest::Client,
+    pacer: SendPacer,
+    clock: crate::system::SystemClock,
 }
 
 impl std::fmt::Debug for BotApi {
@@ -116,7 +120,35 @@ impl BotApi {
     pub fn with_timeout(base_url: &str, token: &str, timeout: Duration) -> Result<BotApi, BotApiError> {
         let client = crate::http::client(timeout)
             .map_err(|e| BotApiError::Transport { reason: scrub(&chain(&e.without_url()), token), sent: false })?;
-        Ok(BotApi { base_url: base_url.trim_end_matches('/').to_owned(), token: token.to_owned(), client })
+        Ok(BotApi {
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+            client,
+            pacer: SendPacer::new(Pacing::default()),
+            clock: crate::system::SystemClock::new(),
+        })
+    }
+
+    /// The same client keeping `pacing` instead of Telegram's published limits.
+    #[must_use]
+    pub fn with_pacing(mut self, pacing: Pacing) -> BotApi {
+        self.pacer = SendPacer::new(pacing);
+        self
+    }
+
+    /// Waits until the call may go: after a 429's `retry_after`, and for a send (a method named `send…`,
+    /// `copyMessage`, `forwardMessage`), until its chat's and the bot's budget have room.
+    async fn paced(&self, method: &str, params: &Value) {
+        use rei_core::time::Clock;
+        let sends = method.starts_with("send") || method == "copyMessage" || method == "forwardMessage";
+        let chat = if sends { params.get("chat_id").and_then(Value::as_i64) } else { None };
+        loop {
+            let wait = self.pacer.reserve(chat, self.clock.now());
+            if wait.is_zero() {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+        }
     }
 
     /// Calls `method` with `params` (a JSON object) and returns its `result`.
@@ -130,11 +162,17 @@ impl BotApi {
         if !method_ok {
             return Err(BotApiError::Garbage { reason: "the method name is not a Bot API method".to_owned() });
         }
+        self.paced(method, params).await;
         let url = format!("{}/bot{}/{method}", self.base_url, self.token);
         let response = self.client.post(&url).json(params).send().await.map_err(|e| self.transport(e))?;
         let status = response.status().as_u16();
         let body = self.read_body(response).await?;
-        read_answer(status, &body).map_err(|e| self.scrubbed(e))
+        let answer = read_answer(status, &body).map_err(|e| self.scrubbed(e));
+        if let Err(BotApiError::Api { code: 429, retry_after: Some(wait), .. }) = &answer {
+            use rei_core::time::Clock;
+            self.pacer.freeze(self.clock.now().plus(*wait));
+        }
+        answer
     }
 
     fn transport(&self, e: reqwest::Error) -> BotApiError {

@@ -215,7 +215,7 @@ async fn a_refund_telegram_refuses_keeps_the_money_taken_and_can_be_repeated() {
     let body = updates::successful_payment(1, 42, "XTR", 10, "rei:42:t-2", "stxRefused_1");
     let credit = stars.on_successful_payment(&payment_of(&body)).await.expect("credit");
     fake.script().push(TelegramOutcome::BadRequest("Bad Request: CHARGE_NOT_FOUND".into()));
-    fake.script().push(TelegramOutcome::RateLimited { retry_after: 3 });
+    fake.script().push(TelegramOutcome::RateLimited { retry_after: 1 });
     let e = stars.refund(ALICE, "stxRefused_1", credit.amount, &api).await.expect_err("refused");
     assert!(
         matches!(&e, StarsError::RefundRejected { reason, amount, .. } if reason.contains("CHARGE_NOT_FOUND") && *amount == credit.amount),
@@ -223,7 +223,7 @@ async fn a_refund_telegram_refuses_keeps_the_money_taken_and_can_be_repeated() {
     );
     let e = stars.refund(ALICE, "stxRefused_1", credit.amount, &api).await.expect_err("rate limited");
     assert!(
-        matches!(&e, StarsError::RefundPending { source: StarsApiError::RateLimited { retry_after }, .. } if *retry_after == Duration::from_secs(3)),
+        matches!(&e, StarsError::RefundPending { source: StarsApiError::RateLimited { retry_after }, .. } if *retry_after == Duration::from_secs(1)),
         "{e:?}"
     );
     assert_eq!(available(&billing, ALICE).await, Money::ZERO, "the money stays taken meanwhile");
@@ -278,10 +278,13 @@ async fn rate_limits_server_errors_and_garbage_map_to_their_errors() {
             retry_after: Some(Duration::from_secs(35))
         }
     );
+    // A 429 freezes the client until its retry_after: the rest of the checks go through a fresh one.
+    let api = BotApi::new(&fake.base_url(), TOKEN).expect("adapter");
     assert_eq!(
         api.send_invoice(42, &invoice).await,
         Err(StarsApiError::RateLimited { retry_after: Duration::from_secs(7) })
     );
+    let api = BotApi::new(&fake.base_url(), TOKEN).expect("adapter");
     let e = api.create_invoice_link(&invoice).await.expect_err("500");
     assert!(matches!(e, StarsApiError::Unavailable { .. }), "{e:?}");
     let e = api.answer_pre_checkout("q", &PreCheckoutAnswer::Accept).await.expect_err("garbage");
@@ -292,4 +295,20 @@ async fn rate_limits_server_errors_and_garbage_map_to_their_errors() {
     assert!(matches!(e, BotApiError::Garbage { .. }), "{e:?}");
     assert_eq!(fake.script().pending(), 0);
     api.send_invoice(42, &invoice).await.expect("normal again");
+}
+
+#[tokio::test]
+async fn a_429_holds_every_call_back_until_its_retry_after() {
+    // Proves retry_after honoured: after a 429 asking for 1 s, the client's next call (any method) reaches
+    // Telegram only once that second has passed.
+    let (fake, api, _stars) = rig(sqlite_billing().await).await;
+    fake.script().push(TelegramOutcome::RateLimited { retry_after: 1 });
+    let e = api.call("sendMessage", &json!({"chat_id": 1, "text": "a"})).await.expect_err("429");
+    assert!(matches!(e, BotApiError::Api { code: 429, .. }), "{e:?}");
+    let frozen_at = std::time::Instant::now();
+    api.call("sendMessage", &json!({"chat_id": 2, "text": "b"})).await.expect("after the wait");
+    let calls = fake.calls();
+    let last = calls.last().expect("a call");
+    assert_eq!(last.params["chat_id"], 2);
+    assert!(last.at.duration_since(frozen_at) >= Duration::from_millis(900), "sent before retry_after passed");
 }
