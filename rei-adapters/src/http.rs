@@ -47,7 +47,7 @@ pub fn send_error(e: &reqwest::Error) -> ProviderError {
 }
 
 /// `e` and its sources, one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

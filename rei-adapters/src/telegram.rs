@@ -118,8 +118,10 @@ impl BotApi {
     /// # Errors
     /// [`BotApiError::Transport`] when the HTTP client cannot start.
     pub fn with_timeout(base_url: &str, token: &str, timeout: Duration) -> Result<BotApi, BotApiError> {
-        let client = crate::http::client(timeout)
-            .map_err(|e| BotApiError::Transport { reason: scrub(&chain(&e.without_url()), token), sent: false })?;
+        let client = crate::http::client(timeout).map_err(|e| BotApiError::Transport {
+            reason: scrub(&crate::http::error_chain(&e.without_url()), token),
+            sent: false,
+        })?;
         Ok(BotApi {
             base_url: base_url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
@@ -177,7 +179,7 @@ impl BotApi {
 
     fn transport(&self, e: reqwest::Error) -> BotApiError {
         let sent = !e.is_connect();
-        BotApiError::Transport { reason: scrub(&chain(&e.without_url()), &self.token), sent }
+        BotApiError::Transport { reason: scrub(&crate::http::error_chain(&e.without_url()), &self.token), sent }
     }
 
     /// Telegram's own texts are not expected to hold the token, but an error must never show it.
@@ -221,18 +223,6 @@ impl BotApi {
             "prices": [{"label": invoice.title, "amount": invoice.stars}],
         })
     }
-}
-
-/// `e` and its sources, one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// `text` with every occurrence of the token replaced.
