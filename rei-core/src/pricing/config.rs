@@ -353,7 +353,8 @@ impl PricingConfig {
         Ok(PricingConfig { spec, time_zone })
     }
 
-    /// A sensible configuration in roubles for the Gemini "Nano Banana" image models and Kling 2.6 videos,
+    /// A sensible configuration in roubles for the Gemini "Nano Banana" image models and Kling 3.0, 2.6 and 1.5
+    /// videos of 5 and 10 s (at the worker's costs per second of each model),
     /// read in Moscow time: weekday evening and Friday/Saturday night peaks, a cheaper early morning, tier
     /// discounts 0 / 10 / 20 %, a 20 % margin floor that alerts without refusing, and ten-minute quotes.
     /// The margins are chosen so that no tier at any time falls below the floor.
@@ -375,6 +376,10 @@ impl PricingConfig {
             product("image.nano-banana-pro", 11_00, 80, "image"),
             product("video.kling-2.6.5s", 29_00, 70, "video"),
             product("video.kling-2.6.10s", 58_00, 70, "video"),
+            product("video.kling-3.0.5s", 45_00, 70, "video"),
+            product("video.kling-3.0.10s", 90_00, 70, "video"),
+            product("video.kling-1.5.5s", 20_00, 70, "video"),
+            product("video.kling-1.5.10s", 40_00, 70, "video"),
         ]
         .into_iter()
         .collect::<Result<BTreeMap<_, _>, _>>();

@@ -61,6 +61,10 @@ fn example_quotes_every_product_off_peak_at_cost_plus_margin() {
         ("image.nano-banana-pro", 19_80),
         ("video.kling-2.6.5s", 49_30),
         ("video.kling-2.6.10s", 98_60),
+        ("video.kling-3.0.5s", 76_50),
+        ("video.kling-3.0.10s", 153_00),
+        ("video.kling-1.5.5s", 34_00),
+        ("video.kling-1.5.10s", 68_00),
     ] {
         let q = pricer.quote(&pid(product), 1, Tier::Basic, noon, QuoteId::from(1)).unwrap();
         assert_eq!(q.price, Money::from_kopecks(price), "{product}");
