@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use rei_adapters::telegram::{BotApi, Update, parse_update};
-use rei_core::stars::{PreCheckoutAnswer, StarsApi, StarsCredit, StarsError, StarsPayments};
+use rei_core::stars::{PreCheckoutAnswer, StarsApi, StarsCredit, StarsError, StarsPayments, SuccessfulPayment};
 use rei_core::time::Clock;
 use rei_core::topups::{FinalStatus, PaymentProvider, PaymentRecord, PaymentRecordStatus, PaymentStore};
 use serde_json::json;
@@ -50,6 +50,34 @@ impl StarsHook {
     }
 }
 
+impl StarsHook {
+    /// Credits a `successful_payment` once (keyed by its charge id) and records it; `None` for a payment that is
+    /// not ours to credit (logged for an operator to reconcile and refund). Telling the payer is the caller's
+    /// (the bot says it in their language; [`UpdateHandler::handle`] in Russian).
+    ///
+    /// # Errors
+    /// [`UpdateError::Unavailable`] when the ledger or the payment store could not be reached.
+    pub async fn credit(&self, payment: &SuccessfulPayment) -> Result<Option<StarsCredit>, UpdateError> {
+        match self.payments.on_successful_payment(payment).await {
+            Ok(credit) => {
+                self.record(&credit).await?;
+                tracing::info!(user = %credit.user, amount = %credit.amount, stars = credit.stars,
+                    charge = credit.charge_id, replayed = credit.replayed, "stars payment credited");
+                Ok(Some(credit))
+            }
+            // Telegram took the Stars but the payment is not ours to credit (a forgery behind a leaked secret, or
+            // a changed configuration): acknowledged so that it is not redelivered for ever, and logged for an
+            // operator to reconcile with getStarTransactions and refund.
+            Err(StarsError::Refused(why)) => {
+                tracing::error!(user = %payment.from, charge = payment.telegram_payment_charge_id, ?why,
+                    "stars payment NOT credited: reconcile and refund");
+                Ok(None)
+            }
+            Err(e) => Err(UpdateError::Unavailable(e.to_string())),
+        }
+    }
+}
+
 #[async_trait]
 impl UpdateHandler for StarsHook {
     async fn handle(&self, body: &[u8]) -> Result<(), UpdateError> {
@@ -66,31 +94,14 @@ impl UpdateHandler for StarsHook {
                     .map_err(|e| UpdateError::Unavailable(format!("answering the pre-checkout: {e}")))
             }
             Update::SuccessfulPayment { chat_id, payment, .. } => {
-                match self.payments.on_successful_payment(&payment).await {
-                    Ok(credit) => {
-                        self.record(&credit).await?;
-                        tracing::info!(user = %credit.user, amount = %credit.amount, stars = credit.stars,
-                        charge = credit.charge_id, replayed = credit.replayed, "stars payment credited");
-                        if !credit.replayed {
-                            let text = format!("Баланс пополнен на {} ₽ ({} ⭐).", credit.amount, credit.stars);
-                            if let Err(e) =
-                                self.api.call("sendMessage", &json!({"chat_id": chat_id, "text": text})).await
-                            {
-                                tracing::warn!(error = %e, "could not confirm a stars payment to the user");
-                            }
-                        }
-                        Ok(())
+                let Some(credit) = self.credit(&payment).await? else { return Ok(()) };
+                if !credit.replayed {
+                    let text = format!("Баланс пополнен на {} ₽ ({} ⭐).", credit.amount, credit.stars);
+                    if let Err(e) = self.api.call("sendMessage", &json!({"chat_id": chat_id, "text": text})).await {
+                        tracing::warn!(error = %e, "could not confirm a stars payment to the user");
                     }
-                    // Telegram took the Stars but the payment is not ours to credit (a forgery behind a leaked
-                    // secret, or a changed configuration): acknowledged so that it is not redelivered for ever, and
-                    // logged for an operator to reconcile with getStarTransactions and refund.
-                    Err(StarsError::Refused(why)) => {
-                        tracing::error!(user = %payment.from, charge = payment.telegram_payment_charge_id, ?why,
-                        "stars payment NOT credited: reconcile and refund");
-                        Ok(())
-                    }
-                    Err(e) => Err(UpdateError::Unavailable(e.to_string())),
                 }
+                Ok(())
             }
             // The bot's conversations are not handled by the payments hook.
             Update::Message { .. } | Update::CallbackQuery { .. } | Update::Other { .. } => Ok(()),

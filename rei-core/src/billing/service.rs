@@ -157,6 +157,12 @@ impl BillingService {
         &self.config
     }
 
+    /// `true` when the price list prices `product` (a seller checks its catalogue against it at start-up).
+    #[must_use]
+    pub fn sells(&self, product: &ProductId) -> bool {
+        self.pricer.config().spec().products.contains_key(product)
+    }
+
     async fn apply(&self, key: IdempotencyKey, op: LedgerOp) -> Result<Applied, BillingError> {
         let cmd = LedgerCommand { key, tx: new_id::<TxId>(&*self.ids), at: self.clock.now(), op };
         Ok(self.ledger.apply(cmd).await?)
