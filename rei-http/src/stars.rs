@@ -93,7 +93,10 @@ impl UpdateHandler for StarsHook {
                 }
             }
             // The bot's conversations are not handled by the payments hook.
-            Update::Message { .. } | Update::CallbackQuery { .. } | Update::Other { .. } => Ok(()),
+            Update::Message { .. }
+            | Update::CallbackQuery { .. }
+            | Update::MemberStatus { .. }
+            | Update::Other { .. } => Ok(()),
         }
     }
 }
