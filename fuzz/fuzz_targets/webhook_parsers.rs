@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rei_adapters::telegram::{self, Update};
+use rei_adapters::telegram::{self, Content, Update};
 use rei_adapters::yookassa;
 use rei_core::stars::StarsPayload;
 
@@ -20,10 +20,18 @@ fuzz_target!(|data: &[u8]| {
                 assert!(payment.telegram_payment_charge_id.len() <= telegram::TEXT_BYTES_MAX);
                 let _ = rei_core::stars::payment_id(&payment.telegram_payment_charge_id);
             }
-            Update::Message { text, .. } => {
-                assert!(text.as_ref().is_none_or(|t| t.chars().count() <= telegram::MESSAGE_TEXT_CHARS_MAX));
-            }
+            Update::Message { content, .. } => match content {
+                Content::Text(t) => assert!(t.chars().count() <= telegram::MESSAGE_TEXT_CHARS_MAX),
+                Content::Photo { file, caption }
+                | Content::Document { file, caption, .. }
+                | Content::Video { file, caption, .. } => {
+                    assert!(!file.file_id.is_empty() && file.file_id.len() <= telegram::TEXT_BYTES_MAX);
+                    assert!(caption.as_ref().is_none_or(|c| c.chars().count() <= telegram::CAPTION_CHARS_MAX));
+                }
+                Content::Sticker | Content::Voice | Content::Other => {}
+            },
             Update::CallbackQuery { data, .. } => assert!(data.as_ref().is_none_or(|d| d.len() <= 64)),
+            Update::MemberStatus { .. } => {}
             Update::Other { kind, .. } => assert!(kind.chars().count() <= 64),
         }
         let _ = update.update_id();

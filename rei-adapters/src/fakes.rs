@@ -8,7 +8,7 @@
 //! - [`kling`]: Kling's official video API, with its JWT check, task progression and result files.
 //! - [`gemini`]: Google's Gemini API `generateContent`.
 //! - [`yookassa`]: YooKassa API v3, payments and refunds.
-//! - [`telegram`]: the Telegram Bot API's Stars payment methods and `sendMessage`, and webhook bodies.
+//! - [`telegram`]: the Telegram Bot API: messages, keyboards, files, long polling, Stars, and update bodies.
 
 pub mod gemini;
 pub mod kling;

@@ -1,20 +1,31 @@
-//! The Telegram Bot API (feature `telegram`): [`BotApi`], a client of `{base}/bot{token}/{method}` (POST JSON),
-//! which implements the Stars payments port [`StarsApi`]; and [`parse_update`], the strict reader of the
-//! `Update`s Telegram delivers to the webhook.
+//! The Telegram Bot API (feature `telegram`): [`BotApi`], a client of `{base}/bot{token}/{method}`, which
+//! implements the Stars payments port [`StarsApi`] and has a typed method for each call the bot makes (messages
+//! with inline keyboards, photos, videos and documents by `file_id` or uploaded, file downloads, long polling,
+//! the webhook); and [`parse_update`], the strict reader of the `Update`s Telegram delivers.
 //!
-//! Both are the seed of the full bot adapter: [`BotApi::call`] is the base every further method (sendMessage,
-//! answerCallbackQuery, file downloads) is built on, and [`Update`] grows a variant per update kind the bot
-//! acts on.
+//! Every method goes through [`BotApi::call`]'s pacing (Telegram's send limits, and a 429's `retry_after`
+//! holding back every later call) and its reading of the Bot API's envelope. Parameters that break one of
+//! Telegram's documented limits are refused before anything is sent ([`BotApiError::Invalid`],
+//! [`BotApiError::TooLarge`]).
 //!
 //! The bot token is part of every method URL, so it is kept out of everything printable: [`BotApi`]'s `Debug`
 //! shows `<redacted>`, transport errors are stripped of their URL and any text that could still carry the token
 //! is scrubbed before it becomes an error.
 
+mod methods;
 mod pace;
 mod update;
 
+pub use methods::{
+    BUTTON_TEXT_BYTES_MAX, BUTTON_URL_BYTES_MAX, BotIdentity, Button, CALLBACK_ANSWER_CHARS_MAX,
+    FILE_DOWNLOAD_BYTES_MAX, FILE_UPLOAD_BYTES_MAX, FileInfo, KEYBOARD_BUTTONS_MAX, Keyboard, Media,
+    PHOTO_UPLOAD_BYTES_MAX, POLL_TIMEOUT_MAX, ROW_BUTTONS_MAX, Sent, TRANSFER_TIMEOUT, UPDATES_LIMIT_MAX,
+};
 pub use pace::{Pacing, SendPacer};
-pub use update::{MESSAGE_TEXT_CHARS_MAX, TEXT_BYTES_MAX, UPDATE_BYTES_MAX, Update, UpdateError, parse_update};
+pub use update::{
+    CALLBACK_DATA_BYTES_MAX, CAPTION_CHARS_MAX, ChatKind, Content, FileRef, MESSAGE_TEXT_CHARS_MAX, Sender,
+    TEXT_BYTES_MAX, UPDATE_BYTES_MAX, Update, UpdateError, parse_update,
+};
 
 use std::time::Duration;
 
@@ -27,10 +38,15 @@ use serde_json::{Value, json};
 pub const DEFAULT_BASE_URL: &str = "https://api.telegram.org";
 /// The bound on each call when none is given. Telegram cancels a purchase whose pre-checkout query is not
 /// answered within 10 s of being sent, so a bot answering through a client with this bound answers in time only
-/// if it answers at once (see [`BotApi::with_timeout`] for a tighter one).
+/// if it answers at once (see [`BotApi::with_timeout`] for a tighter one). Uploads, downloads and long polls
+/// have their own bounds ([`TRANSFER_TIMEOUT`], the poll's timeout plus [`POLL_GRACE`]).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer than its `timeout` a long poll (`getUpdates`) may take before it is given up.
+pub const POLL_GRACE: Duration = Duration::from_secs(10);
 /// The most bytes of an answer read.
 const ANSWER_BYTES_MAX: usize = 1024 * 1024;
+/// The most bytes of a `getUpdates` answer read (up to 100 updates).
+const UPDATES_ANSWER_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// The longest `retry_after` believed (Telegram's are seconds to minutes).
 const RETRY_AFTER_MAX: Duration = Duration::from_secs(3_600);
 /// The longest piece of Telegram's text kept in an error.
@@ -67,6 +83,30 @@ pub enum BotApiError {
         /// What was wrong.
         reason: String,
     },
+    /// Not sent: a parameter breaks one of the Bot API's limits (an empty or over-long text, callback data over
+    /// 64 bytes, a bad keyboard, an empty file). Telegram would refuse it with a 400.
+    #[error("not sent to telegram: {reason}")]
+    Invalid {
+        /// Which limit, without the offending value.
+        reason: String,
+    },
+    /// A file over `limit` bytes: an upload refused before it was sent (Telegram's own limits), or a download
+    /// refused once its declared or received length went past the caller's limit.
+    #[error("the file is over the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+}
+
+impl BotApiError {
+    /// `true` when Telegram refused with 403 Forbidden: the user blocked the bot or was deactivated, the bot was
+    /// removed from the chat or may not start it. Sending to that chat again will fail the same way until the
+    /// user comes back (an unblock arrives as `my_chat_member` with status `member`).
+    #[must_use]
+    pub fn is_blocked(&self) -> bool {
+        matches!(self, BotApiError::Api { code: 403, .. })
+    }
 }
 
 impl From<BotApiError> for StarsApiError {
@@ -84,6 +124,9 @@ impl From<BotApiError> for StarsApiError {
             }
             BotApiError::Transport { reason, .. } => StarsApiError::Unavailable { reason },
             BotApiError::Garbage { reason } => StarsApiError::Garbage { reason },
+            e @ (BotApiError::Invalid { .. } | BotApiError::TooLarge { .. }) => {
+                StarsApiError::Rejected { reason: e.to_string() }
+            }
         }
     }
 }
@@ -95,6 +138,7 @@ pub struct BotApi {
     client: reqwest::Client,
     pacer: SendPacer,
     clock: crate::system::SystemClock,
+    transfer_timeout: Duration,
 }
 
 impl std::fmt::Debug for BotApi {
@@ -128,7 +172,16 @@ impl BotApi {
             client,
             pacer: SendPacer::new(Pacing::default()),
             clock: crate::system::SystemClock::new(),
+            transfer_timeout: TRANSFER_TIMEOUT,
         })
+    }
+
+    /// The same client bounding each upload (a `send…` with a file part) and each file download by `timeout`
+    /// instead of [`TRANSFER_TIMEOUT`].
+    #[must_use]
+    pub fn with_transfer_timeout(mut self, timeout: Duration) -> BotApi {
+        self.transfer_timeout = timeout;
+        self
     }
 
     /// The same client keeping `pacing` instead of Telegram's published limits.
@@ -138,12 +191,10 @@ impl BotApi {
         self
     }
 
-    /// Waits until the call may go: after a 429's `retry_after`, and for a send (a method named `send…`,
-    /// `copyMessage`, `forwardMessage`), until its chat's and the bot's budget have room.
-    async fn paced(&self, method: &str, params: &Value) {
+    /// Waits until the call may go: after a 429's `retry_after`, and for a send to `chat`, until its chat's and
+    /// the bot's budget have room.
+    async fn paced(&self, chat: Option<i64>) {
         use rei_core::time::Clock;
-        let sends = method.starts_with("send") || method == "copyMessage" || method == "forwardMessage";
-        let chat = if sends { params.get("chat_id").and_then(Value::as_i64) } else { None };
         loop {
             let wait = self.pacer.reserve(chat, self.clock.now());
             if wait.is_zero() {
@@ -153,22 +204,47 @@ impl BotApi {
         }
     }
 
-    /// Calls `method` with `params` (a JSON object) and returns its `result`.
+    /// Calls `method` with `params` (a JSON object) and returns its `result`. A send (a method named `send…`,
+    /// `copyMessage`, `forwardMessage`) is paced by its `chat_id`.
     ///
     /// # Errors
     /// [`BotApiError::Api`] for Telegram's refusals, [`BotApiError::Transport`] when there was no answer,
     /// [`BotApiError::Garbage`] for an answer that is not the Bot API's (or a method name that is not one).
     pub async fn call(&self, method: &str, params: &Value) -> Result<Value, BotApiError> {
+        let chat = if sends(method) { params.get("chat_id").and_then(Value::as_i64) } else { None };
+        self.exchange(method, chat, Payload::Json(params), None, ANSWER_BYTES_MAX).await
+    }
+
+    /// One method call: paced for `chat` (a send) or only by a freeze, sent as JSON or multipart, bounded by
+    /// `timeout` (else the client's), its answer read up to `answer_max` bytes. A 429 with `retry_after` freezes
+    /// every later call.
+    async fn exchange(
+        &self,
+        method: &str,
+        chat: Option<i64>,
+        payload: Payload<'_>,
+        timeout: Option<Duration>,
+        answer_max: usize,
+    ) -> Result<Value, BotApiError> {
         let method_ok =
             !method.is_empty() && method.len() <= METHOD_CHARS_MAX && method.bytes().all(|b| b.is_ascii_alphanumeric());
         if !method_ok {
             return Err(BotApiError::Garbage { reason: "the method name is not a Bot API method".to_owned() });
         }
-        self.paced(method, params).await;
+        self.paced(chat).await;
         let url = format!("{}/bot{}/{method}", self.base_url, self.token);
-        let response = self.client.post(&url).json(params).send().await.map_err(|e| self.transport(e))?;
+        let request = self.client.post(&url);
+        let request = match payload {
+            Payload::Json(params) => request.json(params),
+            Payload::Form(form) => request.multipart(form),
+        };
+        let request = match timeout {
+            Some(timeout) => request.timeout(timeout),
+            None => request,
+        };
+        let response = request.send().await.map_err(|e| self.transport(e))?;
         let status = response.status().as_u16();
-        let body = self.read_body(response).await?;
+        let body = self.read_body(response, answer_max).await?;
         let answer = read_answer(status, &body).map_err(|e| self.scrubbed(e));
         if let Err(BotApiError::Api { code: 429, retry_after: Some(wait), .. }) = &answer {
             use rei_core::time::Clock;
@@ -192,16 +268,19 @@ impl BotApi {
                 BotApiError::Transport { reason: scrub(&reason, &self.token), sent }
             }
             BotApiError::Garbage { reason } => BotApiError::Garbage { reason: scrub(&reason, &self.token) },
+            BotApiError::Invalid { reason } => BotApiError::Invalid { reason: scrub(&reason, &self.token) },
+            e @ BotApiError::TooLarge { .. } => e,
         }
     }
 
-    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, BotApiError> {
+    /// The answer's body, at most `max` bytes.
+    async fn read_body(&self, mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, BotApiError> {
         let mut body = Vec::new();
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > ANSWER_BYTES_MAX {
-                        return Err(BotApiError::Garbage { reason: "the answer is over 1 MiB".to_owned() });
+                    if body.len() + chunk.len() > max {
+                        return Err(BotApiError::Garbage { reason: format!("the answer is over {max} bytes") });
                     }
                     body.extend_from_slice(&chunk);
                 }
@@ -223,6 +302,19 @@ impl BotApi {
             "prices": [{"label": invoice.title, "amount": invoice.stars}],
         })
     }
+}
+
+/// What a method call sends.
+enum Payload<'a> {
+    /// JSON parameters.
+    Json(&'a Value),
+    /// A multipart form: text fields and file parts (uploads).
+    Form(reqwest::multipart::Form),
+}
+
+/// Whether `method` sends a message into a chat (and so is paced per chat).
+fn sends(method: &str) -> bool {
+    method.starts_with("send") || method == "copyMessage" || method == "forwardMessage"
 }
 
 /// `text` with every occurrence of the token replaced.

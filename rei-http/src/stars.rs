@@ -104,7 +104,10 @@ impl UpdateHandler for StarsHook {
                 Ok(())
             }
             // The bot's conversations are not handled by the payments hook.
-            Update::Message { .. } | Update::CallbackQuery { .. } | Update::Other { .. } => Ok(()),
+            Update::Message { .. }
+            | Update::CallbackQuery { .. }
+            | Update::MemberStatus { .. }
+            | Update::Other { .. } => Ok(()),
         }
     }
 }

@@ -23,6 +23,8 @@ mod stores;
 mod support;
 #[cfg(all(feature = "telegram", feature = "fakes"))]
 mod telegram;
+#[cfg(all(feature = "telegram", feature = "fakes"))]
+mod telegram_bot;
 mod workloads;
 #[cfg(all(feature = "yookassa", feature = "fakes"))]
 mod yookassa;
