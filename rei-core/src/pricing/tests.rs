@@ -62,7 +62,7 @@ fn example_quotes_every_product_off_peak_at_cost_plus_margin() {
         ("video.kling-2.6.5s", 49_30),
         ("video.kling-2.6.10s", 98_60),
         ("video.kling-3.0.5s", 76_50),
-        ("video.kling-3.0.10s", 153_00),
+        ("video.kling-3.0.10s", 15_300),
         ("video.kling-1.5.5s", 34_00),
         ("video.kling-1.5.10s", 68_00),
     ] {
