@@ -10,6 +10,7 @@ mod bench_pipeline;
 mod bench_queue;
 mod providers;
 mod roles;
+mod settings;
 mod wiring;
 
 use std::process::ExitCode;
@@ -85,6 +86,9 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The settings file (prices, models, limits): check one, print the shipped default.
+    #[command(subcommand)]
+    Config(settings::ConfigCommand),
     /// Prices a product with the example price list and prints the breakdown.
     Price {
         /// Product id, e.g. image.nano-banana or video.kling-2.6.5s.
@@ -206,6 +210,11 @@ enum TierArg {
 }
 
 fn main() -> ExitCode {
+    // First: before anything reads the environment (the log filter, the command line) or starts a thread.
+    if let Err(e) = settings::load_dotenv() {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(1);
+    }
     logging();
     match run(Cli::parse()) {
         Ok(code) => code,
@@ -245,6 +254,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Price { product, units, tier, at } => {
             price(&product, units, tier, at.as_deref()).map(|()| ExitCode::SUCCESS)
         }
+        Command::Config(command) => settings::run(command),
         Command::Migrate { database_url } => runtime()?.block_on(migrate(&database_url)).map(|()| ExitCode::SUCCESS),
         Command::Verify { database_url } => runtime()?.block_on(verify(&database_url)),
         Command::Gc { database_url, interval_seconds, once, assets_dir, s3, asset_retention_days } => {

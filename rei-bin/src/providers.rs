@@ -47,7 +47,7 @@ pub(crate) struct ProviderArgs {
 /// the quality score the router weighs.
 const KLING_COSTS: [(&str, i64, u8); 3] = [("kling-v3", 900, 95), ("kling-v2-6", 580, 85), ("kling-v1-5", 400, 70)];
 /// The Gemini image models offered, with the quality score the router weighs.
-const GEMINI_MODELS: [(&str, u8); 2] = [("gemini-2.5-flash-image", 75), ("gemini-3-pro-image-preview", 95)];
+pub(crate) const GEMINI_MODELS: [(&str, u8); 2] = [("gemini-2.5-flash-image", 75), ("gemini-3-pro-image-preview", 95)];
 
 /// The providers and their catalogue. At least one provider must be configured.
 ///

@@ -315,6 +315,9 @@ mod crash;
 #[path = "cli/serve.rs"]
 mod serve;
 
+#[path = "cli/settings.rs"]
+mod settings;
+
 #[test]
 fn rei_gc_deletes_assets_past_their_retention() {
     // Proves `rei gc --assets-dir` deletes the asset files older than the retention and keeps the newer ones.
