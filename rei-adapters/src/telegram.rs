@@ -447,8 +447,8 @@ mod tests {
 
     #[test]
     fn errors_map_to_the_port_by_what_the_caller_can_do() {
-        // Proves the grouping: 401 unauthorized, 429 rate limited, 5xx and no answer unavailable, other 4xx
-        // rejected, garbage garbage.
+        // Proves the grouping: 401 unauthorized, 429 rate limited, 5xx and no answer unavailable, other 4xx and
+        // calls refused before sending rejected, garbage garbage; and only a 403 is a blocked user.
         let api = |code, retry_after| BotApiError::Api { code, description: "d".into(), retry_after };
         assert_eq!(StarsApiError::from(api(401, None)), StarsApiError::Unauthorized);
         assert_eq!(
@@ -459,6 +459,12 @@ mod tests {
         assert!(matches!(StarsApiError::from(api(400, None)), StarsApiError::Rejected { .. }));
         let t = BotApiError::Transport { reason: "r".into(), sent: true };
         assert!(matches!(StarsApiError::from(t), StarsApiError::Unavailable { .. }));
+        let invalid = BotApiError::Invalid { reason: "a message text must be 1 to 4096 characters".into() };
+        assert!(matches!(StarsApiError::from(invalid), StarsApiError::Rejected { .. }));
+        let big = StarsApiError::from(BotApiError::TooLarge { limit: 10 });
+        assert!(matches!(&big, StarsApiError::Rejected { reason } if reason.contains("10 bytes")), "{big:?}");
+        assert!(api(403, None).is_blocked());
+        assert!(!api(400, None).is_blocked() && !api(429, None).is_blocked());
         assert!(already_refunded(&BotApiError::Api {
             code: 400,
             description: "Bad Request: CHARGE_ALREADY_REFUNDED".into(),
