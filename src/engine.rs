@@ -29,6 +29,7 @@ use rei_core::jobs::{Job, JobEvent, JobNotifier, JobPorts, JobQueue, JobService,
 use rei_core::ledger::LedgerStore;
 use rei_core::payments::PaymentGateway;
 use rei_core::pricing::{Pricer, PricingConfig};
+use rei_core::reports::ReportStore;
 use rei_core::routing::Router;
 use rei_core::time::{Clock, Sleep};
 use rei_core::topups::{
@@ -83,6 +84,7 @@ pub struct Engine {
     updates: Arc<dyn UpdateLog>,
     conversations: Arc<dyn ConversationStore>,
     payments: Arc<dyn PaymentStore>,
+    reports: Arc<dyn ReportStore>,
     messenger: Arc<dyn Messenger>,
 }
 
@@ -269,6 +271,13 @@ impl Engine {
     #[must_use]
     pub fn conversations(&self) -> &Arc<dyn ConversationStore> {
         &self.conversations
+    }
+
+    /// Read-only reports over this database: jobs by state, money by kind, usage per provider, the ledger's
+    /// totals, the SLOs' counts per window and time series.
+    #[must_use]
+    pub fn reports(&self) -> &Arc<dyn ReportStore> {
+        &self.reports
     }
 
     /// The ledger every service writes to.
@@ -514,6 +523,7 @@ impl EngineBuilder {
             updates: stores.updates,
             conversations: stores.conversations,
             payments: stores.payments,
+            reports: stores.reports,
             messenger,
         })
     }

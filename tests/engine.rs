@@ -10,6 +10,9 @@ mod payments;
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[path = "engine/pipeline.rs"]
 mod pipeline;
+#[cfg(feature = "sqlite")]
+#[path = "engine/reports.rs"]
+mod reports;
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[path = "../examples/embed/walkthrough.rs"]
 mod walkthrough;

@@ -11,6 +11,7 @@ pub mod payments;
 pub mod queue;
 pub mod quotes;
 pub mod replays;
+pub mod reports;
 pub mod usage;
 
 use std::time::Duration;

@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod payments;
 pub mod queue;
 pub mod quotes;
+pub mod reports;
 pub mod usage;
 
 use std::path::PathBuf;

@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod money;
 pub mod payments;
 pub mod pricing;
+pub mod reports;
 pub mod routing;
 pub mod slo;
 pub mod stars;

@@ -11,4 +11,5 @@ pub mod guards;
 pub mod jobs;
 pub mod ledger;
 pub mod payments;
+pub mod reports;
 pub mod usage;

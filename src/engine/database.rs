@@ -11,6 +11,7 @@ use rei_core::generation::AttemptLog;
 use rei_core::guards::AuditLog;
 use rei_core::jobs::{JobQueue, JobStore};
 use rei_core::ledger::LedgerStore;
+use rei_core::reports::ReportStore;
 use rei_core::topups::PaymentStore;
 use rei_core::usage::UsageSessionStore;
 
@@ -70,6 +71,7 @@ pub(super) struct Stores {
     pub(super) updates: Arc<dyn UpdateLog>,
     pub(super) conversations: Arc<dyn ConversationStore>,
     pub(super) payments: Arc<dyn PaymentStore>,
+    pub(super) reports: Arc<dyn ReportStore>,
 }
 
 impl Database {
@@ -192,7 +194,7 @@ impl Database {
             #[cfg(feature = "postgres")]
             Database::Postgres(p) => {
                 use rei_adapters::postgres::{
-                    access, attempts, audit, chat, jobs, ledger, payments, queue, quotes, usage,
+                    access, attempts, audit, chat, jobs, ledger, payments, queue, quotes, reports, usage,
                 };
                 // Quotes and HTTP replay slots are not money: their commits need not wait for the disk.
                 let relaxed = rei_adapters::postgres::relaxed_pool(p, config.connections_max.div_ceil(2));
@@ -219,12 +221,13 @@ impl Database {
                     updates: Arc::new(chat::PgUpdateLog::new(p.clone())),
                     conversations: Arc::new(chat::PgConversations::new(p.clone())),
                     payments: Arc::new(payments::PgPaymentStore::new(p.clone())),
+                    reports: Arc::new(reports::PgReportStore::new(p.clone())),
                 }
             }
             #[cfg(feature = "sqlite")]
             Database::Sqlite(p) => {
                 use rei_adapters::sqlite::{
-                    access, attempts, audit, chat, jobs, ledger, payments, queue, quotes, usage,
+                    access, attempts, audit, chat, jobs, ledger, payments, queue, quotes, reports, usage,
                 };
                 // The stores written on every request queue for one connection rather than for the write lock.
                 let serial = rei_adapters::sqlite::serial_pool(p);
@@ -248,6 +251,7 @@ impl Database {
                     updates: Arc::new(chat::SqliteUpdateLog::new(p.clone())),
                     conversations: Arc::new(chat::SqliteConversations::new(p.clone())),
                     payments: Arc::new(payments::SqlitePaymentStore::new(p.clone())),
+                    reports: Arc::new(reports::SqliteReportStore::new(p.clone())),
                 }
             }
         }

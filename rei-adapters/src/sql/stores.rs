@@ -17,5 +17,6 @@ pub(crate) mod jobs;
 pub(crate) mod payments;
 pub(crate) mod queue;
 pub(crate) mod quotes;
+pub(crate) mod reports;
 pub(crate) mod usage;
 pub(crate) mod values;

@@ -17,6 +17,7 @@ mod processes;
 #[cfg(all(feature = "yookassa", feature = "fakes"))]
 mod reconciler;
 mod redis_queue;
+mod reports;
 mod sql_queue;
 mod sqlite_ledger;
 mod stores;

@@ -45,8 +45,14 @@ impl LatencyHistogram {
 
     /// Records one latency.
     pub fn record(&mut self, latency_ms: u64) {
+        self.record_many(latency_ms, 1);
+    }
+
+    /// Records `count` latencies of `latency_ms` each (a store that counts latencies per bucket hands its
+    /// counts over this way, one bound per bucket).
+    pub fn record_many(&mut self, latency_ms: u64, count: u64) {
         let i = LATENCY_BOUNDS_MS.partition_point(|&bound| bound < latency_ms);
-        self.buckets[i] = self.buckets[i].saturating_add(1);
+        self.buckets[i] = self.buckets[i].saturating_add(count);
     }
 
     /// Adds another histogram's counts (another worker's, another minute's).

@@ -63,7 +63,7 @@ const fn priority_name(p: Priority) -> &'static str {
 }
 
 /// The stored name of a state, pinned for the same reason as [`priority_name`].
-const fn state_name(s: JobState) -> &'static str {
+pub(crate) const fn state_name(s: JobState) -> &'static str {
     match s {
         JobState::Quoted => "quoted",
         JobState::Confirmed => "confirmed",
