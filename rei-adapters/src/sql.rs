@@ -197,6 +197,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/postgres/0009_http_api.sql"),
     },
     Migration { version: 10, name: "0010_bot.sql", sql: include_str!("../../migrations/postgres/0010_bot.sql") },
+    Migration {
+        version: 11,
+        name: "0011_members.sql",
+        sql: include_str!("../../migrations/postgres/0011_members.sql"),
+    },
 ];
 
 /// The SQLite migrations, in order.
@@ -236,6 +241,7 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
     Migration { version: 8, name: "0008_payments.sql", sql: include_str!("../../migrations/sqlite/0008_payments.sql") },
     Migration { version: 9, name: "0009_http_api.sql", sql: include_str!("../../migrations/sqlite/0009_http_api.sql") },
     Migration { version: 10, name: "0010_bot.sql", sql: include_str!("../../migrations/sqlite/0010_bot.sql") },
+    Migration { version: 11, name: "0011_members.sql", sql: include_str!("../../migrations/sqlite/0011_members.sql") },
 ];
 
 /// Checks applied migrations against the embedded list and returns the ones still to apply.

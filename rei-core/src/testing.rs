@@ -10,5 +10,6 @@ pub mod generation;
 pub mod guards;
 pub mod jobs;
 pub mod ledger;
+pub mod members;
 pub mod payments;
 pub mod usage;
