@@ -23,10 +23,12 @@ use rei_core::generation::{
     PipelineConfig, PipelinePorts,
 };
 use rei_core::generation::{MessengerError, UserMessage};
+use rei_core::guards::AuditLog;
 use rei_core::ids::{IdGen, UserId};
 use rei_core::ids::{JobId, QuoteId};
 use rei_core::jobs::{Job, JobEvent, JobNotifier, JobPorts, JobQueue, JobService, NewJob, Priority, RetryPolicy};
 use rei_core::ledger::LedgerStore;
+use rei_core::members::{Growth, GrowthConfig, MemberStore, PromoStore};
 use rei_core::payments::PaymentGateway;
 use rei_core::pricing::{Pricer, PricingConfig};
 use rei_core::reports::ReportStore;
@@ -84,6 +86,9 @@ pub struct Engine {
     updates: Arc<dyn UpdateLog>,
     conversations: Arc<dyn ConversationStore>,
     payments: Arc<dyn PaymentStore>,
+    audit: Arc<dyn AuditLog>,
+    members: Arc<dyn MemberStore>,
+    promos: Arc<dyn PromoStore>,
     reports: Arc<dyn ReportStore>,
     messenger: Arc<dyn Messenger>,
 }
@@ -271,6 +276,41 @@ impl Engine {
     #[must_use]
     pub fn conversations(&self) -> &Arc<dyn ConversationStore> {
         &self.conversations
+    }
+
+    /// The bot's members: profiles, languages, referral codes and referrers, trials, first payments, bans.
+    #[must_use]
+    pub fn members(&self) -> &Arc<dyn MemberStore> {
+        &self.members
+    }
+
+    /// The promo codes and who redeemed them.
+    #[must_use]
+    pub fn promos(&self) -> &Arc<dyn PromoStore> {
+        &self.promos
+    }
+
+    /// Trials, referral bonuses, promo codes and bans over [`Engine::members`] and [`Engine::promos`], granting
+    /// through this engine's billing and auditing to its audit log, on its clock and ids. Give it to
+    /// [`TopUps::with_observer`] and [`StarsPayments::with_observer`](rei_core::stars::StarsPayments::with_observer)
+    /// (in an `Arc`) so that referrers get their share of every top-up.
+    #[must_use]
+    pub fn growth(&self, config: GrowthConfig) -> Growth {
+        Growth::new(
+            self.members.clone(),
+            self.promos.clone(),
+            self.billing.clone(),
+            self.audit.clone(),
+            self.clock.clone(),
+            self.ids.clone(),
+            config,
+        )
+    }
+
+    /// The audit log of admin actions (each with its outcome, refusals too).
+    #[must_use]
+    pub fn audit(&self) -> &Arc<dyn AuditLog> {
+        &self.audit
     }
 
     /// Read-only reports over this database: jobs by state, money by kind, usage per provider, the ledger's
@@ -523,6 +563,9 @@ impl EngineBuilder {
             updates: stores.updates,
             conversations: stores.conversations,
             payments: stores.payments,
+            audit: stores.audit,
+            members: stores.members,
+            promos: stores.promos,
             reports: stores.reports,
             messenger,
         })

@@ -22,6 +22,9 @@
 //!   leases and crash recovery; it captures or releases the job's hold.
 //! - [`Engine::admin`] — [`AdminService`](core::billing::AdminService): adjustments and refunds by role,
 //!   each written to the audit log.
+//! - [`Engine::growth`] — [`Growth`](core::members::Growth) over [`Engine::members`] and [`Engine::promos`]:
+//!   the trial on a member's first start, referral bonuses (on join, and a share of each top-up, as a
+//!   [`TopUpObserver`](core::topups::TopUpObserver)), promo codes, and bans by role; every grant keyed.
 //! - [`Engine::spawn_maintenance`] — one background task that expires lapsed holds and purges old quotes, in
 //!   bounded passes, printing nothing.
 //!

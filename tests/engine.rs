@@ -1,9 +1,13 @@
 //! End-to-end tests of the engine on the in-memory adapters: the money flow of a generation through billing
-//! and jobs, and the ledger under concurrency; and of `rei::Engine` on SQLite and PostgreSQL (`embedding`).
+//! and jobs, and the ledger under concurrency; and of `rei::Engine` on SQLite and PostgreSQL (`embedding`,
+//! `members`).
 
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "redis"))]
 #[path = "engine/embedding.rs"]
 mod embedding;
+#[cfg(feature = "sqlite")]
+#[path = "engine/members.rs"]
+mod members;
 #[cfg(feature = "sqlite")]
 #[path = "engine/payments.rs"]
 mod payments;

@@ -198,6 +198,11 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 10, name: "0010_bot.sql", sql: include_str!("../../migrations/postgres/0010_bot.sql") },
     Migration {
+        version: 11,
+        name: "0011_members.sql",
+        sql: include_str!("../../migrations/postgres/0011_members.sql"),
+    },
+    Migration {
         version: 12,
         name: "0012_reports.sql",
         sql: include_str!("../../migrations/postgres/0012_reports.sql"),
@@ -241,6 +246,7 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
     Migration { version: 8, name: "0008_payments.sql", sql: include_str!("../../migrations/sqlite/0008_payments.sql") },
     Migration { version: 9, name: "0009_http_api.sql", sql: include_str!("../../migrations/sqlite/0009_http_api.sql") },
     Migration { version: 10, name: "0010_bot.sql", sql: include_str!("../../migrations/sqlite/0010_bot.sql") },
+    Migration { version: 11, name: "0011_members.sql", sql: include_str!("../../migrations/sqlite/0011_members.sql") },
     Migration { version: 12, name: "0012_reports.sql", sql: include_str!("../../migrations/sqlite/0012_reports.sql") },
 ];
 

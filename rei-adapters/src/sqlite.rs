@@ -8,6 +8,7 @@ pub mod audit;
 pub mod chat;
 pub mod jobs;
 pub mod ledger;
+pub mod members;
 pub mod payments;
 pub mod queue;
 pub mod quotes;

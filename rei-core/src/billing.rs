@@ -10,5 +10,6 @@ mod quotes;
 mod service;
 
 pub use admin::{AdminError, AdminRequest, AdminService};
+pub(crate) use admin::{AuditedError, Auditor};
 pub use quotes::{QuoteRecord, QuoteStore};
 pub use service::{BillingConfig, BillingError, BillingService, Confirmation, ReapReport};

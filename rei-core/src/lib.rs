@@ -15,6 +15,7 @@ pub mod guards;
 pub mod ids;
 pub mod jobs;
 pub mod ledger;
+pub mod members;
 pub mod money;
 pub mod payments;
 pub mod pricing;

@@ -22,6 +22,7 @@ use crate::billing::{BillingError, BillingService};
 use crate::ids::{IdempotencyKey, PaymentId, UserId};
 use crate::ledger::LedgerError;
 use crate::money::Money;
+use crate::topups::TopUpObserver;
 
 /// The currency of Telegram Stars.
 pub const CURRENCY: &str = "XTR";
@@ -479,6 +480,7 @@ pub enum StarsError {
 pub struct StarsPayments {
     billing: Arc<BillingService>,
     config: StarsConfig,
+    observers: Vec<Arc<dyn TopUpObserver>>,
 }
 
 impl fmt::Debug for StarsPayments {
@@ -494,7 +496,15 @@ impl StarsPayments {
     /// [`StarsConfigError`] for a configuration that breaks [`StarsConfig`]'s invariant.
     pub fn new(billing: Arc<BillingService>, config: StarsConfig) -> Result<StarsPayments, StarsConfigError> {
         config.validate()?;
-        Ok(StarsPayments { billing, config })
+        Ok(StarsPayments { billing, config, observers: Vec::new() })
+    }
+
+    /// Adds `observer`, told of every credit [`Self::on_successful_payment`] makes or replays, under the
+    /// payment id `stars:<telegram_payment_charge_id>`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn TopUpObserver>) -> StarsPayments {
+        self.observers.push(observer);
+        self
     }
 
     /// The configuration.
@@ -536,7 +546,7 @@ impl StarsPayments {
     /// forged or the configuration changed in between: fail closed), then `total_amount × rub_per_star` through
     /// [`BillingService::top_up`] under the payment id `stars:<telegram_payment_charge_id>`. The same payment
     /// delivered many times, also at once, credits once; every repeat returns the first credit with
-    /// `replayed` set.
+    /// `replayed` set. Each observer ([`Self::with_observer`]) is told after the credit and after every repeat.
     ///
     /// # Errors
     /// [`StarsError::Refused`] when the payment does not match (nothing changed); [`StarsError::Billing`] when
@@ -545,7 +555,10 @@ impl StarsPayments {
         let (payload, amount) =
             self.check(payment.from, &payment.currency, payment.total_amount, &payment.invoice_payload)?;
         let id = payment_id(&payment.telegram_payment_charge_id)?;
-        let applied = self.billing.top_up(payload.user(), amount, id).await?;
+        let applied = self.billing.top_up(payload.user(), amount, id.clone()).await?;
+        for observer in &self.observers {
+            observer.credited(payload.user(), &id, applied.receipt.amount).await;
+        }
         Ok(StarsCredit {
             user: payload.user(),
             amount: applied.receipt.amount,

@@ -10,6 +10,7 @@ pub mod generation;
 pub mod guards;
 pub mod jobs;
 pub mod ledger;
+pub mod members;
 pub mod payments;
 pub mod reports;
 pub mod usage;

@@ -6,13 +6,16 @@
 //! - [`Reconciler`]: looks at pending payments whose notice never came, with backoff, and expires the ones
 //!   pending too long after a last look.
 //! - [`SourceAllowlist`]: the networks notices may come from.
+//! - [`TopUpObserver`]: told of every credit (and replay of one), e.g. to pay a referrer their share.
 
 mod allowlist;
+mod observer;
 mod reconciler;
 mod service;
 mod store;
 
 pub use allowlist::{NetworkError, SourceAllowlist};
+pub use observer::TopUpObserver;
 pub use reconciler::{ReconcileReport, Reconciler, ReconcilerConfig, ReconcilerConfigError};
 pub use service::{
     Notice, NoticeError, NoticeEvent, NoticeOutcome, TOPUP_KEY, TopUpPorts, TopUps, TopUpsConfig, USER_KEY,

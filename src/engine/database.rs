@@ -11,6 +11,7 @@ use rei_core::generation::AttemptLog;
 use rei_core::guards::AuditLog;
 use rei_core::jobs::{JobQueue, JobStore};
 use rei_core::ledger::LedgerStore;
+use rei_core::members::{MemberStore, PromoStore};
 use rei_core::reports::ReportStore;
 use rei_core::topups::PaymentStore;
 use rei_core::usage::UsageSessionStore;
@@ -71,6 +72,8 @@ pub(super) struct Stores {
     pub(super) updates: Arc<dyn UpdateLog>,
     pub(super) conversations: Arc<dyn ConversationStore>,
     pub(super) payments: Arc<dyn PaymentStore>,
+    pub(super) members: Arc<dyn MemberStore>,
+    pub(super) promos: Arc<dyn PromoStore>,
     pub(super) reports: Arc<dyn ReportStore>,
 }
 
@@ -194,7 +197,7 @@ impl Database {
             #[cfg(feature = "postgres")]
             Database::Postgres(p) => {
                 use rei_adapters::postgres::{
-                    access, attempts, audit, chat, jobs, ledger, payments, queue, quotes, reports, usage,
+                    access, attempts, audit, chat, jobs, ledger, members, payments, queue, quotes, reports, usage,
                 };
                 // Quotes and HTTP replay slots are not money: their commits need not wait for the disk.
                 let relaxed = rei_adapters::postgres::relaxed_pool(p, config.connections_max.div_ceil(2));
@@ -221,13 +224,15 @@ impl Database {
                     updates: Arc::new(chat::PgUpdateLog::new(p.clone())),
                     conversations: Arc::new(chat::PgConversations::new(p.clone())),
                     payments: Arc::new(payments::PgPaymentStore::new(p.clone())),
+                    members: Arc::new(members::PgMembers::new(p.clone())),
+                    promos: Arc::new(members::PgPromos::new(p.clone())),
                     reports: Arc::new(reports::PgReportStore::new(p.clone())),
                 }
             }
             #[cfg(feature = "sqlite")]
             Database::Sqlite(p) => {
                 use rei_adapters::sqlite::{
-                    access, attempts, audit, chat, jobs, ledger, payments, queue, quotes, reports, usage,
+                    access, attempts, audit, chat, jobs, ledger, members, payments, queue, quotes, reports, usage,
                 };
                 // The stores written on every request queue for one connection rather than for the write lock.
                 let serial = rei_adapters::sqlite::serial_pool(p);
@@ -247,10 +252,13 @@ impl Database {
                     audit: Arc::new(audit::SqliteAuditLog::new(p.clone())),
                     attempts: Arc::new(attempts::SqliteAttemptLog::new(p.clone())),
                     api_keys: Arc::new(access::SqliteApiKeys::new(p.clone())),
-                    replays: Arc::new(access::SqliteReplays::new(serial)),
+                    replays: Arc::new(access::SqliteReplays::new(serial.clone())),
                     updates: Arc::new(chat::SqliteUpdateLog::new(p.clone())),
                     conversations: Arc::new(chat::SqliteConversations::new(p.clone())),
                     payments: Arc::new(payments::SqlitePaymentStore::new(p.clone())),
+                    // Seen on every update, like the quotes and replay slots.
+                    members: Arc::new(members::SqliteMembers::new(serial)),
+                    promos: Arc::new(members::SqlitePromos::new(p.clone())),
                     reports: Arc::new(reports::SqliteReportStore::new(p.clone())),
                 }
             }

@@ -1,7 +1,7 @@
 //! The adapters against real servers: the ledger conformance suite, the ledger model test, the hold storm and
 //! the bank test on PostgreSQL and SQLite (from tasks and from several processes), the conformance suites of
-//! the other stores, the asset store on a real directory, the Kling, Gemini, YooKassa and Telegram adapters
-//! against their local fake servers, and top-ups reconciled end to end.
+//! the other stores (members and promo codes among them), the asset store on a real directory, the Kling,
+//! Gemini, YooKassa and Telegram adapters against their local fake servers, and top-ups reconciled end to end.
 //!
 //! PostgreSQL comes from `REI_TEST_POSTGRES_URL`, which `scripts/test` sets after starting a throwaway server;
 //! each test gets its own schema. SQLite tests each get their own file.
@@ -12,6 +12,7 @@ mod assets;
 mod gemini;
 #[cfg(all(feature = "kling", feature = "fakes"))]
 mod kling;
+mod members;
 mod pg_ledger;
 mod processes;
 #[cfg(all(feature = "yookassa", feature = "fakes"))]

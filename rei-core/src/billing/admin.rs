@@ -53,9 +53,7 @@ pub enum AdminError {
 /// the log is repaired by retrying the request: the ledger replays and the record is written.
 pub struct AdminService {
     billing: Arc<BillingService>,
-    audit: Arc<dyn AuditLog>,
-    clock: Arc<dyn Clock>,
-    ids: Arc<dyn IdGen>,
+    auditor: Auditor,
 }
 
 impl AdminService {
@@ -67,7 +65,7 @@ impl AdminService {
         clock: Arc<dyn Clock>,
         ids: Arc<dyn IdGen>,
     ) -> AdminService {
-        AdminService { billing, audit, clock, ids }
+        AdminService { billing, auditor: Auditor::new(audit, clock, ids) }
     }
 
     /// Adjusts `user`'s balance by a signed `amount` (`promo` on the other side).
@@ -106,21 +104,69 @@ impl AdminService {
         target: &str,
         act: impl Future<Output = Result<Receipt, BillingError>>,
     ) -> Result<Receipt, AdminError> {
-        let target = AuditTarget::parse(target).map_err(|_| AdminError::Target(target.to_owned()))?;
+        self.auditor.run(req, action, permission, target, act).await.map_err(|e| match e {
+            AuditedError::Admin(e) => e,
+            AuditedError::Action(e) => AdminError::Billing(e),
+        })
+    }
+}
+
+/// Why an audited action failed: refused or left unaudited ([`AdminError`]), or the action's own error (which
+/// was audited as failed).
+#[derive(Debug)]
+pub(crate) enum AuditedError<E> {
+    /// Forbidden, a target that cannot be named, or the record could not be written.
+    Admin(AdminError),
+    /// The action ran and failed.
+    Action(E),
+}
+
+/// Runs admin actions authorized and audited: what every service with admin actions shares ([`AdminService`],
+/// [`Growth`](crate::members::Growth)), with the record keys [`AdminService`] describes. An action it runs MUST
+/// be idempotent under the request key, so that retrying a request whose record could not be written repairs it.
+#[derive(Clone)]
+pub(crate) struct Auditor {
+    audit: Arc<dyn AuditLog>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGen>,
+}
+
+impl Auditor {
+    /// An auditor writing to `audit`, stamping records with `clock` and numbering them from `ids`.
+    pub(crate) fn new(audit: Arc<dyn AuditLog>, clock: Arc<dyn Clock>, ids: Arc<dyn IdGen>) -> Auditor {
+        Auditor { audit, clock, ids }
+    }
+
+    /// Runs `act` if `req.role` has `permission`, then records `action` on `target` with how it ended.
+    ///
+    /// # Errors
+    /// [`AuditedError::Admin`] with [`AdminError::Forbidden`] (audited), [`AdminError::Target`] (nothing ran),
+    /// or [`AdminError::Audit`] when the record could not be written (whatever `act` did stands);
+    /// [`AuditedError::Action`] when `act` failed (audited).
+    pub(crate) async fn run<T, E>(
+        &self,
+        req: &AdminRequest,
+        action: AuditAction,
+        permission: Permission,
+        target: &str,
+        act: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, AuditedError<E>> {
+        let target =
+            AuditTarget::parse(target).map_err(|_| AuditedError::Admin(AdminError::Target(target.to_owned())))?;
         let (result, outcome) = match authorize(req.role, permission) {
-            Err(forbidden) => (Err(AdminError::Forbidden(forbidden)), AuditOutcome::Forbidden),
+            Err(forbidden) => (Err(AuditedError::Admin(AdminError::Forbidden(forbidden))), AuditOutcome::Forbidden),
             Ok(()) => match act.await {
-                Ok(receipt) => (Ok(receipt), AuditOutcome::Done),
-                Err(e) => (Err(AdminError::Billing(e)), AuditOutcome::Failed),
+                Ok(done) => (Ok(done), AuditOutcome::Done),
+                Err(e) => (Err(AuditedError::Action(e)), AuditOutcome::Failed),
             },
         };
         let id = new_id::<AuditId>(&*self.ids);
-        // The request key stands for what the ledger did; an attempt that did nothing is recorded on its own.
+        // The request key stands for what the action did; an attempt that did nothing is recorded on its own.
         let request_key = match outcome {
             AuditOutcome::Done => req.key.clone(),
             AuditOutcome::Forbidden | AuditOutcome::Failed => {
                 IdempotencyKey::derived("attempt", format!("{id}.{}", req.key.as_str()))
-                    .map_err(|e| AdminError::Billing(LedgerError::from(e).into()))?
+                    .map_err(|e| AuditedError::Admin(AdminError::Billing(LedgerError::from(e).into())))?
             }
         };
         let record = AuditRecord {
@@ -134,7 +180,7 @@ impl AdminService {
             request_key,
             outcome,
         };
-        self.audit.append(record).await?;
+        self.audit.append(record).await.map_err(|e| AuditedError::Admin(AdminError::Audit(e)))?;
         result
     }
 }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::observer::TopUpObserver;
 use super::store::{FinalStatus, PaymentProvider, PaymentRecord, PaymentRecordStatus, PaymentStore, PaymentStoreError};
 use super::store::{TOPUP_LEN_MAX, check_record};
 use crate::billing::{BillingError, BillingService};
@@ -141,6 +142,7 @@ pub struct TopUps {
     payments: Arc<dyn PaymentStore>,
     clock: Arc<dyn Clock>,
     config: TopUpsConfig,
+    observers: Vec<Arc<dyn TopUpObserver>>,
 }
 
 impl TopUps {
@@ -148,7 +150,15 @@ impl TopUps {
     #[must_use]
     pub fn new(ports: TopUpPorts, config: TopUpsConfig) -> TopUps {
         let TopUpPorts { gateway, billing, payments, clock } = ports;
-        TopUps { gateway, billing, payments, clock, config }
+        TopUps { gateway, billing, payments, clock, config, observers: Vec::new() }
+    }
+
+    /// Adds `observer`, told of every credit [`Self::settle`] makes or replays (so on the webhook's path and the
+    /// reconciler's), right after the ledger credited and before the record is marked.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn TopUpObserver>) -> TopUps {
+        self.observers.push(observer);
+        self
     }
 
     /// The provider of this gateway's payments.
@@ -307,6 +317,9 @@ impl TopUps {
             return Err(NoticeError::Refused { why: format!("payment {id} is of {}", payment.amount) });
         }
         let applied = self.billing.top_up(user, payment.amount, payment.id.clone()).await?;
+        for observer in &self.observers {
+            observer.credited(user, &payment.id, applied.receipt.amount).await;
+        }
         self.record_final(&payment, FinalStatus::Succeeded).await?;
         Ok(NoticeOutcome::Credited { payment: payment.id, user, amount: payment.amount, replayed: applied.replayed })
     }
