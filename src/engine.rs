@@ -307,6 +307,19 @@ impl Engine {
         )
     }
 
+    /// Cancels a job that has not started, releasing its hold, as an audited admin action
+    /// ([`AdminService::cancel_job`]).
+    ///
+    /// # Errors
+    /// [`AdminError`](rei_core::billing::AdminError).
+    pub async fn cancel_job(
+        &self,
+        req: &rei_core::billing::AdminRequest,
+        job: JobId,
+    ) -> Result<Job, rei_core::billing::AdminError> {
+        self.admin.cancel_job(req, &self.jobs, job).await
+    }
+
     /// The audit log of admin actions (each with its outcome, refusals too).
     #[must_use]
     pub fn audit(&self) -> &Arc<dyn AuditLog> {

@@ -24,7 +24,7 @@ use crate::bench::{Figures, ms};
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct HttpBench {
     /// postgres://… (the server and database to run in) or sqlite://path (the directory to run in).
-    #[arg(long, env = "REI_DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL")]
     pub(crate) database_url: String,
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=4_096))]

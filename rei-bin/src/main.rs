@@ -41,21 +41,21 @@ enum Command {
     /// Applies the database migrations (the engine is picked from the URL scheme).
     Migrate {
         /// postgres://… or sqlite://path.
-        #[arg(long, env = "REI_DATABASE_URL")]
+        #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
     /// Recomputes every balance from the postings; exits 2 on any drift. Never migrates and never creates a
     /// database: a missing SQLite file or missing migrations are errors.
     Verify {
         /// postgres://… or sqlite://path.
-        #[arg(long, env = "REI_DATABASE_URL")]
+        #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
     /// The maintenance singleton: ends abandoned usage sessions, expires lapsed holds, recovers jobs whose
     /// worker vanished, purges old quotes. Run as many as you like: one leads, the others stand by.
     Gc {
         /// postgres://… or sqlite://path.
-        #[arg(long, env = "REI_DATABASE_URL")]
+        #[arg(long, env = "DATABASE_URL")]
         database_url: String,
         /// Seconds between passes.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -80,6 +80,16 @@ enum Command {
     /// The HTTP surface: the YooKassa and Telegram webhooks, the /v1 JSON API for bots in any language
     /// (/openapi.json describes it), /health/live, /health/ready and /metrics.
     Serve(Box<roles::serve::ServeArgs>),
+    /// The Telegram bot by long polling (for a machine without a public address; with one, `rei serve` takes
+    /// the updates on its webhook): every flow of the shipped bot, in Russian and English.
+    Bot(Box<roles::poll::BotRoleArgs>),
+    /// Every role in one process, for a small bot on one machine: serve, a worker, gc and the bot (on the webhook
+    /// with TELEGRAM_WEBHOOK_SECRET, by long polling otherwise).
+    All(Box<roles::all::AllArgs>),
+    /// The whole bot locally with no account anywhere: fake Telegram, YooKassa, Gemini and Kling, the real bot,
+    /// worker and server on a SQLite file; plays users through it and prints what happened. Exits 0 only when the
+    /// ledger verifies.
+    Sandbox(roles::sandbox::SandboxArgs),
     /// API keys of the HTTP API: create (the key is shown once), list, revoke.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
@@ -119,7 +129,7 @@ enum BenchCommand {
     /// Enqueue -> dequeue -> ack of no-op jobs on one Redis, and Python RQ on the same Redis for the ratio.
     Queue {
         /// redis://host:port[/db].
-        #[arg(long, env = "REI_REDIS_URL")]
+        #[arg(long, env = "REDIS_URL")]
         redis_url: String,
         /// Concurrent workers.
         #[arg(long, default_value_t = 8)]
@@ -142,7 +152,7 @@ enum BenchCommand {
     /// beside the named file; both are removed afterwards.
     Ledger {
         /// postgres://… (the server and database to run in) or sqlite://path (the directory to run in).
-        #[arg(long, env = "REI_DATABASE_URL")]
+        #[arg(long, env = "DATABASE_URL")]
         database_url: String,
         /// Concurrent clients.
         #[arg(long, default_value_t = 64)]
@@ -173,7 +183,7 @@ enum ApiKeyCommand {
     /// Makes a key and prints it once (only its hash is kept).
     Create {
         /// postgres://… or sqlite://path.
-        #[arg(long, env = "REI_DATABASE_URL")]
+        #[arg(long, env = "DATABASE_URL")]
         database_url: String,
         /// A name for people ("telegram-bot-prod").
         #[arg(long)]
@@ -189,13 +199,13 @@ enum ApiKeyCommand {
     /// Lists the keys (ids, names, scopes; never the keys themselves).
     List {
         /// postgres://… or sqlite://path.
-        #[arg(long, env = "REI_DATABASE_URL")]
+        #[arg(long, env = "DATABASE_URL")]
         database_url: String,
     },
     /// Revokes a key: refused everywhere within seconds.
     Revoke {
         /// postgres://… or sqlite://path.
-        #[arg(long, env = "REI_DATABASE_URL")]
+        #[arg(long, env = "DATABASE_URL")]
         database_url: String,
         /// The key's id (the part after `rei_`).
         id: String,
@@ -270,6 +280,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Worker(args) => runtime()?.block_on(roles::worker::run(*args)).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => runtime()?.block_on(roles::serve::run(*args)).map(|()| ExitCode::SUCCESS),
+        Command::Bot(args) => runtime()?.block_on(roles::poll::run(*args)).map(|()| ExitCode::SUCCESS),
+        Command::All(args) => runtime()?.block_on(roles::all::run(*args)).map(|()| ExitCode::SUCCESS),
+        Command::Sandbox(args) => runtime()?.block_on(roles::sandbox::run(args)),
         Command::ApiKey(command) => runtime()?.block_on(api_key(command)).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Ledger {
             database_url,

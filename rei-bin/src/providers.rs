@@ -16,8 +16,9 @@ use rei::core::time::Clock;
 /// How to reach the providers.
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct ProviderArgs {
-    /// Gemini API key (images); without it no image provider runs.
-    #[arg(long, env = "GEMINI_API_KEY", hide_env_values = true)]
+    /// Gemini API key for the Nano Banana image models (also read from GEMINI_API_KEY); without it no image
+    /// provider runs.
+    #[arg(long, env = "NANO_BANANA_API_KEY", hide_env_values = true)]
     pub(crate) gemini_api_key: Option<String>,
     /// Gemini's base URL: Google's, or a proxy or reseller that mirrors the native API.
     #[arg(long, env = "GEMINI_BASE_URL", default_value = rei::adapters::gemini::DEFAULT_BASE_URL)]
@@ -60,7 +61,9 @@ pub(crate) fn build(
     let timeout = Duration::from_secs(args.provider_timeout_seconds);
     let mut providers: Vec<Arc<dyn GenerationProvider>> = Vec::new();
     let mut offers = Vec::new();
-    if let Some(key) = &args.gemini_api_key {
+    let gemini_key =
+        args.gemini_api_key.clone().or_else(|| std::env::var("GEMINI_API_KEY").ok().filter(|k| !k.is_empty()));
+    if let Some(key) = &gemini_key {
         let config = GeminiConfig { base_url: args.gemini_base_url.clone(), timeout, ..GeminiConfig::new(key) };
         for (model, quality) in GEMINI_MODELS {
             let cost = config.price(model, None).with_context(|| format!("no price for {model}"))?;
@@ -96,7 +99,9 @@ pub(crate) fn build(
         _ => bail!("Kling needs both KLING_ACCESS_KEY and KLING_SECRET_KEY"),
     }
     if providers.is_empty() {
-        bail!("no provider configured: set GEMINI_API_KEY (images) and/or KLING_ACCESS_KEY + KLING_SECRET_KEY (video)");
+        bail!(
+            "no provider configured: set NANO_BANANA_API_KEY (images) and/or KLING_ACCESS_KEY + KLING_SECRET_KEY (video)"
+        );
     }
     let catalogue = Catalogue::new(offers).context("the provider catalogue is invalid")?;
     Ok((providers, catalogue))

@@ -106,7 +106,6 @@ pub(crate) struct BillingSettings {
 
 impl BillingSettings {
     /// The core's billing configuration: these settings over its defaults.
-    #[cfg_attr(not(test), expect(dead_code, reason = "the roles take their billing settings from here next"))]
     pub(crate) fn config(&self) -> BillingConfig {
         BillingConfig {
             hold_ttl: self.hold_ttl,

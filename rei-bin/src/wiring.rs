@@ -35,3 +35,17 @@ pub(crate) async fn redis_queue(url: &str, namespace: &str, jobs: u64) -> Result
         .with_context(|| format!("failed to connect to Redis at {}", redact(url)))?;
     Ok(Arc::new(queue))
 }
+
+/// The engine's settings for a command that runs the bot's money: [`config`] with the settings file's billing
+/// (hold TTL, spend caps, jobs running at once, provider budgets).
+pub(crate) fn config_with(settings: &crate::settings::Settings) -> EngineConfig {
+    EngineConfig { billing: settings.billing.config(), ..config() }
+}
+
+/// `redis://REDIS_HOST:REDIS_PORT` when the original bot's pair is set instead of `REDIS_URL` (the port defaults
+/// to 6379).
+pub(crate) fn redis_from_host_port() -> Option<String> {
+    let host = std::env::var("REDIS_HOST").ok().filter(|h| !h.trim().is_empty())?;
+    let port = std::env::var("REDIS_PORT").ok().filter(|p| !p.trim().is_empty()).unwrap_or_else(|| "6379".to_owned());
+    Some(format!("redis://{}:{}", host.trim(), port.trim()))
+}

@@ -81,8 +81,8 @@ async fn growth_on(engine: &Engine) {
     let mut winners = std::collections::BTreeSet::new();
     for handle in handles {
         match handle.await.expect("join") {
-            (user, Ok(amount)) => {
-                assert_eq!(amount, rub(2_500));
+            (user, Ok(redeemed)) => {
+                assert_eq!((redeemed.amount, redeemed.first), (rub(2_500), true));
                 winners.insert(user);
             }
             (_, Err(GrowthError::Promo(PromoError::Exhausted))) => {}

@@ -21,12 +21,56 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "REI_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
     /// postgres://… or sqlite://path.
-    #[arg(long, env = "REI_DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL")]
     pub(crate) database_url: String,
     /// redis://host:port[/db]: the job queue and the API keys' rate limits in Redis, shared by every server
     /// (default: the database's own queue and limits kept in this process).
-    #[arg(long, env = "REI_REDIS_URL")]
+    #[arg(long, env = "REDIS_URL")]
     pub(crate) redis_url: Option<String>,
+    /// Where payment notices may come from, as networks (default: YooKassa's published ranges).
+    #[arg(long, env = "REI_WEBHOOK_ALLOWLIST", value_delimiter = ',')]
+    pub(crate) webhook_allowlist: Vec<String>,
+    /// Reverse proxies whose X-Forwarded-For is believed, as networks (default: none).
+    #[arg(long, env = "REI_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub(crate) trusted_proxies: Vec<String>,
+    /// The secret token given to setWebhook (1 to 256 of A-Za-z0-9 _ -): Telegram's updates must carry it.
+    #[arg(long, env = "TELEGRAM_WEBHOOK_SECRET", hide_env_values = true)]
+    pub(crate) telegram_webhook_secret: Option<String>,
+    /// The bot's public webhook URL (https://…/webhooks/telegram): registered with setWebhook at start.
+    #[arg(long, env = "TELEGRAM_WEBHOOK_URL")]
+    pub(crate) telegram_webhook_url: Option<String>,
+    /// The bot.
+    #[command(flatten)]
+    pub(crate) bot: super::bot::BotArgs,
+    /// Payments.
+    #[command(flatten)]
+    pub(crate) payments: PaymentArgs,
+    /// Where input photos are put for the workers (the workers' directory).
+    #[arg(long, env = "REI_ASSETS_DIR", default_value = "rei-assets")]
+    pub(crate) assets_dir: std::path::PathBuf,
+    /// Or the workers' bucket.
+    #[command(flatten)]
+    pub(crate) s3: crate::assets::S3Args,
+    /// Seconds between two passes of the reconciler over pending payments (one server leads it).
+    #[arg(long, env = "REI_RECONCILE_INTERVAL_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub(crate) reconcile_interval_seconds: u64,
+    /// Seconds between two runs of verify (its drift is in /metrics).
+    #[arg(long, env = "REI_VERIFY_INTERVAL_SECONDS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(10..=86_400))]
+    pub(crate) verify_interval_seconds: u64,
+    /// The largest request body, in KiB.
+    #[arg(long, env = "REI_BODY_LIMIT_KB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_240))]
+    pub(crate) body_limit_kb: u64,
+    /// How long a request may take, in seconds.
+    #[arg(long, env = "REI_REQUEST_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub(crate) request_timeout_seconds: u64,
+}
+
+/// How top-ups are taken: YooKassa (with 54-FZ receipts) and Telegram Stars.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct PaymentArgs {
     /// YooKassa's shop id; with the secret key it turns top-ups on.
     #[arg(long, env = "YOOKASSA_SHOP_ID")]
     pub(crate) yookassa_shop_id: Option<String>,
@@ -57,39 +101,9 @@ pub(crate) struct ServeArgs {
     /// The shop's tax system code, when its register needs one.
     #[arg(long, env = "YOOKASSA_RECEIPT_TAX_SYSTEM", value_parser = clap::value_parser!(u8).range(1..=6))]
     pub(crate) yookassa_receipt_tax_system: Option<u8>,
-    /// Where payment notices may come from, as networks (default: YooKassa's published ranges).
-    #[arg(long, env = "REI_WEBHOOK_ALLOWLIST", value_delimiter = ',')]
-    pub(crate) webhook_allowlist: Vec<String>,
-    /// Reverse proxies whose X-Forwarded-For is believed, as networks (default: none).
-    #[arg(long, env = "REI_TRUSTED_PROXIES", value_delimiter = ',')]
-    pub(crate) trusted_proxies: Vec<String>,
-    /// The bot's token: turns on Telegram Stars top-ups and the Telegram webhook.
-    #[arg(long, env = "BOT_TOKEN", hide_env_values = true)]
-    pub(crate) bot_token: Option<String>,
-    /// The secret token given to setWebhook (1 to 256 of A-Za-z0-9 _ -): Telegram's updates must carry it.
-    #[arg(long, env = "TELEGRAM_WEBHOOK_SECRET", hide_env_values = true)]
-    pub(crate) telegram_webhook_secret: Option<String>,
-    /// The Bot API (a fake's URL in tests and the sandbox).
-    #[arg(long, env = "TELEGRAM_API_URL", default_value = "https://api.telegram.org")]
-    pub(crate) telegram_api_url: String,
-    /// Roubles credited per Star.
-    #[arg(long, env = "STARS_RUB_PER_STAR", default_value = "1.50")]
-    pub(crate) stars_rub_per_star: String,
-    /// Seconds between two passes of the reconciler over pending payments (one server leads it).
-    #[arg(long, env = "REI_RECONCILE_INTERVAL_SECONDS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..=3_600))]
-    pub(crate) reconcile_interval_seconds: u64,
-    /// Seconds between two runs of verify (its drift is in /metrics).
-    #[arg(long, env = "REI_VERIFY_INTERVAL_SECONDS", default_value_t = 300,
-          value_parser = clap::value_parser!(u64).range(10..=86_400))]
-    pub(crate) verify_interval_seconds: u64,
-    /// The largest request body, in KiB.
-    #[arg(long, env = "REI_BODY_LIMIT_KB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_240))]
-    pub(crate) body_limit_kb: u64,
-    /// How long a request may take, in seconds.
-    #[arg(long, env = "REI_REQUEST_TIMEOUT_SECONDS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=600))]
-    pub(crate) request_timeout_seconds: u64,
+    /// Roubles credited per Star (default: the settings file's `stars.rub_per_star`).
+    #[arg(long, env = "STARS_RUB_PER_STAR")]
+    pub(crate) stars_rub_per_star: Option<String>,
 }
 
 fn networks(list: &[String], what: &str) -> Result<Option<SourceAllowlist>> {
@@ -100,21 +114,93 @@ fn networks(list: &[String], what: &str) -> Result<Option<SourceAllowlist>> {
     SourceAllowlist::parse(&refs).map(Some).with_context(|| format!("failed to read {what}"))
 }
 
+/// The card top-ups and the Stars hook, each when configured.
+pub(crate) type Payments = (Option<Arc<rei::core::topups::TopUps>>, Option<Arc<rei_http::stars::StarsHook>>);
+
+/// The card and Stars top-ups, each when configured, telling `observer` of every credit.
+pub(crate) fn payments(
+    engine: &Arc<rei::Engine>,
+    args: &PaymentArgs,
+    settings: &crate::settings::Settings,
+    api: Option<&Arc<rei_adapters::telegram::BotApi>>,
+    observer: Option<Arc<dyn rei::core::topups::TopUpObserver>>,
+) -> Result<Payments> {
+    let topups = match (&args.yookassa_shop_id, &args.yookassa_secret_key) {
+        (Some(shop), Some(secret)) => {
+            let gateway = YooKassa::new(YooKassaConfig {
+                base_url: args.yookassa_base_url.trim_end_matches('/').to_owned(),
+                ..YooKassaConfig::new(shop, secret)
+            })
+            .context("failed to set up the YooKassa client")?;
+            let config = TopUpsConfig { receipt: receipt(args)?, ..TopUpsConfig::default() };
+            let mut topups = engine.top_ups(Arc::new(gateway), config);
+            if let Some(o) = &observer {
+                topups = topups.with_observer(o.clone());
+            }
+            Some(Arc::new(topups))
+        }
+        (None, None) => None,
+        _ => bail!("YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY go together: set both or neither"),
+    };
+    let stars = match api {
+        Some(api) => {
+            let mut config = settings.stars.clone();
+            if let Some(rate) = &args.stars_rub_per_star {
+                config.rub_per_star = rei::core::money::Money::parse(rate)
+                    .map_err(anyhow::Error::msg)
+                    .context("failed to read STARS_RUB_PER_STAR")?;
+            }
+            let mut payments = rei::core::stars::StarsPayments::new(engine.billing().clone(), config)
+                .map_err(anyhow::Error::msg)
+                .context("the Stars configuration")?;
+            if let Some(o) = observer {
+                payments = payments.with_observer(o);
+            }
+            Some(Arc::new(rei_http::stars::StarsHook {
+                payments: Arc::new(payments),
+                api: api.clone(),
+                records: engine.payments(),
+                clock: engine.clock().clone(),
+            }))
+        }
+        None => None,
+    };
+    Ok((topups, stars))
+}
+
+/// Checks a webhook secret token as Telegram does.
+pub(crate) fn check_secret(secret: &str) -> Result<()> {
+    let ok = !secret.is_empty()
+        && secret.len() <= 256
+        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        bail!("TELEGRAM_WEBHOOK_SECRET must be 1 to 256 characters of A-Za-z0-9 _ -");
+    }
+    Ok(())
+}
+
 /// Runs until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let stop = super::gc::shutdown();
     let _ = rei_http::ops::recorder();
-    let mut builder = rei::Engine::builder().database_url(&args.database_url).config(crate::wiring::config());
-    if let Some(url) = &args.redis_url {
+    let settings = args.bot.settings()?;
+    let api = args.bot.api()?;
+    if api.is_some() && args.telegram_webhook_secret.is_none() {
+        bail!("BOT_TOKEN needs TELEGRAM_WEBHOOK_SECRET: the secret token Telegram's updates carry");
+    }
+    if let Some(secret) = &args.telegram_webhook_secret {
+        check_secret(secret)?;
+    }
+    let mut builder = rei::Engine::builder()
+        .database_url(&args.database_url)
+        .config(crate::wiring::config_with(&settings))
+        .pricer(rei::core::pricing::Pricer::new(settings.pricing.clone()));
+    let redis_url = args.redis_url.clone().or_else(crate::wiring::redis_from_host_port);
+    if let Some(url) = &redis_url {
         builder = builder.redis_url(url);
     }
     let engine = Arc::new(builder.open().await.context("failed to open the database")?);
-    let config = HttpConfig {
-        body_limit: usize::try_from(args.body_limit_kb * 1024).unwrap_or(usize::MAX),
-        request_timeout: Duration::from_secs(args.request_timeout_seconds),
-        ..HttpConfig::default()
-    };
-    let limiter: Arc<dyn RateLimiter> = match &args.redis_url {
+    let limiter: Arc<dyn RateLimiter> = match &redis_url {
         Some(url) => Arc::new(
             rei::adapters::redis::RedisRateLimiter::connect(
                 url,
@@ -126,51 +212,41 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         ),
         None => Arc::new(rei::core::guards::InProcessRateLimiter::new()),
     };
-    let mut state = HttpState::with_limiter(engine.clone(), config, limiter);
-    let payments = match (&args.yookassa_shop_id, &args.yookassa_secret_key) {
-        (Some(shop), Some(secret)) => {
-            let gateway = YooKassa::new(YooKassaConfig {
-                base_url: args.yookassa_base_url.trim_end_matches('/').to_owned(),
-                ..YooKassaConfig::new(shop, secret)
-            })
-            .context("failed to set up the YooKassa client")?;
-            let config = TopUpsConfig { receipt: receipt(&args)?, ..TopUpsConfig::default() };
-            state.topups = Some(Arc::new(engine.top_ups(Arc::new(gateway), config)));
-            "YooKassa"
-        }
-        (None, None) => "not configured (set YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY)",
-        _ => bail!("YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY go together: set both or neither"),
+    let config = HttpConfig {
+        body_limit: usize::try_from(args.body_limit_kb * 1024).unwrap_or(usize::MAX),
+        request_timeout: Duration::from_secs(args.request_timeout_seconds),
+        ..HttpConfig::default()
     };
-    let stars = match (&args.bot_token, &args.telegram_webhook_secret) {
-        (Some(token), Some(secret)) => {
-            let ok = !secret.is_empty()
-                && secret.len() <= 256
-                && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            if !ok {
-                bail!("TELEGRAM_WEBHOOK_SECRET must be 1 to 256 characters of A-Za-z0-9 _ -");
+    let mut state = HttpState::with_limiter(engine.clone(), config, limiter.clone());
+    let growth = super::bot::growth(&engine, &settings);
+    let observer: Arc<dyn rei::core::topups::TopUpObserver> = match &api {
+        Some(api) => super::bot::observer(&engine, &growth, api),
+        None => growth.clone(),
+    };
+    let (topups, stars) = payments(&engine, &args.payments, &settings, api.as_ref(), Some(observer))?;
+    state.topups.clone_from(&topups);
+    state.stars.clone_from(&stars);
+    let payments =
+        if topups.is_some() { "YooKassa" } else { "not configured (set YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY)" };
+    let bot = match (&api, &args.telegram_webhook_secret) {
+        (Some(api), Some(secret)) => {
+            let assets = crate::assets::open(&args.assets_dir, &args.s3, 64 * 1024 * 1024).await?;
+            let wiring = super::bot::Wiring {
+                api: api.clone(),
+                growth: growth.clone(),
+                topups: topups.clone(),
+                stars: stars.clone(),
+                limiter,
+                assets: Arc::new(assets),
+            };
+            let bot = super::bot::build(&engine, &args.bot, &settings, wiring).await?;
+            if let Some(url) = &args.telegram_webhook_url {
+                api.set_webhook(url, secret).await.map_err(anyhow::Error::msg).context("setWebhook failed")?;
             }
-            let rate = rei::core::money::Money::parse(&args.stars_rub_per_star)
-                .map_err(anyhow::Error::msg)
-                .context("failed to read STARS_RUB_PER_STAR")?;
-            let config = rei::core::stars::StarsConfig { rub_per_star: rate, ..Default::default() };
-            let payments = rei::core::stars::StarsPayments::new(engine.billing().clone(), config)
-                .map_err(anyhow::Error::msg)
-                .context("the Stars configuration")?;
-            let api = rei_adapters::telegram::BotApi::new(args.telegram_api_url.trim_end_matches('/'), token)
-                .map_err(anyhow::Error::msg)
-                .context("failed to set up the Bot API client")?;
-            let hook = Arc::new(rei_http::stars::StarsHook {
-                payments: Arc::new(payments),
-                api: Arc::new(api),
-                records: engine.payments(),
-                clock: engine.clock().clone(),
-            });
-            state.telegram = Some(rei_http::webhooks::TelegramHook { secret: secret.clone(), handler: hook.clone() });
-            state.stars = Some(hook);
+            state.telegram = Some(rei_http::webhooks::TelegramHook { secret: secret.clone(), handler: bot.clone() });
             "on"
         }
-        (None, _) => "off (set BOT_TOKEN)",
-        (Some(_), None) => bail!("BOT_TOKEN needs TELEGRAM_WEBHOOK_SECRET: the secret token Telegram's updates carry"),
+        _ => "off (set BOT_TOKEN and TELEGRAM_WEBHOOK_SECRET)",
     };
     let defaults = WebhookSources::default();
     state.webhooks = WebhookSources {
@@ -197,9 +273,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         None => None,
     };
     println!(
-        "rei serve: listening on http://{addr} ({}, queue: {}; payments: {payments}; stars: {stars})",
+        "rei serve: listening on http://{addr} ({}, queue: {}; payments: {payments}; bot: {bot})",
         engine.database().engine(),
-        if args.redis_url.is_some() { "redis" } else { "database" },
+        if redis_url.is_some() { "redis" } else { "database" },
     );
     tracing::info!(%addr, "serving");
     let served = rei_http::serve(listener, rei_http::router(state), stop).await;
@@ -213,7 +289,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
 }
 
 /// Runs the reconciler every `interval` while this process leads it among the servers on the database.
-async fn reconcile(engine: Arc<rei::Engine>, reconciler: rei::core::topups::Reconciler, interval: Duration) {
+pub(crate) async fn reconcile(engine: Arc<rei::Engine>, reconciler: rei::core::topups::Reconciler, interval: Duration) {
     let mut lead = None;
     loop {
         if lead.is_none() {
@@ -240,7 +316,7 @@ async fn reconcile(engine: Arc<rei::Engine>, reconciler: rei::core::topups::Reco
 }
 
 /// The 54-FZ receipt from the configuration, when `YOOKASSA_RECEIPT_VAT_CODE` turns receipts on.
-fn receipt(args: &ServeArgs) -> Result<Option<rei::core::payments::Receipt>> {
+fn receipt(args: &PaymentArgs) -> Result<Option<rei::core::payments::Receipt>> {
     let Some(vat_code) = args.yookassa_receipt_vat_code else { return Ok(None) };
     if args.yookassa_receipt_email.is_none() && args.yookassa_receipt_phone.is_none() {
         bail!("YOOKASSA_RECEIPT_VAT_CODE needs YOOKASSA_RECEIPT_EMAIL or YOOKASSA_RECEIPT_PHONE: where receipts go");

@@ -28,10 +28,10 @@ use crate::providers::{self, ProviderArgs};
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct WorkerArgs {
     /// postgres://… or sqlite://path.
-    #[arg(long, env = "REI_DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL")]
     pub(crate) database_url: String,
     /// redis://host:port[/db]: the job queue in Redis (default: the database's own queue).
-    #[arg(long, env = "REI_REDIS_URL")]
+    #[arg(long, env = "REDIS_URL")]
     pub(crate) redis_url: Option<String>,
     /// The name its leases carry (default: worker-<pid>).
     #[arg(long, env = "REI_WORKER_NAME")]
@@ -74,6 +74,12 @@ pub(crate) struct WorkerArgs {
     /// The providers.
     #[command(flatten)]
     pub(crate) providers: ProviderArgs,
+    /// The bot's token: results and failures are sent to users through it (without it they are logged).
+    #[arg(long, env = "BOT_TOKEN", hide_env_values = true)]
+    pub(crate) bot_token: Option<String>,
+    /// The Bot API (a fake's URL in tests and the sandbox).
+    #[arg(long, env = "TELEGRAM_API_URL", default_value = rei_adapters::telegram::DEFAULT_BASE_URL)]
+    pub(crate) telegram_api_url: String,
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -83,19 +89,39 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     let name = args.name.clone().unwrap_or_else(|| format!("worker-{}", std::process::id()));
     let name = WorkerId::parse(&name).context("failed to read --name")?;
     let faults = EnvFaults::from_env()?;
+    let relay = rei_bot::delivery::Relay::new();
+    let api = match &args.bot_token {
+        Some(token) => Some(Arc::new(
+            rei_adapters::telegram::BotApi::new(args.telegram_api_url.trim_end_matches('/'), token)
+                .map_err(anyhow::Error::msg)
+                .context("failed to set up the Bot API client")?,
+        )),
+        None => None,
+    };
+    let messenger: Arc<dyn Messenger> = if api.is_some() { relay.clone() } else { Arc::new(LogMessenger) };
     let mut builder = Engine::builder()
         .database_url(&args.database_url)
         .config(rei::EngineConfig { lease: Duration::from_secs(args.lease_seconds), ..crate::wiring::config() })
-        .messenger(Arc::new(LogMessenger));
-    if let Some(url) = &args.redis_url {
-        builder = builder.redis_url(url);
+        .messenger(messenger);
+    if let Some(url) = args.redis_url.clone().or_else(crate::wiring::redis_from_host_port) {
+        builder = builder.redis_url(&url);
     }
     // The providers first: a missing key is told before anything touches the database.
     let clock: Arc<dyn rei::core::time::Clock> = Arc::new(rei::adapters::system::SystemClock::new());
     let (providers, catalogue) = providers::build(&args.providers, clock.clone())?;
     let engine = builder.clock(clock).open().await.context("failed to open the database")?;
     let router = Router::new(catalogue, RouterConfig::default()).context("the router configuration is invalid")?;
-    let assets = crate::assets::open(&args.assets_dir, &args.s3, args.asset_max_mb.saturating_mul(1024 * 1024)).await?;
+    let assets: Arc<dyn rei::core::generation::AssetStore> =
+        Arc::new(crate::assets::open(&args.assets_dir, &args.s3, args.asset_max_mb.saturating_mul(1024 * 1024)).await?);
+    if let Some(api) = api {
+        relay.set(Arc::new(rei_bot::delivery::TelegramMessenger {
+            api,
+            assets: assets.clone(),
+            members: engine.members().clone(),
+            once: engine.updates().clone(),
+            clock: engine.clock().clone(),
+        }));
+    }
     let config = PipelineConfig {
         poll_interval: Duration::from_millis(args.poll_interval_ms),
         attempt_timeout: Duration::from_secs(args.attempt_timeout_seconds),
@@ -107,7 +133,7 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     let pipeline = Arc::new(engine.pipeline(PipelineParts {
         providers,
         router,
-        assets: Arc::new(assets),
+        assets,
         config,
         faults: faults.map(|f| Arc::new(f) as Arc<dyn FaultPoints>),
     }));

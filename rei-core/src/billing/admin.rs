@@ -42,6 +42,9 @@ pub enum AdminError {
     /// The audit target text was refused (an id too long to name).
     #[error("audit target {0:?} is not valid")]
     Target(String),
+    /// The job service refused or failed (a job already running cannot be cancelled); the failure was audited.
+    #[error(transparent)]
+    Job(#[from] crate::jobs::JobError),
 }
 
 /// Admin actions on money, each authorized by [`authorize`] and written to the [`AuditLog`] with its outcome.
@@ -94,6 +97,28 @@ impl AdminService {
             self.billing.refund(hold, amount, key).await.map(|applied| applied.receipt)
         })
         .await
+    }
+
+    /// Cancels a job that has not started and releases its hold (the job service's cancel, replayable), as
+    /// [`AuditAction::CancelJob`] on `job:<id>`.
+    ///
+    /// # Errors
+    /// [`AdminError::Forbidden`] without [`Permission::CancelAnyJob`]; [`AdminError::Job`] when the job service
+    /// refuses (not found, running or ended already) or fails; [`AdminError::Audit`].
+    pub async fn cancel_job(
+        &self,
+        req: &AdminRequest,
+        jobs: &crate::jobs::JobService,
+        job: crate::ids::JobId,
+    ) -> Result<crate::jobs::Job, AdminError> {
+        let target = format!("job:{job}");
+        self.auditor
+            .run(req, AuditAction::CancelJob, Permission::CancelAnyJob, &target, jobs.cancel(job))
+            .await
+            .map_err(|e| match e {
+                AuditedError::Admin(e) => e,
+                AuditedError::Action(e) => AdminError::Job(e),
+            })
     }
 
     async fn audited(

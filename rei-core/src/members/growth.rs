@@ -24,7 +24,7 @@ use crate::money::Money;
 use crate::time::{Clock, Timestamp};
 use crate::topups::TopUpObserver;
 
-use super::promo::{PromoCode, PromoError, PromoStore, check_promo, normalize_code};
+use super::promo::{PromoCode, PromoError, PromoStore, Redemption, check_promo, normalize_code};
 use super::store::{
     DEFAULT_LANGUAGE, FIRST_NAME_BYTES_MAX, Member, MemberBan, MemberStore, MemberStoreError, Profile,
     REFERRAL_CODE_LEN, check_language, check_profile, check_referral_code,
@@ -340,12 +340,14 @@ impl Growth {
     /// [`GrowthError::Promo`] ([`PromoError::Invalid`], [`PromoError::Unknown`], [`PromoError::Expired`],
     /// [`PromoError::Exhausted`], [`PromoError::Unavailable`]); [`GrowthError::Billing`] (repeat: the grant
     /// is keyed).
-    pub async fn redeem(&self, user: UserId, code: &str) -> Result<Money, GrowthError> {
+    pub async fn redeem(&self, user: UserId, code: &str) -> Result<Redemption, GrowthError> {
         let code = normalize_code(code)?;
         let redemption = self.promos.redeem(&code, user, self.clock.now()).await?;
         let key = IdempotencyKey::derived("promo", format!("{code}:{user}")).map_err(LedgerError::from)?;
         let granted = self.grant(user, redemption.amount, reason(&format!("promo code {code}")), key).await?;
-        Ok(granted.map_or(redemption.amount, |a| a.receipt.amount))
+        // First for this user when this call's grant moved the money (a repaired redemption counts as first).
+        let first = granted.as_ref().map_or(redemption.first, |a| !a.replayed);
+        Ok(Redemption { amount: granted.map_or(redemption.amount, |a| a.receipt.amount), first })
     }
 
     /// Makes a promo code granting `amount` to each of up to `uses_max` users until `expires_at`, authorized

@@ -335,14 +335,23 @@ async fn a_promo_code_grants_once_per_user_within_its_uses() {
     let code = w.growth.create_promo(&request(Role::Admin, "p-1"), "spring", rub(5_000), 2, None).await;
     let code = code.expect("create");
     assert_eq!((code.code.as_str(), code.uses, code.created_by), ("SPRING", 0, UserId(900)));
-    assert_eq!(w.growth.redeem(UserId(1), "Spring").await.expect("redeem"), rub(5_000));
-    assert_eq!(w.growth.redeem(UserId(1), "SPRING").await.expect("again"), rub(5_000));
+    assert_eq!(
+        w.growth.redeem(UserId(1), "Spring").await.expect("redeem"),
+        Redemption { amount: rub(5_000), first: true }
+    );
+    assert_eq!(
+        w.growth.redeem(UserId(1), "SPRING").await.expect("again"),
+        Redemption { amount: rub(5_000), first: false }
+    );
     assert_eq!(w.balance(UserId(1)).await, rub(5_000), "granted once");
     // A redemption recorded but never granted (the process died in between) is granted by the next call.
     let redeemed = w.promos.redeem("SPRING", UserId(2), T0).await.expect("store");
     assert_eq!(redeemed, Redemption { amount: rub(5_000), first: true });
     assert_eq!(w.balance(UserId(2)).await, Money::ZERO);
-    assert_eq!(w.growth.redeem(UserId(2), "spring").await.expect("repair"), rub(5_000));
+    assert_eq!(
+        w.growth.redeem(UserId(2), "spring").await.expect("repair"),
+        Redemption { amount: rub(5_000), first: true }
+    );
     assert_eq!(w.balance(UserId(2)).await, rub(5_000));
     let used_up = w.growth.redeem(UserId(3), "spring").await;
     assert_eq!(used_up, Err(GrowthError::Promo(PromoError::Exhausted)));
@@ -429,8 +438,8 @@ proptest! {
                 let redeems = batch.iter().map(|u| w.growth.redeem(UserId(*u), "prop")).collect();
                 for (user, outcome) in batch.iter().zip(join_all(redeems).await) {
                     match outcome {
-                        Ok(amount) => {
-                            assert_eq!(amount, rub(250));
+                        Ok(redeemed) => {
+                            assert_eq!(redeemed.amount, rub(250));
                             winners.insert(*user);
                         }
                         Err(GrowthError::Promo(PromoError::Exhausted)) => assert!(!winners.contains(user)),

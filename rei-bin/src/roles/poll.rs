@@ -1,0 +1,99 @@
+//! `rei bot`: the Telegram bot by long polling, for a machine without a public address (with a public one,
+//! `rei serve` takes the updates on its webhook instead). It takes top-ups by card and Stars; card payments are
+//! credited by the reconciler it runs (one process leads it), since no YooKassa notice reaches it. On SIGTERM it
+//! stops polling; an update in hand is finished or, unfinished, taken again by the next start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rei::core::guards::RateLimiter;
+
+use super::bot::BotArgs;
+use super::serve::PaymentArgs;
+
+/// What `rei bot` was asked to do.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct BotRoleArgs {
+    /// postgres://… or sqlite://path.
+    #[arg(long, env = "DATABASE_URL")]
+    pub(crate) database_url: String,
+    /// redis://host:port[/db] (or REDIS_HOST and REDIS_PORT): the job queue and the rate limits in Redis.
+    #[arg(long, env = "REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
+    /// The bot.
+    #[command(flatten)]
+    pub(crate) bot: BotArgs,
+    /// Payments.
+    #[command(flatten)]
+    pub(crate) payments: PaymentArgs,
+    /// Where input photos are put for the workers (the workers' directory).
+    #[arg(long, env = "REI_ASSETS_DIR", default_value = "rei-assets")]
+    pub(crate) assets_dir: std::path::PathBuf,
+    /// Or the workers' bucket.
+    #[command(flatten)]
+    pub(crate) s3: crate::assets::S3Args,
+    /// Seconds between two passes of the reconciler over pending card payments.
+    #[arg(long, env = "REI_RECONCILE_INTERVAL_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub(crate) reconcile_interval_seconds: u64,
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub(crate) async fn run(args: BotRoleArgs) -> Result<()> {
+    let stop = super::gc::shutdown();
+    let settings = args.bot.settings()?;
+    let api = args.bot.api()?.context("rei bot needs BOT_TOKEN (the bot's token from @BotFather)")?;
+    let mut builder = rei::Engine::builder()
+        .database_url(&args.database_url)
+        .config(crate::wiring::config_with(&settings))
+        .pricer(rei::core::pricing::Pricer::new(settings.pricing.clone()));
+    let redis_url = args.redis_url.clone().or_else(crate::wiring::redis_from_host_port);
+    if let Some(url) = &redis_url {
+        builder = builder.redis_url(url);
+    }
+    let engine = Arc::new(builder.open().await.context("failed to open the database")?);
+    let limiter: Arc<dyn RateLimiter> = match &redis_url {
+        Some(url) => Arc::new(
+            rei::adapters::redis::RedisRateLimiter::connect(
+                url,
+                &engine.config().redis_namespace,
+                Duration::from_secs(10),
+            )
+            .await
+            .context("failed to connect the rate limiter to Redis")?,
+        ),
+        None => Arc::new(rei::core::guards::InProcessRateLimiter::new()),
+    };
+    let growth = super::bot::growth(&engine, &settings);
+    let observer = super::bot::observer(&engine, &growth, &api);
+    let (topups, stars) = super::serve::payments(&engine, &args.payments, &settings, Some(&api), Some(observer))?;
+    let assets = crate::assets::open(&args.assets_dir, &args.s3, 64 * 1024 * 1024).await?;
+    let wiring = super::bot::Wiring {
+        api: api.clone(),
+        growth,
+        topups: topups.clone(),
+        stars,
+        limiter,
+        assets: Arc::new(assets),
+    };
+    let bot = super::bot::build(&engine, &args.bot, &settings, wiring).await?;
+    let reconciler = match &topups {
+        Some(topups) => {
+            let reconciler = engine
+                .reconciler(topups.clone(), rei::core::topups::ReconcilerConfig::default())
+                .map_err(anyhow::Error::msg)?;
+            let interval = Duration::from_secs(args.reconcile_interval_seconds);
+            Some(tokio::spawn(super::serve::reconcile(engine.clone(), reconciler, interval)))
+        }
+        None => None,
+    };
+    println!("rei bot: @{} polling on {}", bot.config().username, engine.database().engine());
+    rei_bot::poll::run(bot, stop, rei_bot::poll::POLL_TIMEOUT).await;
+    if let Some(r) = reconciler {
+        r.abort();
+    }
+    println!("rei bot: stopped");
+    engine.close().await;
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Ordering: a text generates, a photo with a caption edits, /video makes a video; the quote, confirmation,
+//! delivery, failure with the money back; not enough money; repeated, concurrent, stale and expired presses.
+
+use std::time::Duration;
+
+use rei_adapters::fakes::gemini::GeminiOutcome;
+use rei_adapters::fakes::telegram::updates;
+use rei_core::ids::UserId;
+use rei_core::money::Money;
+
+use crate::support::{Rig, en, ru, snapshot};
+
+/// The price of a Nano Banana image off-peak.
+const IMAGE: i64 = 6_40;
+
+#[tokio::test]
+async fn a_text_is_quoted_confirmed_and_delivered_as_a_photo_and_a_file() {
+    // Proves the image flow in both languages: quote with breakdown and buttons, "working", the result as a
+    // photo and as the original file, the price charged once.
+    let rig = Rig::start().await;
+    for (name, user) in [("image.ru", ru(30_001)), ("image.en", en(30_002))] {
+        rig.text(&user, "a cat in a hat").await;
+        rig.press(&user, "c:*").await;
+        rig.settle().await;
+        rig.wait_messages(&user, 5).await;
+        snapshot(name, &rig.transcript(&user));
+        assert_eq!(rig.balance(&user).await, (Money::from_kopecks(30_00 - IMAGE), Money::from_kopecks(0)));
+        let sent = rig.stack.telegram.sent_to(user.id);
+        assert_eq!(sent.iter().filter(|m| m.method == "sendPhoto").count(), 1);
+        assert_eq!(sent.iter().filter(|m| m.method == "sendDocument").count(), 1);
+    }
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_photo_with_a_caption_is_edited_from_the_downloaded_original() {
+    // Proves editing: the photo is downloaded from Telegram on confirmation and sent to the model.
+    let rig = Rig::start().await;
+    let user = en(30_011);
+    let png = vec![0x89, b'P', b'N', b'G', 1, 2, 3];
+    let (file_id, unique) = rig.stack.telegram.add_file(png, "image/png");
+    let body =
+        updates::photo_message(rig.stack.update_id(), &user, &[(&file_id, &unique, 64, 64)], Some("make it blue"));
+    rig.driver().deliver(body).await.unwrap();
+    let quote = rig.stack.telegram.sent_to(user.id).last().and_then(|m| m.text.clone()).unwrap();
+    assert!(quote.contains("photo edit"), "{quote}");
+    rig.press(&user, "c:*").await;
+    rig.settle().await;
+    assert_eq!(rig.stack.telegram.downloads().len(), 1);
+    assert_eq!(rig.stack.gemini.last_sent_inline_data(), Some(true));
+    // Without a caption the bot asks for one.
+    let body = updates::photo_message(rig.stack.update_id(), &user, &[(&file_id, &unique, 64, 64)], None);
+    rig.driver().deliver(body).await.unwrap();
+    let last = rig.stack.telegram.sent_to(user.id).last().and_then(|m| m.text.clone()).unwrap();
+    assert!(last.contains("caption"), "{last}");
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_video_is_set_up_quoted_and_delivered() {
+    // Proves /video: model, duration, prompt, quote, confirmation and the result as a video.
+    let rig = Rig::start().await;
+    let user = ru(30_021);
+    rig.text(&user, "/start").await;
+    rig.stack
+        .engine
+        .billing()
+        .top_up(UserId(user.id), Money::from_kopecks(100_00), rei_core::ids::PaymentId::parse("t-30021").unwrap())
+        .await
+        .unwrap();
+    rig.text(&user, "/video").await;
+    rig.press(&user, "vm:kling-2.6").await;
+    rig.press(&user, "vd:5").await;
+    rig.text(&user, "a fox in the snow").await;
+    rig.press(&user, "c:*").await;
+    rig.settle().await;
+    rig.wait_messages(&user, 8).await;
+    snapshot("video.ru", &rig.transcript(&user));
+    assert_eq!(rig.stack.kling.tasks(), 1);
+    assert_eq!(rig.balance(&user).await.0, Money::from_kopecks(130_00 - 49_30));
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_job_gives_the_money_back_and_says_so() {
+    // Proves failure: a content block fails the job for good, the hold is released and the user told.
+    let rig = Rig::start().await;
+    let user = en(30_031);
+    rig.stack.gemini.script().push(GeminiOutcome::Blocked);
+    rig.text(&user, "something refused").await;
+    rig.press(&user, "c:*").await;
+    rig.settle().await;
+    rig.wait_messages(&user, 4).await;
+    let last = rig.stack.telegram.sent_to(user.id).last().and_then(|m| m.text.clone()).unwrap();
+    assert!(last.contains("money is back"), "{last}");
+    assert_eq!(rig.balance(&user).await, (Money::from_kopecks(30_00), Money::from_kopecks(0)));
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn not_enough_money_offers_a_top_up_and_the_quote_can_be_confirmed_after_it() {
+    // Proves the refusal for funds: nothing held, a top-up button, and the same quote confirmed once paid.
+    let rig = Rig::start().await;
+    let user = en(30_041);
+    rig.text(&user, "/start").await;
+    rig.text(&user, "/video").await;
+    rig.press(&user, "vm:kling-3.0").await;
+    rig.press(&user, "vd:10").await;
+    rig.text(&user, "a long film").await;
+    rig.press(&user, "c:*").await;
+    let last = rig.stack.telegram.sent_to(user.id).last().cloned().unwrap();
+    assert!(last.text.as_deref().unwrap().starts_with("Not enough money"), "{:?}", last.text);
+    assert!(last.reply_markup.is_some());
+    assert_eq!(rig.balance(&user).await, (Money::from_kopecks(30_00), Money::from_kopecks(0)));
+    rig.stack
+        .engine
+        .billing()
+        .top_up(UserId(user.id), Money::from_kopecks(200_00), rei_core::ids::PaymentId::parse("t-30041").unwrap())
+        .await
+        .unwrap();
+    rig.press(&user, "c:*").await;
+    rig.settle().await;
+    // Video is charged by the seconds delivered: the fake's 5.1 s bill 6 of the 10 s quoted (153.00 × 6/10).
+    assert_eq!(rig.balance(&user).await.0, Money::from_kopecks(230_00 - 91_80));
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_and_concurrent_presses_hold_once() {
+    // Proves the quote's key: a second press says it is confirmed already; two presses at once hold once.
+    let rig = Rig::start().await;
+    let user = en(30_051);
+    rig.text(&user, "one").await;
+    let (message, data) = rig.press_keep(&user, "c:").await;
+    rig.driver().press_data(&user, message, &data).await.unwrap();
+    let answers = rig.stack.telegram.calls_of("answerCallbackQuery");
+    assert!(answers.iter().any(|c| c.params["text"].as_str().is_some_and(|t| t.contains("Confirmed already"))));
+    rig.text(&user, "two").await;
+    let d = rig.driver();
+    let (message, data) = d.button(&user, |x| x.starts_with("c:")).unwrap();
+    let (a, b) = tokio::join!(d.press_data(&user, message, &data), d.press_data(&user, message, &data));
+    a.unwrap();
+    b.unwrap();
+    rig.settle().await;
+    assert_eq!(rig.balance(&user).await, (Money::from_kopecks(30_00 - 2 * IMAGE), Money::from_kopecks(0)));
+    assert_eq!(rig.stack.gemini.images_generated(), 2);
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn stale_forged_expired_and_cancelled_quotes_hold_nothing() {
+    // Proves the other presses: a forged quote id, a cancelled quote, an expired one: each a clear answer, no hold.
+    let rig = Rig::start().await;
+    let user = ru(30_061);
+    rig.text(&user, "/start").await;
+    let d = rig.driver();
+    let id = rig.stack.update_id();
+    d.deliver(updates::callback_query(id, "q-forged", &user, &format!("c:{:032x}", 7), user.id, 1)).await.unwrap();
+    d.deliver(updates::callback_query(rig.stack.update_id(), "q-junk", &user, "zz:9", user.id, 1)).await.unwrap();
+    rig.text(&user, "cancel me").await;
+    let (message, confirm) = rig.driver().button(&user, |d| d.starts_with("c:")).unwrap();
+    rig.press(&user, "x:*").await;
+    rig.driver().press_data(&user, message, &confirm).await.unwrap(); // the cancelled quote's confirm
+    rig.text(&user, "too late").await;
+    rig.clock.advance(Duration::from_secs(11 * 60));
+    rig.press(&user, "c:*").await;
+    assert_eq!(rig.balance(&user).await, (Money::from_kopecks(30_00), Money::from_kopecks(0)));
+    let jobs = rig.driver().counts().await.unwrap();
+    assert_eq!(jobs.queued + jobs.running + jobs.succeeded, 0);
+    snapshot("stale.ru", &rig.transcript(&user));
+    rig.stop().await;
+}
