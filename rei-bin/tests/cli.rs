@@ -338,3 +338,21 @@ fn rei_gc_deletes_assets_past_their_retention() {
     assert!(out.contains("assets: 1 past retention deleted"), "{out}");
     assert!(!old.exists() && new.exists());
 }
+
+#[test]
+fn rei_sandbox_plays_the_scenario_and_exits_0_on_a_clean_ledger() {
+    // Proves the README's first command: `rei sandbox` needs no account or server, shows its progress, prints
+    // the summary with its charts and the verify result, and exits 0.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("sandbox");
+    let path = path.to_str().expect("path");
+    let (ok, out, err) = rei(&["sandbox", "--users", "2", "--jobs", "4", "--dir", path, "--deadline-seconds", "90"]);
+    assert!(ok, "{out}\n{err}");
+    for line in ["[1/7]", "[7/7] summary", "Jobs by status", "Provider use", "Ledger verify: CLEAN", "rei sandbox: OK"]
+    {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    assert!(dir.path().join("sandbox/rei.db").exists());
+    let (ok, out, _) = rei(&["verify", "--database-url", &format!("sqlite://{path}/rei.db")]);
+    assert!(ok, "{out}");
+}

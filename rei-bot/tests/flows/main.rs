@@ -7,5 +7,6 @@
 mod account;
 mod admin;
 mod order;
+mod polling;
 mod sandbox;
 mod support;
