@@ -49,3 +49,31 @@ pub(crate) fn redis_from_host_port() -> Option<String> {
     let port = std::env::var("REDIS_PORT").ok().filter(|p| !p.trim().is_empty()).unwrap_or_else(|| "6379".to_owned());
     Some(format!("redis://{}:{}", host.trim(), port.trim()))
 }
+
+/// What a role that runs the bot's money opens: the engine on the settings' prices and billing (with the queue
+/// in Redis when `redis_url`, or `REDIS_HOST`/`REDIS_PORT`, names one), and the rate limiter beside it (in Redis,
+/// or in this process).
+pub(crate) async fn open_for_bot(
+    database_url: &str,
+    redis_url: Option<&str>,
+    settings: &crate::settings::Settings,
+) -> Result<(Arc<Engine>, Arc<dyn rei::core::guards::RateLimiter>, Option<String>)> {
+    let mut builder = Engine::builder()
+        .database_url(database_url)
+        .config(config_with(settings))
+        .pricer(rei::core::pricing::Pricer::new(settings.pricing.clone()));
+    let redis_url = redis_url.map(str::to_owned).or_else(redis_from_host_port);
+    if let Some(url) = &redis_url {
+        builder = builder.redis_url(url);
+    }
+    let engine = Arc::new(builder.open().await.context("failed to open the database")?);
+    let limiter: Arc<dyn rei::core::guards::RateLimiter> = match &redis_url {
+        Some(url) => Arc::new(
+            rei::adapters::redis::RedisRateLimiter::connect(url, &engine.config().redis_namespace, CONNECT_TIMEOUT)
+                .await
+                .with_context(|| format!("failed to connect the rate limiter to Redis at {}", redact(url)))?,
+        ),
+        None => Arc::new(rei::core::guards::InProcessRateLimiter::new()),
+    };
+    Ok((engine, limiter, redis_url))
+}

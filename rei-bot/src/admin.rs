@@ -208,20 +208,8 @@ async fn jobs(bot: &Bot, ctx: &Ctx, words: &[&str]) -> Result<(), Outcome> {
             minutes: u64::try_from((now.as_millis() - j.created_at.as_millis()).max(0) / 60_000).unwrap_or(0),
         })
         .collect();
-    ctx.say(bot, Text::AdminJobs { state: state_name(state), lines: &lines }, None).await.map_err(Outcome::from)
-}
-
-fn state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Quoted => "quoted",
-        JobState::Confirmed => "confirmed",
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Unknown => "unknown",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-        JobState::Cancelled => "cancelled",
-    }
+    let state = state.to_string();
+    ctx.say(bot, Text::AdminJobs { state: &state, lines: &lines }, None).await.map_err(Outcome::from)
 }
 
 async fn ban(bot: &Bot, ctx: &Ctx, words: &[&str]) -> Result<(), Outcome> {

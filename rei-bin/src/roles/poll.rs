@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rei::core::guards::RateLimiter;
 
 use super::bot::BotArgs;
 use super::serve::PaymentArgs;
@@ -44,27 +43,8 @@ pub(crate) async fn run(args: BotRoleArgs) -> Result<()> {
     let stop = super::gc::shutdown();
     let settings = args.bot.settings()?;
     let api = args.bot.api()?.context("rei bot needs BOT_TOKEN (the bot's token from @BotFather)")?;
-    let mut builder = rei::Engine::builder()
-        .database_url(&args.database_url)
-        .config(crate::wiring::config_with(&settings))
-        .pricer(rei::core::pricing::Pricer::new(settings.pricing.clone()));
-    let redis_url = args.redis_url.clone().or_else(crate::wiring::redis_from_host_port);
-    if let Some(url) = &redis_url {
-        builder = builder.redis_url(url);
-    }
-    let engine = Arc::new(builder.open().await.context("failed to open the database")?);
-    let limiter: Arc<dyn RateLimiter> = match &redis_url {
-        Some(url) => Arc::new(
-            rei::adapters::redis::RedisRateLimiter::connect(
-                url,
-                &engine.config().redis_namespace,
-                Duration::from_secs(10),
-            )
-            .await
-            .context("failed to connect the rate limiter to Redis")?,
-        ),
-        None => Arc::new(rei::core::guards::InProcessRateLimiter::new()),
-    };
+    let (engine, limiter, _) =
+        crate::wiring::open_for_bot(&args.database_url, args.redis_url.as_deref(), &settings).await?;
     let growth = super::bot::growth(&engine, &settings);
     let observer = super::bot::observer(&engine, &growth, &api);
     let (topups, stars) = super::serve::payments(&engine, &args.payments, &settings, Some(&api), Some(observer))?;

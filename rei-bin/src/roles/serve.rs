@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rei::core::guards::RateLimiter;
 use rei::core::topups::{SourceAllowlist, TopUpsConfig};
 use rei_adapters::yookassa::{YooKassa, YooKassaConfig};
 use rei_http::webhooks::WebhookSources;
@@ -191,27 +190,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     if let Some(secret) = &args.telegram_webhook_secret {
         check_secret(secret)?;
     }
-    let mut builder = rei::Engine::builder()
-        .database_url(&args.database_url)
-        .config(crate::wiring::config_with(&settings))
-        .pricer(rei::core::pricing::Pricer::new(settings.pricing.clone()));
-    let redis_url = args.redis_url.clone().or_else(crate::wiring::redis_from_host_port);
-    if let Some(url) = &redis_url {
-        builder = builder.redis_url(url);
-    }
-    let engine = Arc::new(builder.open().await.context("failed to open the database")?);
-    let limiter: Arc<dyn RateLimiter> = match &redis_url {
-        Some(url) => Arc::new(
-            rei::adapters::redis::RedisRateLimiter::connect(
-                url,
-                &engine.config().redis_namespace,
-                Duration::from_secs(10),
-            )
-            .await
-            .context("failed to connect the rate limiter to Redis")?,
-        ),
-        None => Arc::new(rei::core::guards::InProcessRateLimiter::new()),
-    };
+    let (engine, limiter, redis_url) =
+        crate::wiring::open_for_bot(&args.database_url, args.redis_url.as_deref(), &settings).await?;
     let config = HttpConfig {
         body_limit: usize::try_from(args.body_limit_kb * 1024).unwrap_or(usize::MAX),
         request_timeout: Duration::from_secs(args.request_timeout_seconds),
