@@ -79,6 +79,8 @@ pub struct StackOptions {
     pub clock: Option<Arc<dyn rei_core::time::Clock>>,
     /// How many updates a user may send (default: the bot's).
     pub user_rate: Option<rei_core::guards::RateLimitPolicy>,
+    /// Holds, spend caps and the jobs a user may run at once (default: the engine's).
+    pub billing: Option<rei_core::billing::BillingConfig>,
 }
 
 impl StackOptions {
@@ -91,6 +93,7 @@ impl StackOptions {
             poll_interval: Duration::from_millis(100),
             clock: None,
             user_rate: None,
+            billing: None,
         }
     }
 }
@@ -152,6 +155,9 @@ impl Stack {
         let relay = Relay::new();
         let url = format!("sqlite://{}", options.dir.join("rei.db").display());
         let mut builder = Engine::builder().database_url(&url).messenger(relay.clone());
+        if let Some(billing) = &options.billing {
+            builder = builder.config(rei::EngineConfig { billing: billing.clone(), ..rei::EngineConfig::default() });
+        }
         if let Some(clock) = &options.clock {
             builder = builder.clock(clock.clone());
         }

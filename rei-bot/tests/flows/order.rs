@@ -58,26 +58,23 @@ async fn a_photo_with_a_caption_is_edited_from_the_downloaded_original() {
 
 #[tokio::test]
 async fn a_video_is_set_up_quoted_and_delivered() {
-    // Proves /video: model, duration, prompt, quote, confirmation and the result as a video.
+    // Proves /video in both languages: model, duration, prompt, quote, confirmation and the result as a video.
     let rig = Rig::start().await;
-    let user = ru(30_021);
-    rig.text(&user, "/start").await;
-    rig.stack
-        .engine
-        .billing()
-        .top_up(UserId(user.id), Money::from_kopecks(100_00), rei_core::ids::PaymentId::parse("t-30021").unwrap())
-        .await
-        .unwrap();
-    rig.text(&user, "/video").await;
-    rig.press(&user, "vm:kling-2.6").await;
-    rig.press(&user, "vd:5").await;
-    rig.text(&user, "a fox in the snow").await;
-    rig.press(&user, "c:*").await;
-    rig.settle().await;
-    rig.wait_messages(&user, 8).await;
-    snapshot("video.ru", &rig.transcript(&user));
-    assert_eq!(rig.stack.kling.tasks(), 1);
-    assert_eq!(rig.balance(&user).await.0, Money::from_kopecks(130_00 - 49_30));
+    for (n, (name, user)) in [("video.ru", ru(30_021)), ("video.en", en(30_022))].into_iter().enumerate() {
+        rig.text(&user, "/start").await;
+        let payment = rei_core::ids::PaymentId::parse(&format!("t-{}", user.id)).unwrap();
+        rig.stack.engine.billing().top_up(UserId(user.id), Money::from_kopecks(100_00), payment).await.unwrap();
+        rig.text(&user, "/video").await;
+        rig.press(&user, "vm:kling-2.6").await;
+        rig.press(&user, "vd:5").await;
+        rig.text(&user, "a fox in the snow").await;
+        rig.press(&user, "c:*").await;
+        rig.settle().await;
+        rig.wait_messages(&user, 8).await;
+        snapshot(name, &rig.transcript(&user));
+        assert_eq!(rig.stack.kling.tasks(), n + 1);
+        assert_eq!(rig.balance(&user).await.0, Money::from_kopecks(130_00 - 49_30));
+    }
     rig.stop().await;
 }
 
@@ -149,24 +146,54 @@ async fn repeated_and_concurrent_presses_hold_once() {
 
 #[tokio::test]
 async fn stale_forged_expired_and_cancelled_quotes_hold_nothing() {
-    // Proves the other presses: a forged quote id, a cancelled quote, an expired one: each a clear answer, no hold.
+    // Proves the other presses in both languages: a forged quote id, a cancelled quote, an expired one: each a
+    // clear answer, no hold.
     let rig = Rig::start().await;
-    let user = ru(30_061);
-    rig.text(&user, "/start").await;
-    let d = rig.driver();
-    let id = rig.stack.update_id();
-    d.deliver(updates::callback_query(id, "q-forged", &user, &format!("c:{:032x}", 7), user.id, 1)).await.unwrap();
-    d.deliver(updates::callback_query(rig.stack.update_id(), "q-junk", &user, "zz:9", user.id, 1)).await.unwrap();
-    rig.text(&user, "cancel me").await;
-    let (message, confirm) = rig.driver().button(&user, |d| d.starts_with("c:")).unwrap();
-    rig.press(&user, "x:*").await;
-    rig.driver().press_data(&user, message, &confirm).await.unwrap(); // the cancelled quote's confirm
-    rig.text(&user, "too late").await;
-    rig.clock.advance(Duration::from_secs(11 * 60));
-    rig.press(&user, "c:*").await;
-    assert_eq!(rig.balance(&user).await, (Money::from_kopecks(30_00), Money::from_kopecks(0)));
+    for (name, user) in [("stale.ru", ru(30_061)), ("stale.en", en(30_062))] {
+        rig.text(&user, "/start").await;
+        let d = rig.driver();
+        let id = rig.stack.update_id();
+        d.deliver(updates::callback_query(id, "q-forged", &user, &format!("c:{:032x}", 7), user.id, 1)).await.unwrap();
+        d.deliver(updates::callback_query(rig.stack.update_id(), "q-junk", &user, "zz:9", user.id, 1)).await.unwrap();
+        rig.text(&user, "cancel me").await;
+        let (message, confirm) = rig.driver().button(&user, |d| d.starts_with("c:")).unwrap();
+        rig.press(&user, "x:*").await;
+        rig.driver().press_data(&user, message, &confirm).await.unwrap(); // the cancelled quote's confirm
+        rig.text(&user, "too late").await;
+        rig.clock.advance(Duration::from_secs(11 * 60));
+        rig.press(&user, "c:*").await;
+        assert_eq!(rig.balance(&user).await, (Money::from_kopecks(30_00), Money::from_kopecks(0)));
+        snapshot(name, &rig.transcript(&user));
+    }
     let jobs = rig.driver().counts().await.unwrap();
     assert_eq!(jobs.queued + jobs.running + jobs.succeeded, 0);
-    snapshot("stale.ru", &rig.transcript(&user));
+    rig.stop().await;
+}
+
+#[tokio::test]
+async fn a_spend_cap_and_the_jobs_at_once_limit_say_what_to_wait_for() {
+    // Proves the caps' refusals: past the daily cap the user is told when it frees up; with one job running the
+    // second waits; neither holds anything.
+    let caps =
+        rei_core::caps::SpendCaps { user_daily: Some(Money::from_kopecks(15_00)), ..rei_core::caps::SpendCaps::NONE };
+    let billing = rei_core::billing::BillingConfig { user_caps: caps, jobs_running_max: Some(1), ..Default::default() };
+    let rig = Rig::start_with(Some(billing)).await;
+    let user = en(30_071);
+    rig.stack.gemini.script().push(GeminiOutcome::Slow(Duration::from_secs(2)));
+    rig.text(&user, "first").await;
+    rig.press(&user, "c:*").await;
+    rig.text(&user, "second").await;
+    rig.press(&user, "c:*").await;
+    let last = rig.stack.telegram.sent_to(user.id).last().and_then(|m| m.text.clone()).unwrap();
+    assert!(last.contains("of your jobs are running"), "{last}");
+    rig.settle().await;
+    // Once the first ended, the second (kept pending) goes; a third would pass the 15.00 daily cap.
+    rig.press(&user, "c:*").await;
+    rig.settle().await;
+    rig.text(&user, "third").await;
+    rig.press(&user, "c:*").await;
+    let last = rig.stack.telegram.sent_to(user.id).last().and_then(|m| m.text.clone()).unwrap();
+    assert!(last.contains("daily spending limit (15.00 ₽)"), "{last}");
+    assert_eq!(rig.balance(&user).await, (Money::from_kopecks(30_00 - 2 * IMAGE), Money::from_kopecks(0)));
     rig.stop().await;
 }

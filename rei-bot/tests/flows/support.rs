@@ -24,6 +24,11 @@ pub(crate) struct Rig {
 
 impl Rig {
     pub(crate) async fn start() -> Rig {
+        Rig::start_with(None).await
+    }
+
+    /// A rig whose engine keeps `billing` (caps, jobs at once).
+    pub(crate) async fn start_with(billing: Option<rei_core::billing::BillingConfig>) -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(NOON)));
         let fast = RateLimitPolicy::new(1_000, Duration::from_secs(1), 1_000).unwrap();
@@ -32,6 +37,7 @@ impl Rig {
             poll_interval: Duration::from_millis(20),
             clock: Some(clock.clone()),
             user_rate: Some(RateLimitPolicy::new(60, Duration::from_secs(60), 30).unwrap()),
+            billing,
             ..StackOptions::new(dir.path())
         };
         Rig { stack: Stack::start(options).await.unwrap(), clock, _dir: dir }
