@@ -31,6 +31,8 @@ pub struct TelegramMessenger {
     pub members: Arc<dyn MemberStore>,
     /// Where each final message is claimed once.
     pub once: Arc<dyn UpdateLog>,
+    /// Where the videos made are remembered, to be continued when sent back.
+    pub conversations: Arc<dyn rei_core::chat::ConversationStore>,
     /// The claims' time.
     pub clock: Arc<dyn Clock>,
 }
@@ -68,6 +70,23 @@ fn failed(e: &BotApiError) -> MessengerError {
 }
 
 impl TelegramMessenger {
+    /// Remembers the video sent as `unique` with the provider's id of it, so that the user can send it back to
+    /// have it continued (best effort: without it, only that continuation is refused).
+    async fn remember(&self, user: UserId, key: &rei_core::generation::AssetKey, unique: Option<String>) {
+        let Some(unique) = unique else { return };
+        let reference = match self.assets.get(&key.provider_ref()).await {
+            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            _ => return,
+        };
+        let stored = self.conversations.get(user).await.ok().flatten();
+        let mut state = crate::state::State::read(stored.as_ref().map(|c| c.state.as_str()));
+        state.remember(crate::state::MadeVideo { unique, reference });
+        let text = state.write(rei_core::chat::STATE_BYTES_MAX);
+        if let Err(e) = self.conversations.put(user, &text, self.clock.now()).await {
+            tracing::warn!(user = %user, error = %e, "could not remember a video made");
+        }
+    }
+
     async fn lang(&self, user: UserId) -> Lang {
         match self.members.get(user).await {
             Ok(Some(m)) => Lang::from_code(Some(&m.language)),
@@ -102,7 +121,9 @@ impl TelegramMessenger {
                         self.api.send_document(chat, &upload(bytes), None).await.map_err(|e| failed(&e))?;
                     }
                     MediaKind::Video => {
-                        self.api.send_video(chat, &upload(bytes), Some(&caption)).await.map_err(|e| failed(&e))?;
+                        let sent =
+                            self.api.send_video(chat, &upload(bytes), Some(&caption)).await.map_err(|e| failed(&e))?;
+                        self.remember(user, key, sent.file_unique_id).await;
                     }
                     MediaKind::File => {
                         self.api.send_document(chat, &upload(bytes), Some(&caption)).await.map_err(|e| failed(&e))?;

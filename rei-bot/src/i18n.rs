@@ -1,5 +1,6 @@
-//! Every text the bot shows, in one catalogue per language ([`ru`], [`en`]): the flows name a [`Text`] and never
-//! hold a literal, so a language is added by adding one file and a tested catalogue cannot miss a message.
+//! Every text the bot shows, in one catalogue per language (`i18n/ru.rs`, `i18n/en.rs`): the flows name a
+//! [`Text`] and never hold a literal, so a language is added by adding one file and a tested catalogue cannot
+//! miss a message.
 //!
 //! A user's language comes from Telegram's `language_code` (Russian for `ru`, `uk`, `be`, `kk` and for no code at
 //! all; English otherwise) until they choose one with `/lang`.

@@ -339,7 +339,7 @@ impl Bot {
                     ctx.say(self, Text::NotAnImage, None).await
                 }
             }
-            Content::Video { .. } => order::on_video_input(self, ctx).await,
+            Content::Video { file, caption, .. } => order::on_video_input(self, ctx, &file, caption).await,
             Content::Sticker | Content::Voice | Content::Other => ctx.say(self, Text::ShortHelp, None).await,
         }
     }

@@ -95,9 +95,33 @@ pub(crate) async fn on_image(
     offer(bot, ctx, &mut state, &product, request, input, &label, QuoteMode::Edit).await
 }
 
-/// A video sent: the bot can continue only videos its provider made, which a Telegram upload is not.
-pub(crate) async fn on_video_input(bot: &Bot, ctx: &Ctx) -> Result<(), UpdateError> {
-    ctx.say(bot, Text::VideoInputUnknown, None).await
+/// A video sent: one the bot made is continued (the provider's video-extend) once `/video` is set up; any other
+/// cannot be, since the provider continues only its own videos.
+pub(crate) async fn on_video_input(
+    bot: &Bot,
+    ctx: &Ctx,
+    file: &FileRef,
+    caption: Option<String>,
+) -> Result<(), UpdateError> {
+    let mut state = bot.load_state(ctx.user).await?;
+    let Some(reference) = state.made(&file.file_unique_id).map(str::to_owned) else {
+        return ctx.say(bot, Text::VideoInputUnknown, None).await;
+    };
+    let Some((model, seconds, product)) = ready_video(bot, &state) else {
+        // Known, but no model and duration yet: set them up first, then send it again.
+        return video_start(bot, ctx).await;
+    };
+    let caption = caption.unwrap_or_default();
+    if too_long(bot, &caption) {
+        return ctx.say(bot, Text::TooLong { max: bot.config.prompt_chars_max }, None).await;
+    }
+    let mut request = GenerationRequest::text(Capability::VideoToVideo, &caption);
+    request.model = Some(model.clone());
+    request.duration_s = Some(seconds);
+    request.source_video = Some(reference);
+    state.video = None;
+    let what = video_label(bot, ctx.lang, &model, seconds);
+    offer(bot, ctx, &mut state, &product, request, Vec::new(), &what, QuoteMode::VideoVideo).await
 }
 
 /// The video set up, when model and duration are both picked: the provider's model, seconds and product.

@@ -269,6 +269,7 @@ impl Stack {
             assets,
             members: growth.members().clone(),
             once: engine.updates().clone(),
+            conversations: engine.conversations().clone(),
             clock,
         }));
 

@@ -19,6 +19,21 @@ pub struct State {
     /// An admin's broadcast draft.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broadcast: Option<BroadcastDraft>,
+    /// The videos the bot made for the user, newest last: sent back, one is continued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub videos: Vec<MadeVideo>,
+}
+
+/// The most made videos remembered per user.
+pub const VIDEOS_MAX: usize = 10;
+
+/// A video the bot made and sent.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct MadeVideo {
+    /// Telegram's `file_unique_id` of the video as sent.
+    pub unique: String,
+    /// The provider's id of it (what its video-extend takes).
+    pub reference: String,
 }
 
 /// `/video`'s choices so far.
@@ -102,10 +117,25 @@ impl State {
         Some(self.pending.remove(at))
     }
 
+    /// Remembers a video made, forgetting the oldest beyond [`VIDEOS_MAX`].
+    pub fn remember(&mut self, video: MadeVideo) {
+        self.videos.retain(|v| v.unique != video.unique);
+        self.videos.push(video);
+        while self.videos.len() > VIDEOS_MAX {
+            self.videos.remove(0);
+        }
+    }
+
+    /// The provider's id of the video Telegram knows as `unique`, if the bot made it.
+    #[must_use]
+    pub fn made(&self, unique: &str) -> Option<&str> {
+        self.videos.iter().find(|v| v.unique == unique).map(|v| v.reference.as_str())
+    }
+
     /// `true` when nothing is kept.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.video.is_none() && self.pending.is_empty() && self.broadcast.is_none()
+        self.video.is_none() && self.pending.is_empty() && self.broadcast.is_none() && self.videos.is_empty()
     }
 }
 

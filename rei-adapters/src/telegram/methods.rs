@@ -154,10 +154,13 @@ impl Keyboard {
 }
 
 /// What a send returns: the new message's id in its chat (to edit it, or to answer a button under it).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Sent {
     /// The message's id.
     pub message_id: i64,
+    /// The `file_unique_id` of the video, document or (largest) photo it carries: the same file sent back by
+    /// the user has it too.
+    pub file_unique_id: Option<String>,
 }
 
 /// A photo, video or document to send.
@@ -245,7 +248,14 @@ fn markup(keyboard: Option<&Keyboard>) -> Result<Option<Value>, BotApiError> {
 /// The id of the message a send returned.
 fn sent(method: &str, result: &Value) -> Result<Sent, BotApiError> {
     match result.get("message_id").and_then(Value::as_i64) {
-        Some(message_id) => Ok(Sent { message_id }),
+        Some(message_id) => {
+            let unique = |v: &Value| v.get("file_unique_id").and_then(Value::as_str).map(str::to_owned);
+            let file_unique_id = ["video", "document", "animation"]
+                .iter()
+                .find_map(|k| result.get(*k).and_then(unique))
+                .or_else(|| result.get("photo").and_then(Value::as_array).and_then(|p| p.last()).and_then(unique));
+            Ok(Sent { message_id, file_unique_id })
+        }
         None => Err(garbage(format!("{method} did not return a message"))),
     }
 }

@@ -119,6 +119,7 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
             assets: assets.clone(),
             members: engine.members().clone(),
             once: engine.updates().clone(),
+            conversations: engine.conversations().clone(),
             clock: engine.clock().clone(),
         }));
     }

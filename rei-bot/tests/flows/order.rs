@@ -197,3 +197,53 @@ async fn a_spend_cap_and_the_jobs_at_once_limit_say_what_to_wait_for() {
     assert_eq!(rig.balance(&user).await, (Money::from_kopecks(30_00 - 2 * IMAGE), Money::from_kopecks(0)));
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn a_video_the_bot_made_is_continued_when_sent_back_and_others_are_refused() {
+    // Proves video input: the bot's own video, sent back after /video's choices, is quoted as a continuation and
+    // extended from the provider's id of it; a video the bot did not make is refused and holds nothing.
+    let rig = Rig::start().await;
+    let user = en(30_081);
+    rig.text(&user, "/start").await;
+    let payment = rei_core::ids::PaymentId::parse("t-30081").unwrap();
+    rig.stack.engine.billing().top_up(UserId(user.id), Money::from_kopecks(200_00), payment).await.unwrap();
+    for step in ["/video", "vm:kling-2.6", "vd:5", "a fox", "c:"] {
+        if step.starts_with('/') || step == "a fox" {
+            rig.text(&user, step).await;
+        } else {
+            rig.press(&user, &format!("{step}*")).await;
+        }
+    }
+    rig.settle().await;
+    rig.wait_messages(&user, 8).await;
+    let stored = rig.stack.engine.conversations().get(UserId(user.id)).await.unwrap().unwrap();
+    let made = rei_bot::state::State::read(Some(&stored.state)).videos;
+    assert_eq!(made.len(), 1, "{stored:?}");
+    // Someone else's video: refused.
+    let foreign = updates::video_message(rig.stack.update_id(), &user, ("BAACforeign", "AgADforeign"), 5, None);
+    rig.driver().deliver(foreign).await.unwrap();
+    let last = rig.stack.telegram.sent_to(user.id).last().and_then(|m| m.text.clone()).unwrap();
+    assert!(last.contains("only continue a video I made"), "{last}");
+    // Its own video, after the choices: a continuation.
+    rig.text(&user, "/video").await;
+    rig.press(&user, "vm:kling-2.6").await;
+    rig.press(&user, "vd:5").await;
+    let own = updates::video_message(
+        rig.stack.update_id(),
+        &user,
+        ("BAACown", &made[0].unique),
+        5,
+        Some("and then it jumps"),
+    );
+    rig.driver().deliver(own).await.unwrap();
+    let quote = rig.stack.telegram.sent_to(user.id).last().and_then(|m| m.text.clone()).unwrap();
+    assert!(quote.contains("video continuation"), "{quote}");
+    rig.press(&user, "c:*").await;
+    rig.settle().await;
+    let records = rig.stack.kling.records();
+    assert_eq!(records.submits, 2);
+    assert!(records.last_submit_path.as_deref().is_some_and(|p| p.ends_with("video-extend")), "{records:?}");
+    let body = records.last_submit_body.unwrap();
+    assert_eq!(body["video_id"].as_str(), Some(made[0].reference.as_str()), "{body}");
+    rig.stop().await;
+}

@@ -44,6 +44,13 @@ impl AssetKey {
         AssetKey(format!("results/{job}.{}", extension_of(mime)))
     }
 
+    /// The key beside a result where the provider's own id of it is kept (`<result>.ref`: Kling's video id,
+    /// which video-extend takes).
+    #[must_use]
+    pub fn provider_ref(&self) -> AssetKey {
+        AssetKey(format!("{}.ref", self.0))
+    }
+
     /// The text.
     #[must_use]
     pub fn as_str(&self) -> &str {

@@ -471,7 +471,14 @@ impl Pipeline {
         };
         let key = AssetKey::for_result(job, &media.mime);
         match self.ports.assets.put(&key, media.bytes).await {
-            Ok(_) => Ok(key),
+            Ok(_) => {
+                // The provider's id of the result, for a later continuation of it (best effort: the result
+                // stands without it).
+                if let Some(reference) = &output.provider_ref {
+                    let _ = self.ports.assets.put(&key.provider_ref(), reference.as_bytes().to_vec()).await;
+                }
+                Ok(key)
+            }
             Err(AssetError::TooLarge { size, max }) => Err(ProviderError::Garbage {
                 reason: ErrorText::new(&format!("result of {size} bytes is over the store's limit of {max}")),
             }),
