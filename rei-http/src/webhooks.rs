@@ -26,12 +26,25 @@ pub struct WebhookSources {
     pub allowlist: SourceAllowlist,
     /// Reverse proxies whose `X-Forwarded-For` is believed (default: none: the peer address is the source).
     pub trusted_proxies: SourceAllowlist,
+    /// A secret the notice URL carries as `?secret=…` (set in the shop's notification URL), checked besides
+    /// the source address: `YOOKASSA_WEBHOOK_SECRET` (default: none).
+    pub yookassa_secret: Option<String>,
 }
 
 impl Default for WebhookSources {
     fn default() -> WebhookSources {
-        WebhookSources { allowlist: SourceAllowlist::yookassa(), trusted_proxies: SourceAllowlist::none() }
+        WebhookSources {
+            allowlist: SourceAllowlist::yookassa(),
+            trusted_proxies: SourceAllowlist::none(),
+            yookassa_secret: None,
+        }
     }
+}
+
+/// `true` when the request's query carries `secret=<expected>` (compared in constant time).
+fn query_secret_matches(query: Option<&str>, expected: &str) -> bool {
+    let given = query.unwrap_or("").split('&').find_map(|pair| pair.strip_prefix("secret=")).unwrap_or("");
+    given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 impl WebhookSources {
@@ -91,6 +104,19 @@ pub(crate) async fn yookassa(
             "source-not-allowed",
             "Not from the payment gateway",
             format!("notices are accepted from the gateway's addresses only, not {source}"),
+        )
+        .into_response();
+    }
+    if let Some(secret) = &state.webhooks.yookassa_secret
+        && !query_secret_matches(request.uri().query(), secret)
+    {
+        notice_error("secret");
+        tracing::warn!(%source, "payment notice refused: the URL's secret is missing or wrong");
+        return Problem::new(
+            StatusCode::FORBIDDEN,
+            "wrong-webhook-secret",
+            "A wrong webhook secret",
+            "the notice URL must carry the shop's secret as ?secret=…",
         )
         .into_response();
     }
@@ -244,4 +270,19 @@ pub struct TelegramHook {
     pub secret: String,
     /// Who handles the updates.
     pub handler: Arc<dyn UpdateHandler>,
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::query_secret_matches;
+
+    #[test]
+    fn the_notice_urls_secret_must_match_exactly() {
+        // Proves the query check: only the exact secret passes; missing, empty, longer or shorter values fail.
+        assert!(query_secret_matches(Some("secret=s3cr3t"), "s3cr3t"));
+        assert!(query_secret_matches(Some("a=1&secret=s3cr3t&b=2"), "s3cr3t"));
+        for query in [None, Some(""), Some("secret="), Some("secret=s3cr3"), Some("secret=s3cr3tt"), Some("x=s3cr3t")] {
+            assert!(!query_secret_matches(query, "s3cr3t"), "{query:?}");
+        }
+    }
 }

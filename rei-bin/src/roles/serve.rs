@@ -100,6 +100,9 @@ pub(crate) struct PaymentArgs {
     /// The shop's tax system code, when its register needs one.
     #[arg(long, env = "YOOKASSA_RECEIPT_TAX_SYSTEM", value_parser = clap::value_parser!(u8).range(1..=6))]
     pub(crate) yookassa_receipt_tax_system: Option<u8>,
+    /// A secret the shop's notification URL carries as `?secret=…`, checked besides the source address.
+    #[arg(long, env = "YOOKASSA_WEBHOOK_SECRET", hide_env_values = true)]
+    pub(crate) yookassa_webhook_secret: Option<String>,
     /// Roubles credited per Star (default: the settings file's `stars.rub_per_star`).
     #[arg(long, env = "STARS_RUB_PER_STAR")]
     pub(crate) stars_rub_per_star: Option<String>,
@@ -232,6 +235,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     state.webhooks = WebhookSources {
         allowlist: networks(&args.webhook_allowlist, "REI_WEBHOOK_ALLOWLIST")?.unwrap_or(defaults.allowlist),
         trusted_proxies: networks(&args.trusted_proxies, "REI_TRUSTED_PROXIES")?.unwrap_or(defaults.trusted_proxies),
+        yookassa_secret: match &args.payments.yookassa_webhook_secret {
+            Some(s) if s.len() < 16 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+                bail!("YOOKASSA_WEBHOOK_SECRET must be at least 16 characters of A-Za-z0-9 _ - (it goes in a URL)")
+            }
+            other => other.clone(),
+        },
     };
     let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind(args.listen)

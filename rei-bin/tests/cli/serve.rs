@@ -97,3 +97,59 @@ fn rei_serve_names_what_is_wrong_in_its_configuration() {
         assert!(!ok && err.contains(needle), "{err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rei_all_runs_every_role_in_one_process_and_the_bot_answers_by_polling() {
+    // Proves `rei all`: one process serves HTTP, runs a worker and gc, and (no webhook secret) polls Telegram:
+    // a /start pushed to the fake Bot API is answered; SIGTERM stops every role and the process exits 0.
+    let telegram = rei_adapters::fakes::telegram::FakeTelegram::start("42:all-token").await.expect("fake telegram");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("all.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rei"))
+        .args(["all", "--listen", "127.0.0.1:0", "--database-url", &url])
+        .env("BOT_TOKEN", "42:all-token")
+        .env("TELEGRAM_API_URL", telegram.base_url())
+        .env("ADMIN_IDS", "1")
+        .env("NANO_BANANA_API_KEY", "k")
+        .env("GEMINI_BASE_URL", "http://127.0.0.1:9")
+        .env("REI_ASSETS_DIR", dir.path().join("assets"))
+        .env_remove("YOOKASSA_SHOP_ID")
+        .env_remove("TELEGRAM_WEBHOOK_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rei all");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let addr = loop {
+        let line = lines_rx.recv_timeout(Duration::from_secs(60)).expect("rei all printed its address");
+        seen.push(line.clone());
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split(' ').next().expect("address").to_owned();
+        }
+    };
+    let (status, _) = get(&addr, "/health/live", None);
+    assert_eq!(status, 200);
+    let user = rei_adapters::fakes::telegram::updates::TestUser::new(77).first_name("Ann").language_code(Some("en"));
+    telegram.push_update(rei_adapters::fakes::telegram::updates::text_message_from(1, &user, "/start"));
+    let mut answered = false;
+    for _ in 0..300 {
+        if telegram.sent_to(77).iter().any(|m| m.text.as_deref().is_some_and(|t| t.starts_with("Hi, Ann"))) {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answered, "{:?}\n{seen:?}", telegram.sent_to(77));
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
+    assert!(term.success());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+    assert!(status.success(), "{status:?}");
+    telegram.stop().await;
+}

@@ -20,6 +20,11 @@ const SECRET: &str = "test_secret";
 
 /// A server whose payments go to a fake YooKassa and whose notices are accepted from `allow`.
 async fn with_gateway(allow: &[&str], proxies: &[&str]) -> (Server, FakeYooKassa) {
+    with_gateway_secret(allow, proxies, None).await
+}
+
+/// [`with_gateway`] whose notice URL must carry `secret`.
+async fn with_gateway_secret(allow: &[&str], proxies: &[&str], secret: Option<&str>) -> (Server, FakeYooKassa) {
     let fake = FakeYooKassa::start(SHOP, SECRET).await.expect("fake");
     let config = YooKassaConfig {
         base_url: fake.base_url(),
@@ -29,6 +34,7 @@ async fn with_gateway(allow: &[&str], proxies: &[&str]) -> (Server, FakeYooKassa
     let sources = WebhookSources {
         allowlist: SourceAllowlist::parse(allow).expect("allowlist"),
         trusted_proxies: SourceAllowlist::parse(proxies).expect("proxies"),
+        yookassa_secret: secret.map(str::to_owned),
     };
     let server = start_with(
         Box::new(move |state| {
@@ -60,6 +66,25 @@ fn notice(event: &str, id: &str, rubles: &str) -> Value {
 
 async fn deliver(s: &Server, body: &Value) -> reqwest::Response {
     s.client.post(format!("{}/webhooks/yookassa", s.base)).json(body).send().await.expect("send")
+}
+
+#[tokio::test]
+async fn with_a_webhook_secret_a_notice_without_it_is_refused_and_changes_nothing() {
+    // Proves YOOKASSA_WEBHOOK_SECRET: a notice from the gateway's address without the URL's secret (or with a
+    // wrong one) is 403 and credits nothing; with it, the payment is credited.
+    let (s, fake) = with_gateway_secret(&["127.0.0.1"], &[], Some("hook-secret-0123456789")).await;
+    let id = top_up(&s, 23, "150.00", "t-23").await;
+    assert!(fake.set_status(&id, "succeeded"));
+    let body = notice("payment.succeeded", &id, "150.00");
+    for query in ["", "?secret=wrong", "?secret="] {
+        let url = format!("{}/webhooks/yookassa{query}", s.base);
+        let response = s.client.post(url).json(&body).send().await.expect("send");
+        assert_eq!(response.status().as_u16(), 403, "{query}");
+    }
+    assert_eq!(s.available(23).await, Money::from_kopecks(0));
+    let url = format!("{}/webhooks/yookassa?secret=hook-secret-0123456789", s.base);
+    assert_eq!(s.client.post(url).json(&body).send().await.expect("send").status().as_u16(), 200);
+    assert_eq!(s.available(23).await, Money::from_kopecks(15_000));
 }
 
 #[tokio::test]
