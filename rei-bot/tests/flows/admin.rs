@@ -135,3 +135,34 @@ async fn a_broadcast_is_previewed_sent_to_its_audience_and_counts_the_blocked() 
     snapshot("broadcast.en", &rig.transcript(&boss));
     rig.stop().await;
 }
+
+#[tokio::test]
+async fn a_photo_broadcast_goes_to_paying_users_only() {
+    // Proves the photo broadcast and the paid audience: the preview is the photo with its caption, and only
+    // members who paid receive it.
+    let rig = Rig::start().await;
+    let boss = admin();
+    let (payer, other) = (ru(40_061), ru(40_062));
+    for u in [&boss, &payer, &other] {
+        rig.text(u, "/start").await;
+    }
+    rig.text(&payer, "/topup").await;
+    rig.press(&payer, "tc:10000").await;
+    let id = rig.driver().last_payment(&payer).await.unwrap();
+    rig.stack.pay_card(&id).await.unwrap();
+    rig.text(&boss, "/broadcast paid").await;
+    let (file_id, unique) = rig.stack.telegram.add_file(vec![0x89, b'P', b'N', b'G'], "image/png");
+    let photo = updates::photo_message(rig.stack.update_id(), &boss, &[(&file_id, &unique, 64, 64)], Some("Sale!"));
+    rig.driver().deliver(photo).await.unwrap();
+    let preview = rig.stack.telegram.sent_to(boss.id);
+    assert!(preview.iter().any(|m| m.method == "sendPhoto" && m.text.as_deref() == Some("Sale!")));
+    rig.press(&boss, "bs").await;
+    let sent = rig.driver().broadcast_done(&boss, std::time::Duration::from_secs(20)).await.unwrap();
+    assert_eq!(sent, 1);
+    let got = |u: &rei_adapters::fakes::telegram::updates::TestUser| {
+        rig.stack.telegram.sent_to(u.id).iter().any(|m| m.method == "sendPhoto" && m.text.as_deref() == Some("Sale!"))
+    };
+    assert!(got(&payer));
+    assert!(!got(&other));
+    rig.stop().await;
+}
