@@ -225,8 +225,15 @@ fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::from(1);
     }
-    logging();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // The sandbox speaks through its progress and summary; its log lines are for when something goes wrong.
+    let default = if matches!(cli.command, Command::Sandbox(_)) {
+        tracing_subscriber::filter::LevelFilter::WARN
+    } else {
+        tracing_subscriber::filter::LevelFilter::INFO
+    };
+    logging(default);
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -235,14 +242,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// Log lines through `tracing` on stderr: `REI_LOG` filters (`info` by default, e.g. `warn,rei_http=debug`),
-/// `REI_LOG_FORMAT=json` writes one JSON object a line.
-fn logging() {
+/// Log lines through `tracing` on stderr: `REI_LOG` filters (`default` when unset: `info`, `warn` for the
+/// sandbox; e.g. `warn,rei_http=debug`), `REI_LOG_FORMAT=json` writes one JSON object a line.
+fn logging(default: tracing_subscriber::filter::LevelFilter) {
     use tracing_subscriber::filter::Targets;
     let filter = std::env::var("REI_LOG")
         .ok()
         .and_then(|f| f.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(tracing_subscriber::filter::LevelFilter::INFO));
+        .unwrap_or_else(|| Targets::new().with_default(default));
     let json = std::env::var("REI_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
     let installed = if json {

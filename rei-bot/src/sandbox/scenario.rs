@@ -238,9 +238,15 @@ pub async fn play(
 
     progress("[5/7] waiting for every job to end");
     let deadline = Instant::now() + options.deadline;
+    let mut told = None;
     loop {
         let counts = p.counts().await?;
         let open = counts.queued + counts.running + counts.unknown;
+        let ended = counts.succeeded + counts.failed + counts.cancelled;
+        if told != Some(ended) {
+            progress(&format!("      {ended} of {} jobs ended", ended + open));
+            told = Some(ended);
+        }
         if open == 0 {
             break;
         }

@@ -20,7 +20,9 @@ async fn the_sandbox_scenario_ends_every_job_and_the_ledger_verifies() {
     let summary = play(&stack, options, |l| lines.push(l.to_owned())).await.unwrap();
     stack.stop().await;
     assert!(summary.ok(), "{}", summary.render());
-    assert_eq!(lines.len(), 7, "{lines:?}");
+    let steps: Vec<&String> = lines.iter().filter(|l| l.starts_with('[')).collect();
+    assert_eq!(steps.len(), 7, "{lines:?}");
+    assert!(lines.iter().any(|l| l.trim() == "6 of 6 jobs ended"), "{lines:?}");
     assert_eq!(summary.users, 4);
     assert_eq!(summary.jobs.succeeded + summary.jobs.failed, 6, "{}", summary.render());
     assert!(summary.jobs.failed >= 1, "the blocked prompt fails: {}", summary.render());
