@@ -17,10 +17,7 @@ use crate::{Bot, Ctx, callback, profile, unavailable};
 pub(crate) async fn start(bot: &Bot, ctx: &Ctx, args: &str) -> Result<(), UpdateError> {
     let started = match &ctx.started {
         Some(started) => started.clone(),
-        None => {
-            let referral = args.strip_prefix("ref_").filter(|c| !c.is_empty());
-            bot.parts.growth.start(&profile(&ctx.from), referral).await.map_err(unavailable)?
-        }
+        None => bot.parts.growth.start(&profile(&ctx.from), referral(args)).await.map_err(unavailable)?,
     };
     if let Some(amount) = started.trial {
         ctx.say(bot, Text::TrialGranted { amount }, None).await?;
@@ -35,6 +32,11 @@ pub(crate) async fn start(bot: &Bot, ctx: &Ctx, args: &str) -> Result<(), Update
     let balance = bot.parts.engine.billing().balance(ctx.user).await.map_err(unavailable)?;
     let name = started.member.first_name.clone();
     ctx.say(bot, Text::Welcome { name: &name, balance: balance.available }, Some(bot.menu(ctx.lang))).await
+}
+
+/// The referral code of a `/start` payload (`ref_<code>`), if it carries one.
+pub(crate) fn referral(args: &str) -> Option<&str> {
+    args.split_whitespace().next()?.strip_prefix("ref_").filter(|c| !c.is_empty())
 }
 
 /// `/balance`: available and held, the referral link and how many joined by it.

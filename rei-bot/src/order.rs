@@ -40,12 +40,8 @@ pub(crate) async fn on_text(bot: &Bot, ctx: &Ctx, text: &str) -> Result<(), Upda
         return ctx.say(bot, Text::TooLong { max: bot.config.prompt_chars_max }, None).await;
     }
     let mut state = bot.load_state(ctx.user).await?;
-    if let Some((model, seconds, product)) = ready_video(bot, &state) {
-        let mut request = GenerationRequest::text(Capability::TextToVideo, text);
-        request.model = Some(model.clone());
-        request.duration_s = Some(seconds);
+    if let Some((request, product, what)) = ready_video(bot, ctx, &state, Capability::TextToVideo, text) {
         state.video = None;
-        let what = video_label(bot, ctx.lang, &model, seconds);
         return offer(bot, ctx, &mut state, &product, request, Vec::new(), &what, QuoteMode::VideoText).await;
     }
     let image = &bot.config.catalog.images[0];
@@ -77,12 +73,8 @@ pub(crate) async fn on_image(
     }
     let input = vec![InputFile { file_id: file.file_id, mime: mime.to_owned() }];
     let mut state = bot.load_state(ctx.user).await?;
-    if let Some((model, seconds, product)) = ready_video(bot, &state) {
-        let mut request = GenerationRequest::text(Capability::ImageToVideo, &caption);
-        request.model = Some(model.clone());
-        request.duration_s = Some(seconds);
+    if let Some((request, product, what)) = ready_video(bot, ctx, &state, Capability::ImageToVideo, &caption) {
         state.video = None;
-        let what = video_label(bot, ctx.lang, &model, seconds);
         return offer(bot, ctx, &mut state, &product, request, input, &what, QuoteMode::VideoImage).await;
     }
     if caption.trim().is_empty() {
@@ -107,35 +99,37 @@ pub(crate) async fn on_video_input(
     let Some(reference) = state.made(&file.file_unique_id).map(str::to_owned) else {
         return ctx.say(bot, Text::VideoInputUnknown, None).await;
     };
-    let Some((model, seconds, product)) = ready_video(bot, &state) else {
-        // Known, but no model and duration yet: set them up first, then send it again.
-        return video_start(bot, ctx).await;
-    };
     let caption = caption.unwrap_or_default();
     if too_long(bot, &caption) {
         return ctx.say(bot, Text::TooLong { max: bot.config.prompt_chars_max }, None).await;
     }
-    let mut request = GenerationRequest::text(Capability::VideoToVideo, &caption);
-    request.model = Some(model.clone());
-    request.duration_s = Some(seconds);
+    let Some((mut request, product, what)) = ready_video(bot, ctx, &state, Capability::VideoToVideo, &caption) else {
+        // Known, but no model and duration yet: set them up first, then send it again.
+        return video_start(bot, ctx).await;
+    };
     request.source_video = Some(reference);
     state.video = None;
-    let what = video_label(bot, ctx.lang, &model, seconds);
     offer(bot, ctx, &mut state, &product, request, Vec::new(), &what, QuoteMode::VideoVideo).await
 }
 
-/// The video set up, when model and duration are both picked: the provider's model, seconds and product.
-fn ready_video(bot: &Bot, state: &State) -> Option<(String, u32, ProductId)> {
+/// The video set up, when model and duration are both picked: the request for `capability` with the provider's
+/// model and the seconds, the product, and what the quote calls it.
+fn ready_video(
+    bot: &Bot,
+    ctx: &Ctx,
+    state: &State,
+    capability: Capability,
+    prompt: &str,
+) -> Option<(GenerationRequest, ProductId, String)> {
     let draft = state.video.as_ref()?;
     let model = bot.config.catalog.video(draft.model.as_deref()?)?;
     let seconds = draft.seconds?;
     let product = model.durations.iter().find(|(s, _)| *s == seconds)?.1.clone();
-    Some((model.key.clone(), seconds, product))
-}
-
-fn video_label(bot: &Bot, lang: crate::Lang, key: &str, seconds: u32) -> String {
-    let label = bot.config.catalog.video(key).map_or(key, |m| m.label.as_str());
-    format!("{label} · {}", i18n::button(lang, ButtonText::Seconds(seconds)))
+    let mut request = GenerationRequest::text(capability, prompt);
+    request.model = Some(model.model.clone());
+    request.duration_s = Some(seconds);
+    let what = format!("{} · {}", model.label, i18n::button(ctx.lang, ButtonText::Seconds(seconds)));
+    Some((request, product, what))
 }
 
 /// Prices `request`, keeps it pending and shows the quote with its buttons.
@@ -150,12 +144,6 @@ async fn offer(
     what: &str,
     mode: QuoteMode,
 ) -> Result<(), UpdateError> {
-    // The catalogue key stands for the provider's model on the job.
-    if request.is_video()
-        && let Some(key) = request.model.clone()
-    {
-        request.model = bot.config.catalog.video(&key).map(|m| m.model.clone());
-    }
     let quote = match bot.parts.engine.billing().quote(ctx.user, product, 1, Tier::Basic).await {
         Ok(q) => q,
         Err(BillingError::Store(e)) => return Err(unavailable(e)),
@@ -266,10 +254,9 @@ async fn refused(
     pending: Pending,
     e: BillingError,
 ) -> Result<(), UpdateError> {
-    let keep = |state: &mut State, pending: Pending| state.push(pending);
     let (text, keyboard) = match e {
         BillingError::Ledger(LedgerError::InsufficientFunds { available, required, .. }) => {
-            keep(state, pending);
+            state.push(pending);
             let top_up = callback(ctx.lang, ButtonText::TopUp, &Action::Menu(MenuItem::TopUp));
             (Text::NotEnough { available, required }, Some(Keyboard { rows: vec![vec![top_up]] }))
         }
@@ -278,7 +265,7 @@ async fn refused(
             (Text::CapReached { daily, cap: cap.cap }, None)
         }
         BillingError::Ledger(LedgerError::TooManyActiveHolds { max, .. }) => {
-            keep(state, pending);
+            state.push(pending);
             (Text::TooManyJobs { max }, None)
         }
         BillingError::QuoteExpired { .. } | BillingError::QuoteNotFound { .. } => (Text::QuoteExpired, None),

@@ -28,14 +28,14 @@ pub(crate) struct AllArgs {
 /// Runs until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: AllArgs) -> Result<()> {
     let serve = args.serve;
-    let polling = serve.bot.bot_token.is_some() && serve.telegram_webhook_secret.is_none();
+    let polling = serve.run.bot.bot_token.is_some() && serve.telegram_webhook_secret.is_none();
     let worker = super::worker::WorkerArgs {
-        database_url: serve.database_url.clone(),
-        redis_url: serve.redis_url.clone(),
+        database_url: serve.run.database_url.clone(),
+        redis_url: serve.run.redis_url.clone(),
         name: None,
         concurrency: args.concurrency,
-        assets_dir: serve.assets_dir.clone(),
-        s3: serve.s3.clone(),
+        assets_dir: serve.run.assets_dir.clone(),
+        s3: serve.run.s3.clone(),
         provider_concurrency: Vec::new(),
         asset_max_mb: 200,
         poll_interval_ms: 2_000,
@@ -44,32 +44,27 @@ pub(crate) async fn run(args: AllArgs) -> Result<()> {
         metrics_listen: None,
         grace_seconds: 30,
         providers: args.providers,
-        bot_token: serve.bot.bot_token.clone(),
-        telegram_api_url: serve.bot.telegram_api_url.clone(),
+        bot_token: serve.run.bot.bot_token.clone(),
+        telegram_api_url: serve.run.bot.telegram_api_url.clone(),
     };
     let gc = super::gc::Gc {
-        database_url: serve.database_url.clone(),
+        database_url: serve.run.database_url.clone(),
         interval: Duration::from_secs(60),
         once: false,
-        assets_dir: Some(serve.assets_dir.clone()),
-        s3: serve.s3.clone(),
+        assets_dir: Some(serve.run.assets_dir.clone()),
+        s3: serve.run.s3.clone(),
         asset_retention: Duration::from_secs(30 * 86_400),
     };
     // The database (and its migrations) once, before the roles open it together.
-    crate::wiring::open(&serve.database_url, crate::wiring::config()).await?.close().await;
+    crate::wiring::open(&serve.run.database_url, crate::wiring::config()).await?.close().await;
     let poll = polling.then(|| super::poll::BotRoleArgs {
-        database_url: serve.database_url.clone(),
-        redis_url: serve.redis_url.clone(),
-        bot: serve.bot.clone(),
-        payments: serve.payments.clone(),
-        assets_dir: serve.assets_dir.clone(),
-        s3: serve.s3.clone(),
+        run: serve.run.clone(),
         reconcile_interval_seconds: serve.reconcile_interval_seconds,
     });
     let mut server = serve;
     if polling {
         // The bot polls; the server takes the payment notices and the API without it.
-        server.bot.bot_token = None;
+        server.run.bot.bot_token = None;
     }
     // The roles run side by side in this task (each on the runtime's threads through its own spawned work).
     let bot = async move {

@@ -59,6 +59,31 @@ impl BotArgs {
     }
 }
 
+/// What every role that runs the bot opens: the database, Redis, the bot, the payments, and where the workers'
+/// input photos go (`rei bot`, `rei serve`, `rei all`).
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct BotRunArgs {
+    /// postgres://… or sqlite://path.
+    #[arg(long, env = "DATABASE_URL")]
+    pub(crate) database_url: String,
+    /// redis://host:port[/db] (or REDIS_HOST and REDIS_PORT): the job queue and the rate limits in Redis, shared
+    /// by every process (default: the database's own queue and limits kept in this process).
+    #[arg(long, env = "REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
+    /// The bot.
+    #[command(flatten)]
+    pub(crate) bot: BotArgs,
+    /// Payments.
+    #[command(flatten)]
+    pub(crate) payments: super::serve::PaymentArgs,
+    /// Where input photos are put for the workers (the workers' directory).
+    #[arg(long, env = "REI_ASSETS_DIR", default_value = "rei-assets")]
+    pub(crate) assets_dir: PathBuf,
+    /// Or the workers' bucket.
+    #[command(flatten)]
+    pub(crate) s3: crate::assets::S3Args,
+}
+
 /// Growth from the settings.
 pub(crate) fn growth(engine: &Engine, settings: &Settings) -> Arc<Growth> {
     let g = &settings.growth;

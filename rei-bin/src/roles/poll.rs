@@ -8,30 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::bot::BotArgs;
-use super::serve::PaymentArgs;
+use super::bot::BotRunArgs;
 
 /// What `rei bot` was asked to do.
 #[derive(clap::Args, Clone, Debug)]
 pub(crate) struct BotRoleArgs {
-    /// postgres://… or sqlite://path.
-    #[arg(long, env = "DATABASE_URL")]
-    pub(crate) database_url: String,
-    /// redis://host:port[/db] (or REDIS_HOST and REDIS_PORT): the job queue and the rate limits in Redis.
-    #[arg(long, env = "REDIS_URL")]
-    pub(crate) redis_url: Option<String>,
-    /// The bot.
+    /// The database, Redis, the bot, payments and assets.
     #[command(flatten)]
-    pub(crate) bot: BotArgs,
-    /// Payments.
-    #[command(flatten)]
-    pub(crate) payments: PaymentArgs,
-    /// Where input photos are put for the workers (the workers' directory).
-    #[arg(long, env = "REI_ASSETS_DIR", default_value = "rei-assets")]
-    pub(crate) assets_dir: std::path::PathBuf,
-    /// Or the workers' bucket.
-    #[command(flatten)]
-    pub(crate) s3: crate::assets::S3Args,
+    pub(crate) run: BotRunArgs,
     /// Seconds between two passes of the reconciler over pending card payments.
     #[arg(long, env = "REI_RECONCILE_INTERVAL_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
@@ -41,14 +25,14 @@ pub(crate) struct BotRoleArgs {
 /// Runs until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: BotRoleArgs) -> Result<()> {
     let stop = super::gc::shutdown();
-    let settings = args.bot.settings()?;
-    let api = args.bot.api()?.context("rei bot needs BOT_TOKEN (the bot's token from @BotFather)")?;
+    let settings = args.run.bot.settings()?;
+    let api = args.run.bot.api()?.context("rei bot needs BOT_TOKEN (the bot's token from @BotFather)")?;
     let (engine, limiter, _) =
-        crate::wiring::open_for_bot(&args.database_url, args.redis_url.as_deref(), &settings).await?;
+        crate::wiring::open_for_bot(&args.run.database_url, args.run.redis_url.as_deref(), &settings).await?;
     let growth = super::bot::growth(&engine, &settings);
     let observer = super::bot::observer(&engine, &growth, &api);
-    let (topups, stars) = super::serve::payments(&engine, &args.payments, &settings, Some(&api), Some(observer))?;
-    let assets = crate::assets::open(&args.assets_dir, &args.s3, 64 * 1024 * 1024).await?;
+    let (topups, stars) = super::serve::payments(&engine, &args.run.payments, &settings, Some(&api), Some(observer))?;
+    let assets = crate::assets::open(&args.run.assets_dir, &args.run.s3, 64 * 1024 * 1024).await?;
     let wiring = super::bot::Wiring {
         api: api.clone(),
         growth,
@@ -57,7 +41,7 @@ pub(crate) async fn run(args: BotRoleArgs) -> Result<()> {
         limiter,
         assets: Arc::new(assets),
     };
-    let bot = super::bot::build(&engine, &args.bot, &settings, wiring).await?;
+    let bot = super::bot::build(&engine, &args.run.bot, &settings, wiring).await?;
     let reconciler = match &topups {
         Some(topups) => {
             let reconciler = engine

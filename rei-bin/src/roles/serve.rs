@@ -19,13 +19,9 @@ pub(crate) struct ServeArgs {
     /// The address to listen on (`0.0.0.0:8080` for every interface).
     #[arg(long, env = "REI_LISTEN", default_value = "127.0.0.1:8080")]
     pub(crate) listen: SocketAddr,
-    /// postgres://… or sqlite://path.
-    #[arg(long, env = "DATABASE_URL")]
-    pub(crate) database_url: String,
-    /// redis://host:port[/db]: the job queue and the API keys' rate limits in Redis, shared by every server
-    /// (default: the database's own queue and limits kept in this process).
-    #[arg(long, env = "REDIS_URL")]
-    pub(crate) redis_url: Option<String>,
+    /// The database, Redis, the bot, payments and assets.
+    #[command(flatten)]
+    pub(crate) run: super::bot::BotRunArgs,
     /// Where payment notices may come from, as networks (default: YooKassa's published ranges).
     #[arg(long, env = "REI_WEBHOOK_ALLOWLIST", value_delimiter = ',')]
     pub(crate) webhook_allowlist: Vec<String>,
@@ -38,18 +34,6 @@ pub(crate) struct ServeArgs {
     /// The bot's public webhook URL (https://…/webhooks/telegram): registered with setWebhook at start.
     #[arg(long, env = "TELEGRAM_WEBHOOK_URL")]
     pub(crate) telegram_webhook_url: Option<String>,
-    /// The bot.
-    #[command(flatten)]
-    pub(crate) bot: super::bot::BotArgs,
-    /// Payments.
-    #[command(flatten)]
-    pub(crate) payments: PaymentArgs,
-    /// Where input photos are put for the workers (the workers' directory).
-    #[arg(long, env = "REI_ASSETS_DIR", default_value = "rei-assets")]
-    pub(crate) assets_dir: std::path::PathBuf,
-    /// Or the workers' bucket.
-    #[command(flatten)]
-    pub(crate) s3: crate::assets::S3Args,
     /// Seconds between two passes of the reconciler over pending payments (one server leads it).
     #[arg(long, env = "REI_RECONCILE_INTERVAL_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=3_600))]
@@ -185,8 +169,8 @@ pub(crate) fn check_secret(secret: &str) -> Result<()> {
 pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let stop = super::gc::shutdown();
     let _ = rei_http::ops::recorder();
-    let settings = args.bot.settings()?;
-    let api = args.bot.api()?;
+    let settings = args.run.bot.settings()?;
+    let api = args.run.bot.api()?;
     if api.is_some() && args.telegram_webhook_secret.is_none() {
         bail!("BOT_TOKEN needs TELEGRAM_WEBHOOK_SECRET: the secret token Telegram's updates carry");
     }
@@ -194,7 +178,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         check_secret(secret)?;
     }
     let (engine, limiter, redis_url) =
-        crate::wiring::open_for_bot(&args.database_url, args.redis_url.as_deref(), &settings).await?;
+        crate::wiring::open_for_bot(&args.run.database_url, args.run.redis_url.as_deref(), &settings).await?;
     let config = HttpConfig {
         body_limit: usize::try_from(args.body_limit_kb * 1024).unwrap_or(usize::MAX),
         request_timeout: Duration::from_secs(args.request_timeout_seconds),
@@ -206,14 +190,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         Some(api) => super::bot::observer(&engine, &growth, api),
         None => growth.clone(),
     };
-    let (topups, stars) = payments(&engine, &args.payments, &settings, api.as_ref(), Some(observer))?;
+    let (topups, stars) = payments(&engine, &args.run.payments, &settings, api.as_ref(), Some(observer))?;
     state.topups.clone_from(&topups);
     state.stars.clone_from(&stars);
     let payments =
         if topups.is_some() { "YooKassa" } else { "not configured (set YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY)" };
     let bot = match (&api, &args.telegram_webhook_secret) {
         (Some(api), Some(secret)) => {
-            let assets = crate::assets::open(&args.assets_dir, &args.s3, 64 * 1024 * 1024).await?;
+            let assets = crate::assets::open(&args.run.assets_dir, &args.run.s3, 64 * 1024 * 1024).await?;
             let wiring = super::bot::Wiring {
                 api: api.clone(),
                 growth: growth.clone(),
@@ -222,7 +206,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
                 limiter,
                 assets: Arc::new(assets),
             };
-            let bot = super::bot::build(&engine, &args.bot, &settings, wiring).await?;
+            let bot = super::bot::build(&engine, &args.run.bot, &settings, wiring).await?;
             if let Some(url) = &args.telegram_webhook_url {
                 api.set_webhook(url, secret).await.map_err(anyhow::Error::msg).context("setWebhook failed")?;
             }
@@ -235,7 +219,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     state.webhooks = WebhookSources {
         allowlist: networks(&args.webhook_allowlist, "REI_WEBHOOK_ALLOWLIST")?.unwrap_or(defaults.allowlist),
         trusted_proxies: networks(&args.trusted_proxies, "REI_TRUSTED_PROXIES")?.unwrap_or(defaults.trusted_proxies),
-        yookassa_secret: match &args.payments.yookassa_webhook_secret {
+        yookassa_secret: match &args.run.payments.yookassa_webhook_secret {
             Some(s) if s.len() < 16 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
                 bail!("YOOKASSA_WEBHOOK_SECRET must be at least 16 characters of A-Za-z0-9 _ - (it goes in a URL)")
             }
