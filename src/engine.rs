@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rei_adapters::system::{SystemClock, TimeOrderedIds};
 use rei_core::access::{ApiKeyStore, ReplayStore};
+use rei_core::billing::AuditedError;
 use rei_core::billing::{AdminService, BillingService, QuoteStore};
 use rei_core::chat::{ConversationStore, UpdateLog};
 use rei_core::generation::GenerationRequest;
@@ -23,7 +24,7 @@ use rei_core::generation::{
     PipelineConfig, PipelinePorts,
 };
 use rei_core::generation::{MessengerError, UserMessage};
-use rei_core::guards::AuditLog;
+use rei_core::guards::{AuditAction, AuditLog};
 use rei_core::ids::{IdGen, UserId};
 use rei_core::ids::{JobId, QuoteId};
 use rei_core::jobs::{Job, JobEvent, JobNotifier, JobPorts, JobQueue, JobService, NewJob, Priority, RetryPolicy};
@@ -90,6 +91,7 @@ pub struct Engine {
     members: Arc<dyn MemberStore>,
     promos: Arc<dyn PromoStore>,
     reports: Arc<dyn ReportStore>,
+    board: Arc<dyn rei_core::routing::ProviderBoard>,
     messenger: Arc<dyn Messenger>,
 }
 
@@ -318,6 +320,86 @@ impl Engine {
         job: JobId,
     ) -> Result<Job, rei_core::billing::AdminError> {
         self.admin.cancel_job(req, &self.jobs, job).await
+    }
+
+    /// Gives a job another try, as an audited admin action ([`AuditAction::RetryJob`] on `job:<id>`): a job whose
+    /// provider call has an unknown outcome is found not done (retried if attempts are left, else failed with its
+    /// money released); a job with a dead letter is put back in the queue. A job that ended is refused: its money
+    /// was settled.
+    ///
+    /// # Errors
+    /// [`AdminError`](rei_core::billing::AdminError): forbidden, refused (with why) or not audited.
+    pub async fn retry_job(
+        &self,
+        req: &rei_core::billing::AdminRequest,
+        job: JobId,
+    ) -> Result<Job, rei_core::billing::AdminError> {
+        use rei_core::jobs::{JobState, Resolution};
+        let now = self.clock.now();
+        let act = async {
+            let stored = self.jobs.get(job).await.map_err(|e| e.to_string())?;
+            let stored = stored.ok_or_else(|| format!("job {job} not found"))?;
+            match stored.state {
+                JobState::Unknown => {
+                    self.jobs.resolve_unknown(job, Resolution::NotDone).await.map_err(|e| e.to_string())
+                }
+                state if state.is_terminal() => {
+                    Err(format!("job {job} is {state}: its money was settled and it does not run again"))
+                }
+                _ => {
+                    self.queue.replay_dead_letter(job, now).await.map_err(|e| e.to_string())?;
+                    Ok(stored)
+                }
+            }
+        };
+        audited(self.admin.run_audited(req, AuditAction::RetryJob, &format!("job:{job}"), act).await)
+    }
+
+    /// Ends a job whose provider call has an unknown outcome as failed, releasing its money (the operator found
+    /// that the provider did not deliver), as an audited admin action ([`AuditAction::CancelJob`] on `job:<id>`).
+    /// A job that has not started is cancelled instead ([`Engine::cancel_job`]).
+    ///
+    /// # Errors
+    /// [`AdminError`](rei_core::billing::AdminError): forbidden, refused (with why) or not audited.
+    pub async fn release_job(
+        &self,
+        req: &rei_core::billing::AdminRequest,
+        job: JobId,
+    ) -> Result<Job, rei_core::billing::AdminError> {
+        use rei_core::jobs::{ErrorText, JobState, Resolution};
+        let stored = self.jobs.get(job).await.map_err(rei_core::billing::AdminError::Job)?;
+        if stored.as_ref().is_some_and(|j| j.state != JobState::Unknown) {
+            return self.cancel_job(req, job).await;
+        }
+        let act = async {
+            let reason = ErrorText::new("released by an admin: the provider did not deliver");
+            self.jobs.resolve_unknown(job, Resolution::Failed { reason }).await.map_err(|e| e.to_string())
+        };
+        audited(self.admin.run_audited(req, AuditAction::CancelJob, &format!("job:{job}"), act).await)
+    }
+
+    /// The provider board: what the workers' routers saw of each provider, and the models switched off.
+    #[must_use]
+    pub fn provider_board(&self) -> &Arc<dyn rei_core::routing::ProviderBoard> {
+        &self.board
+    }
+
+    /// Switches `model` of `provider` on or off for every worker (they read the switches every few seconds),
+    /// as an audited admin action ([`AuditAction::SetModel`] on `model:<provider>/<model>`).
+    ///
+    /// # Errors
+    /// [`AdminError`](rei_core::billing::AdminError): forbidden, refused (with why) or not audited.
+    pub async fn set_model(
+        &self,
+        req: &rei_core::billing::AdminRequest,
+        provider: &rei_core::ids::ProviderId,
+        model: &str,
+        enabled: bool,
+    ) -> Result<(), rei_core::billing::AdminError> {
+        let now = self.clock.now();
+        let act = async { self.board.set_model(provider, model, enabled, now).await.map_err(|e| e.to_string()) };
+        let target = format!("model:{provider}/{model}");
+        audited(self.admin.run_audited(req, AuditAction::SetModel, &target, act).await)
     }
 
     /// The audit log of admin actions (each with its outcome, refusals too).
@@ -580,6 +662,7 @@ impl EngineBuilder {
             members: stores.members,
             promos: stores.promos,
             reports: stores.reports,
+            board: stores.board,
             messenger,
         })
     }
@@ -611,4 +694,12 @@ impl Messenger for NoNotifier {
     async fn send(&self, _user: UserId, _message: UserMessage) -> Result<(), MessengerError> {
         Ok(())
     }
+}
+
+/// An audited action's outcome as an admin error.
+fn audited<T>(outcome: Result<T, AuditedError<String>>) -> Result<T, rei_core::billing::AdminError> {
+    outcome.map_err(|e| match e {
+        AuditedError::Admin(e) => e,
+        AuditedError::Action(why) => rei_core::billing::AdminError::Refused(why),
+    })
 }

@@ -207,6 +207,16 @@ pub const POSTGRES_MIGRATIONS: &[Migration] = &[
         name: "0012_reports.sql",
         sql: include_str!("../../migrations/postgres/0012_reports.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_console.sql",
+        sql: include_str!("../../migrations/postgres/0013_console.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "0014_console_audit.sql",
+        sql: include_str!("../../migrations/postgres/0014_console_audit.sql"),
+    },
 ];
 
 /// The SQLite migrations, in order.
@@ -248,6 +258,12 @@ pub const SQLITE_MIGRATIONS: &[Migration] = &[
     Migration { version: 10, name: "0010_bot.sql", sql: include_str!("../../migrations/sqlite/0010_bot.sql") },
     Migration { version: 11, name: "0011_members.sql", sql: include_str!("../../migrations/sqlite/0011_members.sql") },
     Migration { version: 12, name: "0012_reports.sql", sql: include_str!("../../migrations/sqlite/0012_reports.sql") },
+    Migration { version: 13, name: "0013_console.sql", sql: include_str!("../../migrations/sqlite/0013_console.sql") },
+    Migration {
+        version: 14,
+        name: "0014_console_audit.sql",
+        sql: include_str!("../../migrations/sqlite/0014_console_audit.sql"),
+    },
 ];
 
 /// Checks applied migrations against the embedded list and returns the ones still to apply.

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod attempts;
 pub mod audit;
+pub mod board;
 pub mod chat;
 pub mod jobs;
 pub mod ledger;

@@ -50,6 +50,16 @@ const KLING_COSTS: [(&str, i64, u8); 3] = [("kling-v3", 900, 95), ("kling-v2-6",
 /// The Gemini image models offered, with the quality score the router weighs.
 pub(crate) const GEMINI_MODELS: [(&str, u8); 2] = [("gemini-2.5-flash-image", 75), ("gemini-3-pro-image-preview", 95)];
 
+/// Every model the shipped providers offer, by provider id (with Gemini's and Kling's default ids), for the
+/// console's switches.
+pub(crate) fn known_models() -> Vec<(rei::core::ids::ProviderId, String)> {
+    let gemini = GeminiConfig::new("-").provider_id;
+    let kling = KlingConfig::new("-", "-", UnitPrice::from_money(Money::ZERO)).provider_id;
+    let mut models: Vec<_> = GEMINI_MODELS.iter().map(|(m, _)| (gemini.clone(), (*m).to_owned())).collect();
+    models.extend(DEFAULT_MODELS.iter().map(|m| (kling.clone(), m.model_name.to_owned())));
+    models
+}
+
 /// The providers and their catalogue. At least one provider must be configured.
 ///
 /// # Errors

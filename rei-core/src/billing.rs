@@ -9,7 +9,7 @@ mod admin;
 mod quotes;
 mod service;
 
-pub use admin::{AdminError, AdminRequest, AdminService};
-pub(crate) use admin::{AuditedError, Auditor};
+pub(crate) use admin::Auditor;
+pub use admin::{AdminError, AdminRequest, AdminService, AuditedError};
 pub use quotes::{QuoteRecord, QuoteStore};
 pub use service::{BillingConfig, BillingError, BillingService, Confirmation, ReapReport};

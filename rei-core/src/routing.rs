@@ -11,11 +11,15 @@
 //! clock by hand. The [`Router`] is a plain struct with `&mut` methods; an embedding that shares it between
 //! workers wraps it in a mutex.
 
+mod board;
 mod breaker;
 mod catalogue;
 mod router;
 mod stats;
 
+pub use board::{
+    BoardError, BreakerView, ModelSwitch, ProviderBoard, ProviderStatus, REPORTER_LEN_MAX, check_model, check_status,
+};
 pub use breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, OPEN_FOR_MAX, PROBES_MAX, Permit, Trip};
 pub use catalogue::{Capability, Catalogue, CatalogueError, MODEL_LEN_MAX, OFFERS_MAX, Offer, OfferError};
 pub use router::{

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod assets;
 pub mod billing;
+pub mod board;
 pub mod chat;
 pub mod clock;
 pub mod generation;

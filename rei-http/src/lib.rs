@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod console;
 pub mod ops;
 pub mod problem;
 pub mod replay;
@@ -88,6 +89,10 @@ pub struct HttpState {
     pub telegram: Option<TelegramHook>,
     /// Stars top-ups; `None`: `POST /v1/topups` with `stars` answers 503.
     pub stars: Option<Arc<stars::StarsHook>>,
+    /// The operator console's sign-in.
+    pub console: console::ConsoleConfig,
+    /// Where results are stored, for the console's thumbnails; `None`: none are shown.
+    pub assets: Option<Arc<dyn rei_core::generation::AssetStore>>,
 }
 
 impl HttpState {
@@ -109,8 +114,20 @@ impl HttpState {
             webhooks: WebhookSources::default(),
             telegram: None,
             stars: None,
+            console: console::ConsoleConfig::new(random_signer()),
+            assets: None,
         }
     }
+}
+
+/// A console signer under a random secret; without randomness (which no supported system lacks), one under the
+/// time and the process id, logged as an error.
+fn random_signer() -> console::session::Signer {
+    console::session::Signer::random().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "no randomness for the console's sessions: set CONSOLE_SECRET");
+        let seed = format!("{:?}.{}", std::time::SystemTime::now(), std::process::id());
+        console::session::Signer::new(seed.as_bytes())
+    })
 }
 
 /// The OpenAPI document's frame; the paths come from the routes.
@@ -188,6 +205,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
                 async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], (*doc).clone()) }
             }),
         )
+        .merge(console::routes())
         .fallback(|| async { Problem::not_found("no such route: see /openapi.json") })
         .layer(middleware::from_fn_with_state(state.clone(), replay::once_per_key))
         .layer(middleware::from_fn(move |r: Request, n: Next| headers_within(header_limit, r, n)))

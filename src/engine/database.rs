@@ -75,6 +75,7 @@ pub(super) struct Stores {
     pub(super) members: Arc<dyn MemberStore>,
     pub(super) promos: Arc<dyn PromoStore>,
     pub(super) reports: Arc<dyn ReportStore>,
+    pub(super) board: Arc<dyn rei_core::routing::ProviderBoard>,
 }
 
 impl Database {
@@ -197,7 +198,8 @@ impl Database {
             #[cfg(feature = "postgres")]
             Database::Postgres(p) => {
                 use rei_adapters::postgres::{
-                    access, attempts, audit, chat, jobs, ledger, members, payments, queue, quotes, reports, usage,
+                    access, attempts, audit, board, chat, jobs, ledger, members, payments, queue, quotes, reports,
+                    usage,
                 };
                 // Quotes and HTTP replay slots are not money: their commits need not wait for the disk.
                 let relaxed = rei_adapters::postgres::relaxed_pool(p, config.connections_max.div_ceil(2));
@@ -227,12 +229,14 @@ impl Database {
                     members: Arc::new(members::PgMembers::new(p.clone())),
                     promos: Arc::new(members::PgPromos::new(p.clone())),
                     reports: Arc::new(reports::PgReportStore::new(p.clone())),
+                    board: Arc::new(board::PgBoard::new(p.clone())),
                 }
             }
             #[cfg(feature = "sqlite")]
             Database::Sqlite(p) => {
                 use rei_adapters::sqlite::{
-                    access, attempts, audit, chat, jobs, ledger, members, payments, queue, quotes, reports, usage,
+                    access, attempts, audit, board, chat, jobs, ledger, members, payments, queue, quotes, reports,
+                    usage,
                 };
                 // The stores written on every request queue for one connection rather than for the write lock.
                 let serial = rei_adapters::sqlite::serial_pool(p);
@@ -260,6 +264,7 @@ impl Database {
                     members: Arc::new(members::SqliteMembers::new(serial)),
                     promos: Arc::new(members::SqlitePromos::new(p.clone())),
                     reports: Arc::new(reports::SqliteReportStore::new(p.clone())),
+                    board: Arc::new(board::SqliteBoard::new(p.clone())),
                 }
             }
         }

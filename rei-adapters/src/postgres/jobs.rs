@@ -30,6 +30,9 @@ const SQL: JobSql = JobSql {
     by_id: "WHERE id = $1",
     by_state: "WHERE state = $1 ORDER BY id LIMIT $2",
     by_state_after: "WHERE state = $1 AND id > $2 ORDER BY id LIMIT $3",
+    // Served by jobs_user (migration 0013).
+    by_user: "WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
+    by_user_before: "WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
     // The literal state matches the partial index jobs_running_lease.
     expired_leases: "WHERE state = 'running' AND lease_deadline_ms < $1 ORDER BY lease_deadline_ms, id LIMIT $2",
 };

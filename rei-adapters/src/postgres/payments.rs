@@ -25,6 +25,8 @@ const SQL: PaymentSql = PaymentSql {
     list_first: "WHERE user_id = $1 ORDER BY created_ms DESC, id DESC LIMIT $2",
     list_after: "WHERE user_id = $1 AND (created_ms < $2 OR (created_ms = $2 AND id < $3)) \
                  ORDER BY created_ms DESC, id DESC LIMIT $4",
+    recent_first: "ORDER BY created_ms DESC, id DESC LIMIT $1",
+    recent_after: "WHERE created_ms < $1 OR (created_ms = $1 AND id < $2) ORDER BY created_ms DESC, id DESC LIMIT $3",
 };
 
 payments::payment_store!(PgPaymentStore, PgPool, SQL, "PostgreSQL");

@@ -43,7 +43,7 @@ const SQL: ReportSql = ReportSql {
         latency_bucket!(),
         " ELSE -1 END)::BIGINT AS bucket, COUNT(*) AS attempts, \
          SUM(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END) AS successes, \
-         SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END) AS failures, SUM(cost)::BIGINT AS cost \
+         SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END) AS failures, SUM(cost)::BIGINT AS cost, SUM(charged)::BIGINT AS charged \
          FROM job_attempts WHERE started_ms >= $1 AND started_ms < $2 \
          GROUP BY provider, bucket ORDER BY provider COLLATE \"C\", bucket LIMIT $3"
     ),
@@ -93,6 +93,8 @@ const SQL: ReportSql = ReportSql {
     jobs_failed: "SELECT (updated_ms - $1) / $3 AS bucket, COUNT(*) AS value FROM jobs \
                   WHERE state IN ('succeeded', 'failed') AND state = 'failed' \
                   AND updated_ms >= $1 AND updated_ms < $2 GROUP BY bucket ORDER BY bucket LIMIT $4",
+    new_users: "SELECT (joined_ms - $1) / $3 AS bucket, COUNT(*) AS value FROM members \
+                WHERE joined_ms >= $1 AND joined_ms < $2 GROUP BY bucket ORDER BY bucket LIMIT $4",
 };
 
 reports::report_store!(PgReportStore, PgPool, SQL, "PostgreSQL");

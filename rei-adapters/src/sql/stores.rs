@@ -10,6 +10,7 @@
 pub(crate) mod access;
 pub(crate) mod attempts;
 pub(crate) mod audit;
+pub(crate) mod board;
 pub(crate) mod chat;
 pub(crate) mod engine;
 pub(crate) mod fields;

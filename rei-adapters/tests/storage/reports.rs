@@ -34,11 +34,12 @@ fn indexes() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("top_ups", &["ledger_transactions_flow"][..]),
         ("jobs_succeeded", &["jobs_finished"][..]),
         ("jobs_failed", &["jobs_finished"][..]),
+        ("new_users", &["members_joined"][..]),
     ])
 }
 
 /// The tables a report must never read whole.
-const LARGE: [&str; 4] = ["ledger_transactions", "jobs", "job_attempts", "payment_records"];
+const LARGE: [&str; 5] = ["ledger_transactions", "jobs", "job_attempts", "payment_records", "members"];
 
 /// The highest placeholder number in `sql` (`$n` or `?n`).
 fn placeholders(sql: &str) -> usize {

@@ -94,6 +94,26 @@ async fn sqlite_audit_log_passes_the_conformance_suite() {
 }
 
 #[tokio::test]
+async fn pg_board_passes_the_conformance_suite() {
+    // Proves the PostgreSQL provider board keeps every MUST of ProviderBoard.
+    rei_core::testing::board::board_conformance(|| async {
+        Arc::new(rei_adapters::postgres::board::PgBoard::new(pg_pool(2).await))
+            as Arc<dyn rei_core::routing::ProviderBoard>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_board_passes_the_conformance_suite() {
+    // Proves the SQLite provider board keeps every MUST of ProviderBoard.
+    rei_core::testing::board::board_conformance(|| async {
+        Arc::new(rei_adapters::sqlite::board::SqliteBoard::new(sqlite_pool().await))
+            as Arc<dyn rei_core::routing::ProviderBoard>
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn pg_payment_store_passes_the_conformance_suite() {
     // Proves the PostgreSQL payment store keeps every MUST of PaymentStore.
     payment_store_conformance(|| async { Arc::new(PgPaymentStore::new(pg_pool(4).await)) as Arc<dyn PaymentStore> })

@@ -49,6 +49,45 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "REI_REQUEST_TIMEOUT_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=600))]
     pub(crate) request_timeout_seconds: u64,
+    /// The operator console's sign-in.
+    #[command(flatten)]
+    pub(crate) console: ConsoleArgs,
+}
+
+/// The operator console under /admin: who signs in and how sessions are signed.
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct ConsoleArgs {
+    /// Signs the console's sessions (at least 32 characters); every server of a deployment needs the same one.
+    /// Unset: a random secret, and sessions end when the process does.
+    #[arg(long, env = "CONSOLE_SECRET", hide_env_values = true)]
+    pub(crate) console_secret: Option<String>,
+    /// The oldest Telegram Login Widget answer accepted, in seconds.
+    #[arg(long, env = "CONSOLE_AUTH_MAX_AGE_SECONDS", default_value_t = 3_600,
+          value_parser = clap::value_parser!(u64).range(10..=86_400 * 7))]
+    pub(crate) console_auth_max_age_seconds: u64,
+    /// How long a console session lasts, in hours.
+    #[arg(long, env = "CONSOLE_SESSION_HOURS", default_value_t = 12,
+          value_parser = clap::value_parser!(u64).range(1..=24 * 30))]
+    pub(crate) console_session_hours: u64,
+}
+
+/// The console's configuration: the Login Widget for the bot's `ADMIN_IDS` when a bot is configured, API keys
+/// always.
+pub(crate) fn console(args: &ConsoleArgs, bot: &super::bot::BotArgs) -> Result<rei_http::console::ConsoleConfig> {
+    use rei_http::console::session::Signer;
+    let signer = match &args.console_secret {
+        Some(secret) if secret.len() < 32 => bail!("CONSOLE_SECRET must be at least 32 characters"),
+        Some(secret) => Signer::new(secret.as_bytes()),
+        None => Signer::random().context("no randomness for the console's sessions: set CONSOLE_SECRET")?,
+    };
+    let mut config = rei_http::console::ConsoleConfig::new(signer);
+    config.bot_token.clone_from(&bot.bot_token);
+    config.bot_username.clone_from(&bot.bot_username);
+    config.admins.clone_from(&bot.admin_ids);
+    config.auth_max_age = Duration::from_secs(args.console_auth_max_age_seconds);
+    config.session_ttl = Duration::from_secs(args.console_session_hours * 3_600);
+    config.models = crate::providers::known_models();
+    Ok(config)
 }
 
 /// How top-ups are taken: YooKassa (with 54-FZ receipts) and Telegram Stars.
@@ -185,6 +224,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         ..HttpConfig::default()
     };
     let mut state = HttpState::with_limiter(engine.clone(), config, limiter.clone());
+    state.console = console(&args.console, &args.run.bot)?;
+    let assets: Arc<dyn rei::core::generation::AssetStore> =
+        Arc::new(crate::assets::open(&args.run.assets_dir, &args.run.s3, 64 * 1024 * 1024).await?);
+    state.assets = Some(assets.clone());
     let growth = super::bot::growth(&engine, &settings);
     let observer: Arc<dyn rei::core::topups::TopUpObserver> = match &api {
         Some(api) => super::bot::observer(&engine, &growth, api),
@@ -197,14 +240,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         if topups.is_some() { "YooKassa" } else { "not configured (set YOOKASSA_SHOP_ID and YOOKASSA_SECRET_KEY)" };
     let bot = match (&api, &args.telegram_webhook_secret) {
         (Some(api), Some(secret)) => {
-            let assets = crate::assets::open(&args.run.assets_dir, &args.run.s3, 64 * 1024 * 1024).await?;
             let wiring = super::bot::Wiring {
                 api: api.clone(),
                 growth: growth.clone(),
                 topups: topups.clone(),
                 stars: stars.clone(),
                 limiter,
-                assets: Arc::new(assets),
+                assets,
             };
             let bot = super::bot::build(&engine, &args.run.bot, &settings, wiring).await?;
             if let Some(url) = &args.telegram_webhook_url {
@@ -246,7 +288,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         None => None,
     };
     println!(
-        "rei serve: listening on http://{addr} ({}, queue: {}; payments: {payments}; bot: {bot})",
+        "rei serve: listening on http://{addr} ({}, queue: {}; payments: {payments}; bot: {bot}; console: http://{addr}/admin)",
         engine.database().engine(),
         if redis_url.is_some() { "redis" } else { "database" },
     );

@@ -45,6 +45,9 @@ pub enum AdminError {
     /// The job service refused or failed (a job already running cannot be cancelled); the failure was audited.
     #[error(transparent)]
     Job(#[from] crate::jobs::JobError),
+    /// An action of another service ([`AdminService::run_audited`]) refused or failed; the failure was audited.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Admin actions on money, each authorized by [`authorize`] and written to the [`AuditLog`] with its outcome.
@@ -121,6 +124,23 @@ impl AdminService {
             })
     }
 
+    /// Runs `act`, an admin action of another service (a refund to the card through a payment gateway, a dead
+    /// letter put back in the queue), authorized for `action`'s permission and audited on `target` like this
+    /// service's own actions. `act` MUST be idempotent under `req.key`.
+    ///
+    /// # Errors
+    /// [`AuditedError::Admin`]: forbidden (audited), a target that cannot be named (nothing ran) or a record that
+    /// could not be written; [`AuditedError::Action`]: `act` failed (audited).
+    pub async fn run_audited<T, E>(
+        &self,
+        req: &AdminRequest,
+        action: AuditAction,
+        target: &str,
+        act: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, AuditedError<E>> {
+        self.auditor.run(req, action, action.permission(), target, act).await
+    }
+
     async fn audited(
         &self,
         req: &AdminRequest,
@@ -139,7 +159,7 @@ impl AdminService {
 /// Why an audited action failed: refused or left unaudited ([`AdminError`]), or the action's own error (which
 /// was audited as failed).
 #[derive(Debug)]
-pub(crate) enum AuditedError<E> {
+pub enum AuditedError<E> {
     /// Forbidden, a target that cannot be named, or the record could not be written.
     Admin(AdminError),
     /// The action ran and failed.

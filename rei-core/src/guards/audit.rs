@@ -118,6 +118,11 @@ pub enum AuditAction {
     Unban,
     /// A role granted or revoked.
     RoleChange,
+    /// A job given another try by an admin: a dead letter put back in the queue, or an unknown outcome found
+    /// not done.
+    RetryJob,
+    /// A model switched on or off for every worker.
+    SetModel,
 }
 
 impl AuditAction {
@@ -127,7 +132,8 @@ impl AuditAction {
         match self {
             AuditAction::Adjust => Permission::AdjustBalance,
             AuditAction::Refund => Permission::Refund,
-            AuditAction::CancelJob => Permission::CancelAnyJob,
+            // Switching a model off stops work users asked for, as cancelling their jobs does.
+            AuditAction::CancelJob | AuditAction::RetryJob | AuditAction::SetModel => Permission::CancelAnyJob,
             AuditAction::Ban | AuditAction::Unban => Permission::BanUser,
             AuditAction::RoleChange => Permission::ManageRoles,
         }

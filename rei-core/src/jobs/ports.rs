@@ -90,6 +90,14 @@ pub trait JobStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Job>, JobStoreError>;
 
+    /// Up to `limit` (at most [`LIST_LIMIT_MAX`]) of `user`'s jobs in any state whose id is less than `before`,
+    /// newest first (ids are time-ordered, so by id descending): a user's jobs on the operator console.
+    ///
+    /// # Errors
+    /// [`JobStoreError::Unavailable`].
+    async fn list_for_user(&self, user: UserId, before: Option<JobId>, limit: usize)
+    -> Result<Vec<Job>, JobStoreError>;
+
     /// Up to `limit` (at most [`LIST_LIMIT_MAX`]) `Running` jobs whose `lease_deadline` is before `now`
     /// (strictly), earliest deadline first, then by id.
     ///

@@ -232,6 +232,19 @@ impl JobService {
         Ok(self.ports.store.list_by_state(state, after, limit).await?)
     }
 
+    /// Up to `limit` of `user`'s jobs below `before`, newest first ([`JobStore::list_for_user`]).
+    ///
+    /// # Errors
+    /// Store errors.
+    pub async fn list_for_user(
+        &self,
+        user: crate::ids::UserId,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<Job>, JobError> {
+        Ok(self.ports.store.list_for_user(user, before, limit).await?)
+    }
+
     /// Persists a confirmed job as `Queued` and dispatches it. Idempotent: a repeated submit returns the stored
     /// job, and re-dispatches it only if it is still `Queued` (the queue ignores a duplicate).
     ///

@@ -88,6 +88,9 @@ pub struct ProviderUsage {
     pub failures: u64,
     /// What the provider charged for these attempts, whatever their outcome.
     pub cost: Money,
+    /// What the users were charged for the results these attempts produced: `charged - cost` is the
+    /// provider's margin.
+    pub charged: Money,
     /// The 95th percentile of the successes' latencies (sent to result), as the upper bound of the
     /// [`LATENCY_BOUNDS_MS`](crate::slo::LATENCY_BOUNDS_MS) bucket it falls in: exact integers, no
     /// interpolation. `None` with no success; `u64::MAX` when it falls above the largest bound (see
@@ -152,8 +155,6 @@ pub struct Point {
 }
 
 /// What a time series counts.
-///
-/// (New users are not here: users live in another table than the ledger and the jobs.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Series {
     /// Money earned by captures, in kopecks, by the capture's time.
@@ -164,11 +165,14 @@ pub enum Series {
     JobsSucceeded,
     /// Jobs that failed, by the time they finished.
     JobsFailed,
+    /// Members who joined, by the time they first started the bot.
+    NewUsers,
 }
 
 impl Series {
     /// Every series.
-    pub const ALL: [Series; 4] = [Series::Revenue, Series::TopUps, Series::JobsSucceeded, Series::JobsFailed];
+    pub const ALL: [Series; 5] =
+        [Series::Revenue, Series::TopUps, Series::JobsSucceeded, Series::JobsFailed, Series::NewUsers];
 
     /// A stable lowercase name, for logs and URLs.
     #[must_use]
@@ -178,6 +182,7 @@ impl Series {
             Series::TopUps => "top_ups",
             Series::JobsSucceeded => "jobs_succeeded",
             Series::JobsFailed => "jobs_failed",
+            Series::NewUsers => "new_users",
         }
     }
 
@@ -261,6 +266,7 @@ mod tests {
             successes: 21,
             failures: 0,
             cost: Money::ZERO,
+            charged: Money::ZERO,
             latency_p95_ms: latency_p95_ms(&h),
             latency: h,
         };

@@ -92,7 +92,7 @@ pub trait ReportStore: Send + Sync {
 
     /// `series` in buckets of `bucket` from `since` to `until`: one point per bucket, bucket `i` starting at
     /// `since + i * bucket`, the last one cut at `until`; a bucket without events is a zero point. Money series
-    /// sum the ledger's transactions by their time; job series count jobs by the time they finished (their
+    /// sum the ledger's transactions by their time; new users count members by their join time; job series count jobs by the time they finished (their
     /// `updated_at` in a final state).
     ///
     /// # Errors

@@ -101,6 +101,18 @@ impl JobStore for MemoryJobStore {
         Ok(page.take(limit.min(LIST_LIMIT_MAX)).cloned().collect())
     }
 
+    async fn list_for_user(
+        &self,
+        user: UserId,
+        before: Option<JobId>,
+        limit: usize,
+    ) -> Result<Vec<Job>, JobStoreError> {
+        let jobs = lock(&self.jobs);
+        let to = before.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let page = jobs.range((std::ops::Bound::Unbounded, to)).rev().map(|(_, j)| j).filter(|j| j.user == user);
+        Ok(page.take(limit.min(LIST_LIMIT_MAX)).cloned().collect())
+    }
+
     async fn expired_leases(&self, now: Timestamp, limit: usize) -> Result<Vec<Job>, JobStoreError> {
         let jobs = lock(&self.jobs);
         let mut expired: Vec<Job> = jobs
@@ -464,6 +476,23 @@ fn at(ms: i64) -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
+async fn a_users_jobs_are_listed_newest_first(store: &dyn JobStore) {
+    // Jobs 1001, 2001 and 3001 are user 1's (ids modulo 1000), 1002 user 2's; every state counts.
+    for (id, t) in [(1_001, 10), (1_002, 20), (2_001, 30), (3_001, 40)] {
+        ok(store.insert(&sample_job(id, Priority::Normal, at(t))).await, "insert");
+    }
+    let mut done = ok(store.get(JobId::from(2_001)).await, "get").unwrap_or_else(|| panic!("stored"));
+    done.state = JobState::Running;
+    ok(store.update(&done, JobState::Queued).await, "update");
+    let list = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    let ids = |ns: &[u128]| ns.iter().map(|n| JobId::from(*n)).collect::<Vec<_>>();
+    let mine = ok(store.list_for_user(UserId(1), None, 10).await, "list");
+    assert_eq!(list(mine), ids(&[3_001, 2_001, 1_001]), "the user's jobs, newest first, any state");
+    let page = ok(store.list_for_user(UserId(1), Some(JobId::from(3_001)), 1).await, "list before");
+    assert_eq!(list(page), ids(&[2_001]), "below the cursor, at most the limit");
+    assert_eq!(list(ok(store.list_for_user(UserId(7), None, 10).await, "none")), Vec::new());
+}
+
 /// Checks every MUST of [`JobStore`] against fresh stores from `make`.
 ///
 /// # Panics
@@ -473,6 +502,8 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Arc<dyn JobStore>>,
 {
+    a_users_jobs_are_listed_newest_first(make().await.as_ref()).await;
+
     // A repeated insert is a no-op returning the first record.
     let store = make().await;
     let first = sample_job(1, Priority::Normal, at(10));

@@ -143,10 +143,26 @@ impl PaymentStore for MemoryPayments {
         cursor: Option<&PaymentCursor>,
         limit: u32,
     ) -> Result<PaymentPage, PaymentStoreError> {
+        self.list(Some(user), cursor, limit)
+    }
+
+    async fn list_recent(&self, cursor: Option<&PaymentCursor>, limit: u32) -> Result<PaymentPage, PaymentStoreError> {
+        self.list(None, cursor, limit)
+    }
+}
+
+impl MemoryPayments {
+    /// A page of `user`'s records (everyone's with `None`), newest first.
+    fn list(
+        &self,
+        user: Option<UserId>,
+        cursor: Option<&PaymentCursor>,
+        limit: u32,
+    ) -> Result<PaymentPage, PaymentStoreError> {
         let limit = effective_limit(limit, LIST_LIMIT_MAX) as usize;
         let mut mine: Vec<PaymentRecord> = lock(&self.records)
             .values()
-            .filter(|r| r.user == user && cursor.is_none_or(|c| c.precedes(r)))
+            .filter(|r| user.is_none_or(|u| r.user == u) && cursor.is_none_or(|c| c.precedes(r)))
             .cloned()
             .collect();
         mine.sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
@@ -206,6 +222,28 @@ where
     reschedule_counts_checks_of_pending_records_only(make().await.as_ref()).await;
     expire_older_than_marks_old_pending_records(make().await.as_ref()).await;
     list_for_user_pages_newest_first(make().await.as_ref()).await;
+    list_recent_pages_everyones_newest_first(make().await.as_ref()).await;
+}
+
+async fn list_recent_pages_everyones_newest_first(store: &dyn PaymentStore) {
+    // Users 42 and 43 mixed, two at the same millisecond (ordered by id): every record once, newest first.
+    for (n, user, created) in [(1, 42, 1_000), (2, 43, 2_000), (3, 42, 3_000), (4, 43, 3_000), (5, 44, 4_000)] {
+        must("insert", store.insert(&sample_payment(n, user, 100, created))).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<PaymentCursor> = None;
+    for _ in 0..3 {
+        let page = must("list recent", store.list_recent(cursor.as_ref(), 2)).await;
+        assert!(page.records.len() <= 2, "a page holds at most the limit");
+        seen.extend(ids(&page.records));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [pid(5), pid(4), pid(3), pid(2), pid(1)], "everyone's records, newest first, each once");
+    let all = must("list recent", store.list_recent(None, 0)).await;
+    assert_eq!(ids(&all.records), [pid(5)], "a limit of 0 is read as 1");
 }
 
 async fn insert_is_idempotent_on_id(store: &dyn PaymentStore) {

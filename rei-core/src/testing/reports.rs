@@ -552,6 +552,7 @@ async fn providers_are_summed_by_attempt(f: &ReportFixture) {
     let by_name = |name: &str| got.iter().find(|u| u.provider.as_str() == name).cloned();
     let flux = by_name("flux").unwrap_or_else(|| panic!("flux is listed"));
     assert_eq!(flux.latency.count(), 20);
+    assert_eq!(flux.charged, rub(40), "each of flux's 20 results was charged twice its cost");
     assert_eq!(flux.latency.within(5_000), Counts::new(19, 20).ok(), "19 of 20 within 5 s");
     assert_eq!(flux.latency_p95(), Some(LatencyBound::AtMost(5_000)));
     let veo = by_name("veo").unwrap_or_else(|| panic!("veo is listed"));

@@ -377,4 +377,11 @@ pub trait PaymentStore: Send + Sync {
         cursor: Option<&PaymentCursor>,
         limit: u32,
     ) -> Result<PaymentPage, PaymentStoreError>;
+
+    /// One page of every user's records, newest first, with the cursor and limit of
+    /// [`PaymentStore::list_for_user`]: what the operator console lists.
+    ///
+    /// # Errors
+    /// [`PaymentStoreError::Unavailable`].
+    async fn list_recent(&self, cursor: Option<&PaymentCursor>, limit: u32) -> Result<PaymentPage, PaymentStoreError>;
 }

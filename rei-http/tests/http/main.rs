@@ -2,6 +2,7 @@
 //! errors, the webhooks (YooKassa against the fake YooKassa, Telegram's secret token), health, metrics, and
 //! the OpenAPI document against the responses.
 
+mod console;
 mod openapi;
 mod ops;
 mod pg;

@@ -36,13 +36,15 @@ const fn role_name(r: Role) -> &'static str {
     }
 }
 
-const ACTIONS: [AuditAction; 6] = [
+const ACTIONS: [AuditAction; 8] = [
     AuditAction::Adjust,
     AuditAction::Refund,
     AuditAction::CancelJob,
     AuditAction::Ban,
     AuditAction::Unban,
     AuditAction::RoleChange,
+    AuditAction::RetryJob,
+    AuditAction::SetModel,
 ];
 
 const fn action_name(a: AuditAction) -> &'static str {
@@ -53,6 +55,8 @@ const fn action_name(a: AuditAction) -> &'static str {
         AuditAction::Ban => "ban",
         AuditAction::Unban => "unban",
         AuditAction::RoleChange => "role_change",
+        AuditAction::RetryJob => "retry_job",
+        AuditAction::SetModel => "set_model",
     }
 }
 

@@ -36,6 +36,10 @@ pub(crate) struct JobSql {
     pub(crate) by_state: &'static str,
     /// After `SELECT {columns} FROM jobs`: [`JobSql::by_state`] with ids above the 2nd value, at most the 3rd.
     pub(crate) by_state_after: &'static str,
+    /// After `SELECT {columns} FROM jobs`: the jobs of the user of the 1st value, newest first, at most the 2nd.
+    pub(crate) by_user: &'static str,
+    /// After `SELECT {columns} FROM jobs`: [`JobSql::by_user`] with ids below the 2nd value, at most the 3rd.
+    pub(crate) by_user_before: &'static str,
     /// After `SELECT {columns} FROM jobs`: running jobs whose lease deadline is before the 1st value, earliest
     /// first, at most the 2nd value.
     pub(crate) expired_leases: &'static str,
@@ -214,6 +218,26 @@ pub(crate) async fn list_by_state<E: Engine>(
     }
 }
 
+/// [`JobStore::list_for_user`](rei_core::jobs::JobStore::list_for_user).
+pub(crate) async fn list_for_user<E: Engine>(
+    db: &E,
+    sql: &JobSql,
+    user: UserId,
+    before: Option<JobId>,
+    limit: usize,
+) -> Result<Vec<Job>, JobStoreError> {
+    let limit = sql_limit(limit);
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    match before {
+        Some(before) => {
+            select(db, sql.by_user_before, vec![user.0.into(), Value::id(before.as_u128()), limit.into()]).await
+        }
+        None => select(db, sql.by_user, vec![user.0.into(), limit.into()]).await,
+    }
+}
+
 /// [`JobStore::expired_leases`](rei_core::jobs::JobStore::expired_leases).
 pub(crate) async fn expired_leases<E: Engine>(
     db: &E,
@@ -273,6 +297,15 @@ macro_rules! job_store {
                 limit: usize,
             ) -> Result<Vec<rei_core::jobs::Job>, rei_core::jobs::JobStoreError> {
                 $crate::sql::stores::jobs::list_by_state(&self.pool, &$sql, state, after, limit).await
+            }
+
+            async fn list_for_user(
+                &self,
+                user: rei_core::ids::UserId,
+                before: Option<rei_core::ids::JobId>,
+                limit: usize,
+            ) -> Result<Vec<rei_core::jobs::Job>, rei_core::jobs::JobStoreError> {
+                $crate::sql::stores::jobs::list_for_user(&self.pool, &$sql, user, before, limit).await
             }
 
             async fn expired_leases(

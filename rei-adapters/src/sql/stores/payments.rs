@@ -47,6 +47,11 @@ pub(crate) struct PaymentSql {
     /// After the select: the rows of the user (1st value) after the cursor (created ms 2nd, id 3rd), newest
     /// first, at most the 4th.
     pub(crate) list_after: &'static str,
+    /// After the select: every user's rows, newest first, at most the 1st value.
+    pub(crate) recent_first: &'static str,
+    /// After the select: every user's rows after the cursor (created ms 1st, id 2nd), newest first, at most the
+    /// 3rd.
+    pub(crate) recent_after: &'static str,
 }
 
 fn unavailable(e: impl ToString) -> PaymentStoreError {
@@ -186,22 +191,25 @@ pub(crate) async fn expire_older_than<E: Engine>(
     db.execute(sql.expire, values).await.map_err(unavailable)
 }
 
-/// [`PaymentStore::list_for_user`](rei_core::topups::PaymentStore::list_for_user): one row more than the page is
+/// [`PaymentStore::list_for_user`](rei_core::topups::PaymentStore::list_for_user) (and with no user
+/// [`PaymentStore::list_recent`](rei_core::topups::PaymentStore::list_recent)): one row more than the page is
 /// read to know whether another page follows.
 pub(crate) async fn list_for_user<E: Engine>(
     db: &E,
     sql: &PaymentSql,
-    user: UserId,
+    user: Option<UserId>,
     cursor: Option<&PaymentCursor>,
     limit: u32,
 ) -> Result<PaymentPage, PaymentStoreError> {
     let limit = effective_limit(limit, LIST_LIMIT_MAX);
     let read = i64::from(limit) + 1;
-    let (tail, values): (_, Vec<Value<'_>>) = match cursor {
-        None => (sql.list_first, vec![user.0.into(), read.into()]),
-        Some(c) => {
+    let (tail, values): (_, Vec<Value<'_>>) = match (user, cursor) {
+        (Some(user), None) => (sql.list_first, vec![user.0.into(), read.into()]),
+        (Some(user), Some(c)) => {
             (sql.list_after, vec![user.0.into(), c.created_at.as_millis().into(), c.id.as_str().into(), read.into()])
         }
+        (None, None) => (sql.recent_first, vec![read.into()]),
+        (None, Some(c)) => (sql.recent_after, vec![c.created_at.as_millis().into(), c.id.as_str().into(), read.into()]),
     };
     let select = format!("SELECT {COLUMNS} FROM payment_records {tail}");
     let mut records = rows_to_records(&db.fetch_all(&select, values).await.map_err(unavailable)?)?;
@@ -291,7 +299,15 @@ macro_rules! payment_store {
                 cursor: Option<&rei_core::topups::PaymentCursor>,
                 limit: u32,
             ) -> Result<rei_core::topups::PaymentPage, rei_core::topups::PaymentStoreError> {
-                $crate::sql::stores::payments::list_for_user(&self.pool, &$sql, user, cursor, limit).await
+                $crate::sql::stores::payments::list_for_user(&self.pool, &$sql, Some(user), cursor, limit).await
+            }
+
+            async fn list_recent(
+                &self,
+                cursor: Option<&rei_core::topups::PaymentCursor>,
+                limit: u32,
+            ) -> Result<rei_core::topups::PaymentPage, rei_core::topups::PaymentStoreError> {
+                $crate::sql::stores::payments::list_for_user(&self.pool, &$sql, None, cursor, limit).await
             }
         }
     };

@@ -76,6 +76,8 @@ pub(crate) struct ReportSql {
     pub(crate) jobs_succeeded: &'static str,
     /// As `revenue`: jobs that failed, counted by finish time.
     pub(crate) jobs_failed: &'static str,
+    /// [`Series::NewUsers`]: the same columns and values, from the members' join times.
+    pub(crate) new_users: &'static str,
 }
 
 impl ReportSql {
@@ -93,6 +95,7 @@ impl ReportSql {
             ("top_ups", self.top_ups),
             ("jobs_succeeded", self.jobs_succeeded),
             ("jobs_failed", self.jobs_failed),
+            ("new_users", self.new_users),
         ]
     }
 }
@@ -161,6 +164,7 @@ struct Usage {
     successes: u64,
     failures: u64,
     cost: i128,
+    charged: i128,
     latency: Vec<(i64, i64)>,
 }
 
@@ -168,12 +172,15 @@ impl Usage {
     fn finish(self) -> Result<ProviderUsage, ReportError> {
         let latency = plan::latency_histogram(self.latency)?;
         let cost = i64::try_from(self.cost).map_err(|_| unavailable(format!("{}'s cost overflows", self.provider)))?;
+        let charged =
+            i64::try_from(self.charged).map_err(|_| unavailable(format!("{}'s charges overflow", self.provider)))?;
         Ok(ProviderUsage {
             provider: self.provider,
             attempts: self.attempts,
             successes: self.successes,
             failures: self.failures,
             cost: Money::from_kopecks(cost),
+            charged: Money::from_kopecks(charged),
             latency_p95_ms: latency_p95_ms(&latency),
             latency,
         })
@@ -205,7 +212,15 @@ pub(crate) async fn providers<E: Engine>(
             if done.len() == PROVIDERS_MAX {
                 return Ok(done);
             }
-            current = Some(Usage { provider, attempts: 0, successes: 0, failures: 0, cost: 0, latency: Vec::new() });
+            current = Some(Usage {
+                provider,
+                attempts: 0,
+                successes: 0,
+                failures: 0,
+                cost: 0,
+                charged: 0,
+                latency: Vec::new(),
+            });
         }
         let Some(u) = current.as_mut() else { continue };
         let attempts = count(&f, "attempts")?;
@@ -213,6 +228,7 @@ pub(crate) async fn providers<E: Engine>(
         u.successes = u.successes.saturating_add(count(&f, "successes")?);
         u.failures = u.failures.saturating_add(count(&f, "failures")?);
         u.cost += i128::from(f.int("cost").map_err(corrupt)?);
+        u.charged += i128::from(f.int("charged").map_err(corrupt)?);
         let bucket = f.int("bucket").map_err(corrupt)?;
         if bucket >= 0 {
             u.latency.push((bucket, f.int("attempts").map_err(corrupt)?));
@@ -299,6 +315,7 @@ pub(crate) async fn series<E: Engine>(
         Series::TopUps => sql.top_ups,
         Series::JobsSucceeded => sql.jobs_succeeded,
         Series::JobsFailed => sql.jobs_failed,
+        Series::NewUsers => sql.new_users,
     };
     let rows_max = i64::try_from(plan.len()).unwrap_or(i64::MAX);
     let values = vec![since.as_millis().into(), until.as_millis().into(), plan.bucket_ms().into(), rows_max.into()];
