@@ -252,6 +252,7 @@ impl Engine {
             clock: self.clock.clone(),
             sleep: Arc::new(TokioSleep),
             faults: parts.faults.unwrap_or_else(|| Arc::new(NoFaults)),
+            board: Some(self.board.clone()),
         };
         Pipeline::new(ports, parts.config)
     }

@@ -14,6 +14,9 @@
 //! adjust, refund and ban), jobs (queue, running, dead letters and unknown outcomes), payments, providers,
 //! ledger (verify, totals, audit log) and SLOs.
 
+// A refusal is the page the handler answers with at once; it is returned by value, as axum takes it.
+#![allow(clippy::result_large_err)]
+
 mod chart;
 mod pages;
 mod people;
@@ -369,7 +372,7 @@ fn rub(money: Money) -> String {
     let rubles = (abs / 100).to_string();
     let mut grouped = String::new();
     for (i, c) in rubles.chars().enumerate() {
-        if i > 0 && (rubles.len() - i) % 3 == 0 {
+        if i > 0 && (rubles.len() - i).is_multiple_of(3) {
             grouped.push('\u{a0}');
         }
         grouped.push(c);

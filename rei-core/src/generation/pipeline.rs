@@ -124,6 +124,22 @@ pub struct PipelinePorts {
     pub sleep: Arc<dyn Sleep>,
     /// Crash drill hooks.
     pub faults: Arc<dyn FaultPoints>,
+    /// Where the router's view of each provider is reported and the operators' model switches are read;
+    /// `None`: neither. A board that cannot be read keeps the switches last read; a report that cannot be
+    /// written is dropped (the next one replaces it). Neither fails a job.
+    pub board: Option<Arc<dyn crate::routing::ProviderBoard>>,
+}
+
+/// How often the switches are read back from the board, at most.
+const SWITCHES_EVERY: Duration = Duration::from_secs(2);
+/// How often the router's view is reported to the board, at most.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// The models switched off, and when they were read.
+#[derive(Default)]
+struct Switches {
+    read_at: Option<Timestamp>,
+    off: std::collections::BTreeSet<(String, String)>,
 }
 
 /// How one run of a leased job ended.
@@ -192,6 +208,8 @@ pub struct Pipeline {
     ports: PipelinePorts,
     config: PipelineConfig,
     in_flight: Mutex<BTreeMap<ProviderId, usize>>,
+    switches: Mutex<Switches>,
+    reported_at: Mutex<Option<Timestamp>>,
 }
 
 /// Between two looks for a free provider slot.
@@ -226,7 +244,13 @@ impl Pipeline {
     /// A pipeline over `ports`.
     #[must_use]
     pub fn new(ports: PipelinePorts, config: PipelineConfig) -> Pipeline {
-        Pipeline { ports, config, in_flight: Mutex::new(BTreeMap::new()) }
+        Pipeline {
+            ports,
+            config,
+            in_flight: Mutex::new(BTreeMap::new()),
+            switches: Mutex::new(Switches::default()),
+            reported_at: Mutex::new(None),
+        }
     }
 
     /// The ports.
@@ -241,7 +265,10 @@ impl Pipeline {
     /// [`PipelineError`] when a store failed midway; the job's lease then expires and recovery finishes it.
     pub async fn run(&self, leased: LeasedJob) -> Result<RunOutcome, PipelineError> {
         let job_id = leased.job.id;
-        match self.run_inner(leased).await {
+        let worker = leased.job.lease_owner.as_ref().map_or_else(|| "worker".to_owned(), |w| w.as_str().to_owned());
+        let outcome = self.run_inner(leased).await;
+        self.report(&worker).await;
+        match outcome {
             Err(PipelineError::Job(JobError::LeaseLost { .. } | JobError::Store(JobStoreError::Conflict { .. }))) => {
                 Ok(RunOutcome::LeaseLost { job: job_id })
             }
@@ -264,6 +291,7 @@ impl Pipeline {
             Err((error, retryable)) => return self.give_up_or_retry(&leased, error, retryable).await,
         };
         let tried = self.tried_providers(&leased.job).await?;
+        self.read_switches().await;
         // Providers at their concurrency limit free up as their calls end: wait for a slot (keeping the lease)
         // rather than spend one of the job's attempts.
         let waited_until = self.now().plus(self.config.slot_wait_max);
@@ -608,10 +636,11 @@ impl Pipeline {
     fn choose(&self, job: &Job, request: &GenerationRequest, tried: &[ProviderId]) -> Choice<'_> {
         let now = self.now();
         let units = u64::from(request.duration_s.unwrap_or(1).max(1));
+        let off = self.switches.lock().unwrap_or_else(PoisonError::into_inner).off.clone();
         let mut router = self.ports.router.lock().unwrap_or_else(PoisonError::into_inner);
         let plan = router.failover_plan(request.capability, now, job.price, None, |offer| {
             let wanted = request.model.as_deref().is_none_or(|m| m == offer.model());
-            if !wanted {
+            if !wanted || off.contains(&(offer.provider().as_str().to_owned(), offer.model().to_owned())) {
                 return None;
             }
             offer.unit_cost().times(units).and_then(|cost| round_to_kopeck(cost).ok())
@@ -632,6 +661,89 @@ impl Pipeline {
             }
         }
         if busy { Choice::Busy } else { Choice::Nothing }
+    }
+
+    /// Reads the model switches from the board when the last read is older than [`SWITCHES_EVERY`].
+    async fn read_switches(&self) {
+        let Some(board) = &self.ports.board else { return };
+        let now = self.now();
+        let due = self
+            .switches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .read_at
+            .is_none_or(|at| now.since(at) >= SWITCHES_EVERY);
+        if !due {
+            return;
+        }
+        if let Ok(models) = board.models().await {
+            let off = models.into_iter().filter(|m| !m.enabled).map(|m| (m.provider.as_str().to_owned(), m.model));
+            let mut switches = self.switches.lock().unwrap_or_else(PoisonError::into_inner);
+            switches.off = off.collect();
+            switches.read_at = Some(now);
+        }
+    }
+
+    /// Reports the router's view of every provider to the board when the last report is older than
+    /// [`REPORT_EVERY`]: breaker, best score, latency average, and the recent window's successes.
+    async fn report(&self, worker: &str) {
+        let Some(board) = &self.ports.board else { return };
+        let now = self.now();
+        {
+            let mut at = self.reported_at.lock().unwrap_or_else(PoisonError::into_inner);
+            if at.is_some_and(|at| now.since(at) < REPORT_EVERY) {
+                return;
+            }
+            *at = Some(now);
+        }
+        let statuses = self.statuses(now, worker);
+        // A report that cannot be written is dropped: the next one replaces it.
+        let _ = board.publish(&statuses).await;
+    }
+
+    /// The router's view of every provider of the catalogue at `now`.
+    fn statuses(&self, now: Timestamp, worker: &str) -> Vec<crate::routing::ProviderStatus> {
+        use crate::routing::{BreakerView, Capability, ProviderStatus};
+        let router = self.ports.router.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut best: BTreeMap<ProviderId, rust_decimal::Decimal> = BTreeMap::new();
+        for capability in [
+            Capability::TextToImage,
+            Capability::ImageEdit,
+            Capability::TextToVideo,
+            Capability::ImageToVideo,
+            Capability::VideoToVideo,
+        ] {
+            for c in router.rank(capability, now) {
+                let score = best.entry(c.offer.provider().clone()).or_insert(c.score);
+                *score = (*score).max(c.score);
+            }
+        }
+        let reporter: String = worker.chars().take(crate::routing::REPORTER_LEN_MAX / 4).collect();
+        router
+            .catalogue()
+            .providers()
+            .into_iter()
+            .map(|provider| {
+                let stats = router.stats(provider);
+                let outcomes = stats.map_or(0, |s| u32::try_from(s.outcomes()).unwrap_or(u32::MAX));
+                let successes = stats
+                    .and_then(|s| s.success_rate())
+                    .map(|r| (r.value() * rust_decimal::Decimal::from(outcomes)).round())
+                    .and_then(|d| u32::try_from(d.mantissa()).ok())
+                    .unwrap_or(0)
+                    .min(outcomes);
+                ProviderStatus {
+                    provider: provider.clone(),
+                    breaker: router.breaker(provider).map_or(BreakerView::Closed, |b| BreakerView::of(b.state_at(now))),
+                    score: best.get(provider).copied(),
+                    latency_ewma_ms: stats.and_then(|s| s.latency_ewma_ms()),
+                    successes,
+                    outcomes,
+                    reported_by: reporter.clone(),
+                    at: now,
+                }
+            })
+            .collect()
     }
 
     fn take_slot(&self, provider: &ProviderId) -> Option<Slot<'_>> {

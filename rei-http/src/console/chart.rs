@@ -54,10 +54,10 @@ fn x_of(i: usize, n: usize) -> i64 {
     LEFT + span * (2 * i + 1) / (2 * n)
 }
 
-/// Which labels to print under the axis: about eight, evenly spread.
+/// Which labels to print under the axis: about eight, evenly spread from the first.
 fn shown(i: usize, n: usize) -> bool {
     let every = n.div_ceil(8).max(1);
-    i % every == 0 || i + 1 == n
+    i.is_multiple_of(every)
 }
 
 fn axes(max: i64, format: &dyn Fn(i64) -> String) -> Markup {
@@ -99,7 +99,7 @@ pub(super) fn bars(
     html! {
         figure.chart id=(id) data-total=(total) {
             figcaption { (title) " " span.total { (format(total)) } }
-            svg viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(title) {
+            svg.plot viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(title) {
                 (axes(max, format))
                 @for (i, v) in values.iter().enumerate() {
                     @let y = y_of(*v, max);
@@ -136,7 +136,7 @@ pub(super) fn lines(
                     }
                 }
             }
-            svg viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(title) {
+            svg.plot viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(title) {
                 (axes(max, format))
                 @for s in series {
                     @let points = s.values.iter().enumerate()

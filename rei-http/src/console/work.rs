@@ -65,20 +65,20 @@ async fn jobs_page(state: &HttpState, operator: &Operator, notice: Option<&Notic
         }
         section {
             h2 { "Running" }
-            (job_table("running", &list(JobState::Running), now, |_| html! {}))
+            (job_table("running", list(JobState::Running), now, |_| html! {}))
         }
         section {
             h2 { "Unknown outcome" }
             p.hint { "The provider was called and did not say how it went. Retry if it did not do the work; release \
                      the money if it failed. The reconciler resolves these on its own when the provider answers." }
-            (job_table("unknown", &list(JobState::Unknown), now, |j| html! {
+            (job_table("unknown", list(JobState::Unknown), now, |j| html! {
                 (action(operator, j.id, "retry", "Retry"))
                 (action(operator, j.id, "release", "Fail, release money"))
             }))
         }
         section {
             h2 { "Queued" }
-            (job_table("queued", &list(JobState::Queued), now, |j| html! {
+            (job_table("queued", list(JobState::Queued), now, |j| html! {
                 (action(operator, j.id, "cancel", "Cancel, release money"))
             }))
         }

@@ -20,12 +20,19 @@ fn rub(m: Money) -> String {
     let rubles = (abs / 100).to_string();
     let mut grouped = String::new();
     for (i, c) in rubles.chars().enumerate() {
-        if i > 0 && (rubles.len() - i) % 3 == 0 {
+        if i > 0 && (rubles.len() - i).is_multiple_of(3) {
             grouped.push('\u{a0}');
         }
         grouped.push(c);
     }
     format!("{sign}{grouped}.{:02}\u{a0}₽", abs % 100)
+}
+
+/// Clicks what `css` finds and waits for the page it loads (a link or a form's button).
+async fn go(b: &Browser, css: &str) {
+    b.execute("window.__reiBefore = true;", Vec::new()).await;
+    b.find(css).await.click().await;
+    b.wait_for(css, "document.readyState === 'complete' && window.__reiBefore === undefined").await;
 }
 
 fn money(text: &str) -> Money {
@@ -64,14 +71,14 @@ async fn an_operator_walks_every_page_and_action_in_a_real_browser() {
     assert_eq!(revenue, s.succeeded.price.kopecks().to_string(), "the day's revenue is the one capture");
     assert_eq!(b.find_all("#chart-generations polyline").await.len(), 2);
     b.screenshot("console-dashboard").await;
-    b.find("nav.ranges a[href$='range=7d']").await.click().await;
+    go(&b, "nav.ranges a[href$='range=7d']").await;
     assert!(b.text("#chart-revenue figcaption").await.contains("7 days"));
 
     // Users: search by username lands on the user's page, which shows the store's balance and jobs.
-    b.find("header nav a[href='/admin/users']").await.click().await;
+    go(&b, "header nav a[href='/admin/users']").await;
     let search = b.find("form.search input[name=q]").await;
     search.send_keys("@ann").await;
-    b.find("form.search button").await.click().await;
+    go(&b, "form.search button").await;
     assert!(b.current_url().await.ends_with(&format!("/admin/users/{ANN}")));
     let kopecks = |css: &'static str| {
         let b = &b;
@@ -89,43 +96,45 @@ async fn an_operator_walks_every_page_and_action_in_a_real_browser() {
     // Adjust with a reason: the balance moves once, the audit log has it.
     b.find("#adjust input[name=amount]").await.send_keys("-50.00").await;
     b.find("#adjust input[name=reason]").await.send_keys("goodwill correction").await;
-    b.find("#adjust button").await.click().await;
+    go(&b, "#adjust button").await;
     assert!(b.text("#notice").await.contains("Adjusted"), "{}", b.text("#notice").await);
     let after = engine.billing().balance(UserId(ANN)).await.expect("balance");
     assert_eq!(after.available, before.available.checked_sub(money("50.00")).expect("sub"));
     assert_eq!(kopecks("#available").await, after.available.kopecks(), "the page shows the new balance");
     let audit = engine.audit().list(&AuditFilter::latest(10)).await.expect("audit");
-    assert!(audit.iter().any(|r| r.action == AuditAction::Adjust && r.outcome == AuditOutcome::Done
-        && r.actor == UserId(ADMIN) && r.reason.as_str() == "goodwill correction"));
+    assert!(audit.iter().any(|r| r.action == AuditAction::Adjust
+        && r.outcome == AuditOutcome::Done
+        && r.actor == UserId(ADMIN)
+        && r.reason.as_str() == "goodwill correction"));
 
     // Refund the delivered job to the wallet.
-    b.find("#refund button").await.click().await;
+    go(&b, "#refund button").await;
     assert!(b.text("#notice").await.contains("Refunded"), "{}", b.text("#notice").await);
     let refunded = engine.billing().balance(UserId(ANN)).await.expect("balance");
     assert_eq!(refunded.available, after.available.checked_add(s.succeeded.price).expect("add"));
 
     // Ban and unban.
     b.find("#ban input[name=reason]").await.send_keys("spam").await;
-    b.find("#ban button").await.click().await;
+    go(&b, "#ban button").await;
     assert_eq!(b.text("#status").await, "banned");
     let now = engine.clock().now();
     assert!(engine.members().get(UserId(ANN)).await.expect("get").expect("ann").is_banned(now));
-    b.find("#unban button").await.click().await;
+    go(&b, "#unban button").await;
     assert_eq!(b.text("#status").await, "active");
     assert!(!engine.members().get(UserId(ANN)).await.expect("get").expect("ann").is_banned(now));
 
     // Jobs: the queue, the unknown outcome and the queued job, released by the operator.
-    b.find("header nav a[href='/admin/jobs']").await.click().await;
+    go(&b, "header nav a[href='/admin/jobs']").await;
     assert_eq!(b.text("#queue-normal .value").await, "1", "the gold fox waits");
     assert_eq!(b.text("#queue-dead .value").await, "1", "the failed job's ticket is a dead letter");
     assert!(b.text("#dead").await.contains("released"), "the dead letter's money was released");
     b.screenshot("console-jobs").await;
     let held = engine.billing().balance(UserId(ANN)).await.expect("balance").held;
-    b.find(&format!("#unknown tr[data-job='{}'] button[value=release]", s.unknown.id)).await.click().await;
+    go(&b, &format!("#unknown tr[data-job='{}'] button[value=release]", s.unknown.id)).await;
     assert!(b.text("#notice").await.contains("failed"), "{}", b.text("#notice").await);
     let job = engine.jobs().get(s.unknown.id).await.expect("get").expect("job");
     assert_eq!(job.state, JobState::Failed);
-    b.find(&format!("#queued tr[data-job='{}'] button[value=cancel]", s.queued.id)).await.click().await;
+    go(&b, &format!("#queued tr[data-job='{}'] button[value=cancel]", s.queued.id)).await;
     let job = engine.jobs().get(s.queued.id).await.expect("get").expect("job");
     assert_eq!(job.state, JobState::Cancelled);
     let released = engine.billing().balance(UserId(ANN)).await.expect("balance").held;
@@ -133,33 +142,35 @@ async fn an_operator_walks_every_page_and_action_in_a_real_browser() {
     assert_eq!(released, Money::ZERO);
 
     // Payments: Ann's card payment, refunded in part to the card.
-    b.find("header nav a[href='/admin/payments']").await.click().await;
+    go(&b, "header nav a[href='/admin/payments']").await;
     let row = format!("#payments tr[data-payment='{}']", s.payment);
     assert_eq!(b.text(&format!("{row} td.status")).await, "succeeded");
     b.screenshot("console-payments").await;
     let wallet = engine.billing().balance(UserId(ANN)).await.expect("balance").available;
+    let posts = s.fake.posts();
     let amount = b.find(&format!("{row} input[name=amount]")).await;
     amount.clear().await;
     amount.send_keys("100.00").await;
-    b.find(&format!("{row} button")).await.click().await;
+    go(&b, &format!("{row} button")).await;
     assert!(b.text("#notice").await.contains("Refund"), "{}", b.text("#notice").await);
     let wallet_after = engine.billing().balance(UserId(ANN)).await.expect("balance").available;
     assert_eq!(wallet_after, wallet.checked_sub(money("100.00")).expect("sub"), "the card refund left the wallet");
+    assert_eq!(s.fake.posts(), posts + 1, "the refund went to YooKassa once");
 
     // Providers: usage from the attempts, and a model switched off.
-    b.find("header nav a[href='/admin/providers']").await.click().await;
+    go(&b, "header nav a[href='/admin/providers']").await;
     b.screenshot("console-providers").await;
     let model = "#models tr[data-model='gemini/gemini-2.5-flash-image']";
     assert_eq!(b.text(&format!("{model} td.state")).await, "on");
-    b.find(&format!("{model} button")).await.click().await;
+    go(&b, &format!("{model} button")).await;
     assert_eq!(b.text(&format!("{model} td.state")).await, "off");
     let switches = engine.provider_board().models().await.expect("models");
     assert!(switches.iter().any(|m| m.model == "gemini-2.5-flash-image" && !m.enabled));
 
     // Ledger: verify now is clean and the accounts sum to zero; the audit log lists the actions.
-    b.find("header nav a[href='/admin/ledger']").await.click().await;
+    go(&b, "header nav a[href='/admin/ledger']").await;
     assert_eq!(b.find("#ledger-sum").await.attr("data-kopecks").await.as_deref(), Some("0"));
-    b.find("#verify").await.click().await;
+    go(&b, "#verify").await;
     assert_eq!(b.text("#verify-result .status").await, "Clean");
     let logged = b.find_all("#audit tbody tr").await.len();
     let stored = engine.audit().list(&AuditFilter::latest(50)).await.expect("audit").len();
@@ -167,7 +178,7 @@ async fn an_operator_walks_every_page_and_action_in_a_real_browser() {
     b.screenshot("console-ledger").await;
 
     // SLOs: the three objectives with their budgets.
-    b.find("header nav a[href='/admin/slo']").await.click().await;
+    go(&b, "header nav a[href='/admin/slo']").await;
     assert_eq!(b.find_all("section.slo").await.len(), 3);
     assert!(b.text("#slo-job_success").await.contains("99.5"), "{}", b.text("#slo-job_success").await);
     b.screenshot("console-slo").await;
@@ -176,7 +187,7 @@ async fn an_operator_walks_every_page_and_action_in_a_real_browser() {
     assert_eq!(engine.billing().balance(UserId(BOB)).await.expect("balance").available, money("100.00"));
 
     // Sign out: the session is gone.
-    b.find("form.logout button").await.click().await;
+    go(&b, "form.logout button").await;
     assert!(b.current_url().await.ends_with("/admin/login"));
     b.goto(&format!("{base}/admin/dashboard")).await;
     assert!(b.current_url().await.ends_with("/admin/login"), "signed out, the console asks to sign in");

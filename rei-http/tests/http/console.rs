@@ -24,7 +24,7 @@ use rei_http::webhooks::WebhookSources;
 use reqwest::redirect::Policy;
 use serde_json::json;
 
-use crate::support::{Server, json, start_with};
+use crate::support::{Server, json, start_pg_with, start_with};
 
 /// The bot token the stage's Login Widget answers are signed with.
 pub(crate) const BOT_TOKEN: &str = "424242:console-test-token";
@@ -57,6 +57,11 @@ const PNG: &[u8] = &[
 ];
 
 pub(crate) async fn stage() -> Stage {
+    stage_on(false).await
+}
+
+/// The stage on SQLite, or with `postgres` on PostgreSQL.
+pub(crate) async fn stage_on(postgres: bool) -> Stage {
     let fake = FakeYooKassa::start("100500", "test_secret").await.expect("fake");
     let config = YooKassaConfig {
         base_url: fake.base_url(),
@@ -67,26 +72,23 @@ pub(crate) async fn stage() -> Stage {
     let assets: Arc<dyn AssetStore> =
         Arc::new(ObjectAssetStore::local(assets_dir.path(), 1 << 20).await.expect("local assets"));
     let store = assets.clone();
-    let server = start_with(
-        Box::new(move |state| {
-            let gateway = Arc::new(YooKassa::new(config).expect("adapter"));
-            state.topups = Some(Arc::new(state.engine.top_ups(gateway, TopUpsConfig::default())));
-            state.webhooks = WebhookSources {
-                allowlist: SourceAllowlist::parse(&["127.0.0.1"]).expect("allowlist"),
-                ..WebhookSources::default()
-            };
-            let mut console = rei_http::console::ConsoleConfig::new(Signer::new(b"console test secret"));
-            console.bot_token = Some(BOT_TOKEN.to_owned());
-            console.bot_username = Some("rei_test_bot".to_owned());
-            console.admins = vec![ADMIN];
-            console.refresh_seconds = 0;
-            console.models = vec![(ProviderId::parse("gemini").expect("id"), "gemini-2.5-flash-image".to_owned())];
-            state.console = console;
-            state.assets = Some(store);
-        }),
-        HttpConfig::default(),
-    )
-    .await;
+    let setup: crate::support::Setup = Box::new(move |state| {
+        let gateway = Arc::new(YooKassa::new(config).expect("adapter"));
+        state.topups = Some(Arc::new(state.engine.top_ups(gateway, TopUpsConfig::default())));
+        state.webhooks = WebhookSources {
+            allowlist: SourceAllowlist::parse(&["127.0.0.1"]).expect("allowlist"),
+            ..WebhookSources::default()
+        };
+        let mut console = rei_http::console::ConsoleConfig::new(Signer::new(b"console test secret"));
+        console.bot_token = Some(BOT_TOKEN.to_owned());
+        console.bot_username = Some("rei_test_bot".to_owned());
+        console.admins = vec![ADMIN];
+        console.refresh_seconds = 0;
+        console.models = vec![(ProviderId::parse("gemini").expect("id"), "gemini-2.5-flash-image".to_owned())];
+        state.console = console;
+        state.assets = Some(store);
+    });
+    let server = if postgres { start_pg_with(setup).await } else { start_with(setup, HttpConfig::default()).await };
     let engine = &server.engine;
     // No trial and no join bonus: every kopeck on the stage comes from a payment named here.
     let growth =
@@ -358,4 +360,59 @@ async fn an_admin_key_signs_in_and_other_keys_do_not() {
             .await;
         assert_eq!(r.expect("send").status(), status, "{fields:?}");
     }
+}
+
+#[tokio::test]
+async fn on_postgres_every_page_shows_and_an_action_moves_money_once() {
+    // Proves the console on PostgreSQL: every page answers 200 with its content for a signed-in admin, and an
+    // adjustment sent twice with one request key moves the money once.
+    let s = stage_on(true).await;
+    let base = &s.server.base;
+    let cookie = sign_in(&s).await;
+    let get = |path: String| {
+        let cookie = cookie.clone();
+        async move {
+            let r = client().get(format!("{base}{path}")).header("cookie", cookie).send().await.expect("send");
+            (r.status().as_u16(), r.text().await.expect("page"))
+        }
+    };
+    let pages = [
+        ("/admin/dashboard", "kpi-users"),
+        ("/admin/dashboard?range=30d", "chart-latency"),
+        ("/admin/users?q=bob", "Bob"),
+        (&*format!("/admin/users/{ANN}"), "i-am-not-here"),
+        ("/admin/jobs", "queue-dead"),
+        ("/admin/payments?provider=yookassa", &*s.payment),
+        ("/admin/providers", "gemini-2.5-flash-image"),
+        ("/admin/ledger", "ledger-sum"),
+        ("/admin/slo", "slo-payment_success"),
+    ];
+    for (path, shows) in pages {
+        let (status, html) = get(path.to_owned()).await;
+        if shows == "i-am-not-here" {
+            assert_eq!(status, 200, "{path}");
+            assert!(html.contains(&s.succeeded.id.to_string()), "{path} lists Ann's jobs");
+            continue;
+        }
+        assert!(status == 200 || status == 303, "{path}: {status}");
+        if status == 200 {
+            assert!(html.contains(shows), "{path} shows {shows}");
+        }
+    }
+    let (_, html) = get(format!("/admin/users/{ANN}")).await;
+    let token = html.split("name=\"csrf\" value=\"").nth(1).and_then(|t| t.split('"').next()).expect("token");
+    let fields = [("amount", "25.00"), ("reason", "pg check"), ("key", "pg-1"), ("csrf", token)];
+    let before = s.server.available(ANN).await;
+    for _ in 0..2 {
+        let r = client()
+            .post(format!("{base}/admin/users/{ANN}/adjust"))
+            .header("cookie", &cookie)
+            .header("content-type", FORM)
+            .body(encode(&fields))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(s.server.available(ANN).await, before.checked_add(Money::parse("25.00").expect("money")).expect("sum"));
 }

@@ -2,11 +2,15 @@
 //! errors, the webhooks (YooKassa against the fake YooKassa, Telegram's secret token), health, metrics, and
 //! the OpenAPI document against the responses.
 
+mod browser;
 mod console;
+mod harness;
 mod openapi;
 mod ops;
 mod pg;
 mod stars;
 mod support;
 mod v1;
+#[path = "../support/webdriver.rs"]
+mod webdriver;
 mod webhooks;

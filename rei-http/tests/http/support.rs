@@ -44,6 +44,11 @@ pub(crate) async fn start_on(builder: rei::EngineBuilder, setup: Setup, config: 
 
 /// A server over PostgreSQL (`REI_TEST_POSTGRES_URL`, which `scripts/test` sets), in a schema of its own.
 pub(crate) async fn start_pg() -> Server {
+    start_pg_with(Box::new(|_| {})).await
+}
+
+/// [`start_pg`] with a setup of the state.
+pub(crate) async fn start_pg_with(setup: Setup) -> Server {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     let url = std::env::var("REI_TEST_POSTGRES_URL")
@@ -51,7 +56,7 @@ pub(crate) async fn start_pg() -> Server {
     let schema = format!("rei_http_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
     let config = rei::EngineConfig { postgres_schema: Some(schema), ..rei::EngineConfig::default() };
     let builder = rei::Engine::builder().database_url(url).config(config);
-    serve_engine(builder, tempfile::tempdir().expect("temp dir"), Box::new(|_| {}), HttpConfig::default()).await
+    serve_engine(builder, tempfile::tempdir().expect("temp dir"), setup, HttpConfig::default()).await
 }
 
 async fn serve_engine(builder: rei::EngineBuilder, dir: tempfile::TempDir, setup: Setup, config: HttpConfig) -> Server {

@@ -13,7 +13,7 @@ use crate::jobs::{JobEvent, JobPorts, JobQueue, JobState, NewJob, Priority, Queu
 use crate::ledger::LedgerStore;
 use crate::money::Ratio;
 use crate::pricing::{Pricer, PricingConfig};
-use crate::routing::{Capability, Catalogue, Offer, RouterConfig};
+use crate::routing::{BreakerView, Capability, Catalogue, Offer, RouterConfig};
 use crate::testing::assets::MemoryAssetStore;
 use crate::testing::billing::MemoryQuotes;
 use crate::testing::clock::{ManualClock, SeqIds};
@@ -37,6 +37,7 @@ struct Harness {
     alpha: Arc<ScriptedProvider>,
     beta: Arc<ScriptedProvider>,
     pipeline: Pipeline,
+    board: Arc<dyn crate::routing::ProviderBoard>,
     worker: WorkerId,
 }
 
@@ -93,6 +94,7 @@ async fn harness_with(hold_ttl: Duration, provider_concurrency: BTreeMap<Provide
     let router = Router::new(catalogue, RouterConfig::default()).expect("router");
     let attempts = Arc::new(MemoryAttemptLog::new());
     let assets = Arc::new(MemoryAssetStore::new(clock.clone()));
+    let board: Arc<dyn crate::routing::ProviderBoard> = Arc::new(crate::testing::board::MemoryBoard::new());
     let ports = PipelinePorts {
         jobs: jobs.clone(),
         billing: billing.clone(),
@@ -104,6 +106,7 @@ async fn harness_with(hold_ttl: Duration, provider_concurrency: BTreeMap<Provide
         clock: clock.clone(),
         sleep: Arc::new(ClockSleep(clock.clone())),
         faults: Arc::new(NoFaults),
+        board: Some(board.clone()),
     };
     let config = PipelineConfig {
         poll_interval: Duration::from_secs(10),
@@ -123,6 +126,7 @@ async fn harness_with(hold_ttl: Duration, provider_concurrency: BTreeMap<Provide
         alpha,
         beta,
         pipeline,
+        board,
         worker: WorkerId::parse("w1").expect("name"),
     }
 }
@@ -203,6 +207,40 @@ async fn a_success_captures_once_stores_the_result_and_delivers_it() {
         (records[0].outcome, records[0].cost, records[0].charged),
         (AttemptOutcome::Succeeded, Money::from_kopecks(300), PRICE)
     );
+    h.verify_clean().await;
+}
+
+#[tokio::test]
+async fn a_model_switched_off_is_not_offered_and_the_board_shows_what_the_router_saw() {
+    // Proves the operators' switches reach the pipeline: with alpha's model off, the job goes to beta (dearer,
+    // ranked second); with both off it fails and the money comes back; and after a run the board holds each
+    // provider's breaker and recent outcomes as this worker's router saw them.
+    let h = harness(Duration::from_secs(3_600)).await;
+    let alpha = ProviderId::parse("alpha").expect("id");
+    let beta = ProviderId::parse("beta").expect("id");
+    h.board.set_model(&alpha, "alpha-model", false, h.clock.now()).await.expect("switch");
+    h.submit(1, image("a cat"), PRICE).await;
+    let RunOutcome::Succeeded { job, .. } = h.run_next().await else { panic!("beta runs it") };
+    assert_eq!(job.provider, Some(beta.clone()));
+    assert!(h.alpha.submits().is_empty(), "the switched-off model was never called");
+    let statuses = h.board.statuses().await.expect("statuses");
+    let names: Vec<&str> = statuses.iter().map(|s| s.provider.as_str()).collect();
+    assert_eq!(names, ["alpha", "beta"]);
+    let b = statuses.iter().find(|s| s.provider == beta).expect("beta");
+    assert_eq!((b.breaker, b.successes, b.outcomes, b.reported_by.as_str()), (BreakerView::Closed, 1, 1, "w1"));
+    assert!(b.latency_ewma_ms.is_some() && b.score.is_some());
+
+    h.board.set_model(&beta, "beta-model", false, h.clock.now()).await.expect("switch");
+    h.clock.advance(Duration::from_secs(3));
+    let before = h.balance().await;
+    h.submit(2, image("a dog"), PRICE).await;
+    // No offer left: like every provider down, the job is retried, then given up with its money back.
+    for _ in 0..2 {
+        assert!(matches!(h.run_next().await, RunOutcome::Retrying { .. }));
+    }
+    let outcome = h.run_next().await;
+    assert!(matches!(outcome, RunOutcome::Failed { .. }), "{outcome:?}");
+    assert_eq!(h.balance().await, before, "the hold came back whole");
     h.verify_clean().await;
 }
 
