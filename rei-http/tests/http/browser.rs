@@ -52,6 +52,20 @@ async fn an_operator_walks_every_page_and_action_in_a_real_browser() {
     let b = Browser::start().await;
     let before = engine.billing().balance(UserId(ANN)).await.expect("balance");
 
+    // Refused in the browser too: a forged hash, an old answer, a user who is not an admin; no session cookie.
+    let mut forged = widget(ADMIN, BOT_TOKEN, Duration::ZERO);
+    forged.insert("hash".to_owned(), "ab".repeat(32));
+    for (what, fields) in [
+        ("a forged hash", forged),
+        ("an expired auth_date", widget(ADMIN, BOT_TOKEN, Duration::from_secs(7_200))),
+        ("a non-admin", widget(BOB, BOT_TOKEN, Duration::ZERO)),
+    ] {
+        b.goto(&format!("{base}/admin/auth/telegram?{}", query(&fields))).await;
+        assert_eq!(b.text("h1").await, "Refused", "{what}");
+        assert!(b.cookies().await.iter().all(|c| c.name != "rei_console"), "{what} opens no session");
+    }
+    b.screenshot("console-refused").await;
+
     // Sign in: the widget's redirect with a signed answer.
     b.goto(&format!("{base}/admin/auth/telegram?{}", query(&widget(ADMIN, BOT_TOKEN, Duration::ZERO)))).await;
     assert!(b.current_url().await.ends_with("/admin/dashboard"), "{}", b.current_url().await);
