@@ -364,8 +364,9 @@ fn csrf_field(operator: &Operator) -> Markup {
     }
 }
 
-/// Money as the console prints it: `1 234.50 ₽`.
-fn rub(money: Money) -> String {
+/// Money as the console prints it: `1 234.50 ₽` (non-breaking spaces between thousands and before the sign).
+#[must_use]
+pub fn rub(money: Money) -> String {
     let k = money.kopecks();
     let sign = if k < 0 { "-" } else { "" };
     let abs = k.unsigned_abs();

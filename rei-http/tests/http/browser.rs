@@ -9,24 +9,10 @@ use rei_core::ids::UserId;
 use rei_core::jobs::JobState;
 use rei_core::money::Money;
 
+use rei_http::console::rub;
+
 use crate::console::{ADMIN, ANN, BOB, BOT_TOKEN, query, stage, widget};
 use crate::webdriver::Browser;
-
-/// Money as the console prints it.
-fn rub(m: Money) -> String {
-    let k = m.kopecks();
-    let sign = if k < 0 { "-" } else { "" };
-    let abs = k.unsigned_abs();
-    let rubles = (abs / 100).to_string();
-    let mut grouped = String::new();
-    for (i, c) in rubles.chars().enumerate() {
-        if i > 0 && (rubles.len() - i).is_multiple_of(3) {
-            grouped.push('\u{a0}');
-        }
-        grouped.push(c);
-    }
-    format!("{sign}{grouped}.{:02}\u{a0}₽", abs % 100)
-}
 
 /// Clicks what `css` finds and waits for the page it loads (a link or a form's button).
 async fn go(b: &Browser, css: &str) {

@@ -168,6 +168,12 @@ fn encode(fields: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(fields).expect("form")
 }
 
+/// Posts a form with the session `cookie`.
+async fn post(cookie: &str, url: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    let request = client().post(url).header("cookie", cookie).header("content-type", FORM);
+    request.body(encode(fields)).send().await.expect("send")
+}
+
 /// A client that keeps redirects and cookies to itself.
 fn client() -> reqwest::Client {
     reqwest::Client::builder().redirect(Policy::none()).build().expect("client")
@@ -404,14 +410,7 @@ async fn on_postgres_every_page_shows_and_an_action_moves_money_once() {
     let fields = [("amount", "25.00"), ("reason", "pg check"), ("key", "pg-1"), ("csrf", token)];
     let before = s.server.available(ANN).await;
     for _ in 0..2 {
-        let r = client()
-            .post(format!("{base}/admin/users/{ANN}/adjust"))
-            .header("cookie", &cookie)
-            .header("content-type", FORM)
-            .body(encode(&fields))
-            .send()
-            .await
-            .expect("send");
+        let r = post(&cookie, &format!("{base}/admin/users/{ANN}/adjust"), &fields).await;
         assert_eq!(r.status(), 200);
     }
     assert_eq!(s.server.available(ANN).await, before.checked_add(Money::parse("25.00").expect("money")).expect("sum"));
@@ -419,31 +418,19 @@ async fn on_postgres_every_page_shows_and_an_action_moves_money_once() {
     // still held; the audit log has the retry.
     let held = s.server.engine.billing().balance(UserId(ANN)).await.expect("balance").held;
     let fields = [("key", "pg-2"), ("csrf", token)];
-    let r = client()
-        .post(format!("{base}/admin/jobs/{}/retry", s.unknown.id))
-        .header("cookie", &cookie)
-        .header("content-type", FORM)
-        .body(encode(&fields))
-        .send()
-        .await
-        .expect("send");
+    let r = post(&cookie, &format!("{base}/admin/jobs/{}/retry", s.unknown.id), &fields).await;
     assert_eq!(r.status(), 200);
     let job = s.server.engine.jobs().get(s.unknown.id).await.expect("get").expect("job");
     assert_eq!(job.state, rei_core::jobs::JobState::Queued, "retried");
     assert_eq!(s.server.engine.billing().balance(UserId(ANN)).await.expect("balance").held, held, "still held");
     let audit = s.server.engine.audit().list(&AuditFilter::latest(10)).await.expect("audit");
-    assert!(audit.iter().any(|a| a.action == rei_core::guards::AuditAction::RetryJob
-        && a.outcome == rei_core::guards::AuditOutcome::Done));
+    assert!(
+        audit.iter().any(|a| a.action == rei_core::guards::AuditAction::RetryJob
+            && a.outcome == rei_core::guards::AuditOutcome::Done)
+    );
     // A failed job is not retried: its money was released; the refusal is audited and nothing moves.
     let fields = [("key", "pg-3"), ("csrf", token)];
-    let r = client()
-        .post(format!("{base}/admin/jobs/{}/retry", s.failed.id))
-        .header("cookie", &cookie)
-        .header("content-type", FORM)
-        .body(encode(&fields))
-        .send()
-        .await
-        .expect("send");
+    let r = post(&cookie, &format!("{base}/admin/jobs/{}/retry", s.failed.id), &fields).await;
     assert!(r.text().await.expect("page").contains("does not run again"));
     let job = s.server.engine.jobs().get(s.failed.id).await.expect("get").expect("job");
     assert_eq!(job.state, rei_core::jobs::JobState::Failed);
