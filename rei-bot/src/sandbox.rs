@@ -98,6 +98,10 @@ impl StackOptions {
     }
 }
 
+fn provider_id(name: &str) -> Result<rei_core::ids::ProviderId, StackError> {
+    rei_core::ids::ProviderId::parse(name).map_err(|e| StackError(format!("provider id {name}: {e}")))
+}
+
 /// The running sandbox.
 pub struct Stack {
     /// The engine.
@@ -135,6 +139,18 @@ fn offer(
 }
 
 impl Stack {
+    /// A sign-in link to the operator console for the sandbox's admin: the Login Widget's redirect with an
+    /// answer signed by the fake bot's token, good for a day.
+    #[must_use]
+    pub fn console_link(&self) -> String {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let fields = [("id", ADMIN.to_string()), ("first_name", "Admin".to_owned()), ("auth_date", now.to_string())];
+        let signed =
+            rei_http::console::session::sign_login(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(), TOKEN);
+        let query: Vec<String> = signed.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("http://{}/admin/auth/telegram?{}", self.addr, query.join("&"))
+    }
+
     /// Starts the fakes, the engine on `dir/rei.db`, the worker, the bot and the HTTP server.
     ///
     /// # Errors
@@ -264,6 +280,7 @@ impl Stack {
             assets: assets.clone(),
         };
         let bot = Bot::new(parts, config).map_err(|e| err("the bot")(&e))?;
+        let console_assets = assets.clone();
         relay.set(Arc::new(TelegramMessenger {
             api,
             assets,
@@ -288,6 +305,18 @@ impl Stack {
         state.topups = Some(topups);
         state.stars = Some(stars);
         state.telegram = Some(TelegramHook { secret: WEBHOOK_SECRET.to_owned(), handler: bot.clone() });
+        // The console signs in the sandbox's admin through the Login Widget, with the fake bot's token.
+        let mut console = rei_http::console::ConsoleConfig::new(
+            rei_http::console::session::Signer::random().map_err(|e| err("the console's secret")(&e))?,
+        );
+        console.bot_token = Some(TOKEN.to_owned());
+        console.bot_username = Some("rei_sandbox_bot".to_owned());
+        console.admins = vec![ADMIN];
+        console.auth_max_age = Duration::from_secs(24 * 3_600);
+        console.models =
+            vec![(provider_id("gemini")?, IMAGE_MODEL.to_owned()), (provider_id(RESERVE)?, IMAGE_MODEL.to_owned())];
+        state.console = console;
+        state.assets = Some(console_assets);
         state.webhooks = WebhookSources {
             allowlist: SourceAllowlist::parse(&["127.0.0.1/32"]).map_err(|e| err("the allowlist")(&e))?,
             ..WebhookSources::default()

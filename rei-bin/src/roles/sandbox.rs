@@ -25,6 +25,9 @@ pub(crate) struct SandboxArgs {
     /// The longest wait for the jobs and the broadcast, in seconds.
     #[arg(long, default_value_t = 180)]
     pub(crate) deadline_seconds: u64,
+    /// After the scenario, keep serving (the operator console on what it left) until Ctrl-C.
+    #[arg(long)]
+    pub(crate) keep: bool,
 }
 
 pub(crate) async fn run(args: SandboxArgs) -> Result<ExitCode> {
@@ -42,10 +45,21 @@ pub(crate) async fn run(args: SandboxArgs) -> Result<ExitCode> {
     let options =
         ScenarioOptions { users: args.users, jobs: args.jobs, deadline: Duration::from_secs(args.deadline_seconds) };
     let summary = play(&stack, options, |line| println!("{line}")).await;
+    if args.keep {
+        if let Ok(summary) = &summary {
+            println!();
+            print!("{}", summary.render());
+        }
+        println!("rei sandbox: the operator console, signed in as the admin: {}", stack.console_link());
+        println!("rei sandbox: serving until Ctrl-C");
+        super::gc::shutdown().await;
+    }
     let report = stack.stop().await;
     let summary = summary.map_err(anyhow::Error::msg).context("the scenario stopped")?;
-    println!();
-    print!("{}", summary.render());
+    if !args.keep {
+        println!();
+        print!("{}", summary.render());
+    }
     println!(
         "Worker: {} succeeded, {} retried, {} failed, {} unknown",
         report.succeeded, report.retried, report.failed, report.unknown
