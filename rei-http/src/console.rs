@@ -200,7 +200,12 @@ impl Operator {
     /// An admin request for an action, keyed by the form's request key.
     fn request(&self, form: &Form, reason: &str) -> Result<AdminRequest, Response> {
         let reason = Reason::parse(reason).map_err(|e| refused(StatusCode::BAD_REQUEST, &e.to_string()))?;
-        let key = form.get("key").unwrap_or_default();
+        // The form's request key is the action's idempotency key: without one, two different forms would be
+        // taken for one.
+        let key = form
+            .get("key")
+            .filter(|k| k.len() <= 64)
+            .ok_or_else(|| refused(StatusCode::BAD_REQUEST, "The form has no request key: reload the page."))?;
         let key = IdempotencyKey::derived("console", format!("{}.{key}", self.session.actor.0))
             .map_err(|e| refused(StatusCode::BAD_REQUEST, &format!("the form's request key: {e}")))?;
         Ok(AdminRequest { actor: self.session.actor, role: self.role(), reason, key })
