@@ -279,7 +279,8 @@ mod tests {
         for s in Series::ALL {
             assert_eq!(Series::parse(s.as_str()), Some(s));
         }
-        assert_eq!(Series::parse("new_users"), None);
+        assert_eq!(Series::parse("new_users"), Some(Series::NewUsers));
+        assert_eq!(Series::parse("signups"), None);
         let jobs = JobCounts { queued: 1, running: 2, succeeded: 3, failed: 4, cancelled: 5, unknown: 6 };
         assert_eq!(jobs.total(), 21);
         assert!(SloWindows::default().alerts().is_empty());
