@@ -37,6 +37,9 @@ pub struct MaintenanceReport {
     pub replays_purged: usize,
     /// Bot updates taken longer ago than [`UPDATE_RETENTION`] forgotten.
     pub updates_purged: usize,
+    /// Queued jobs the queue had lost (a Redis flushed or restarted without its data) put back in it
+    /// ([`JobService::reconcile_queue`]).
+    pub tickets_restored: usize,
 }
 
 /// How long a POST's stored response is replayed for its `Idempotency-Key`: a day, as payment APIs keep theirs.
@@ -113,12 +116,14 @@ pub(super) struct Maintenance {
 impl Maintenance {
     /// One pass: ends up to a batch of abandoned usage sessions, expires up to the reaper's batch of lapsed
     /// holds, recovers up to a batch of jobs whose worker vanished (so that a job whose hold the ledger
-    /// settled ends as the ledger says), then purges up to a batch of quotes that expired more than the
+    /// settled ends as the ledger says), puts back in the queue every queued job it lost, then purges up to a batch of quotes that expired more than the
     /// retention ago.
     pub(super) async fn run_once(&self) -> Result<MaintenanceReport, EngineError> {
         let sessions = self.usage.reap(self.maintenance_batch_max).await?;
         let reaped = self.billing.reap_expired().await?;
         let jobs = self.jobs.recover_expired_leases(self.maintenance_batch_max).await?;
+        // The queue holds tickets only; the store is the truth. Whatever the queue lost comes back here.
+        let restored = self.jobs.reconcile_queue(self.maintenance_batch_max).await?;
         let before = self.clock.now().minus(self.quote_retention);
         let quotes_purged = self.quotes.purge_expired(before, self.maintenance_batch_max).await?;
         let now = self.clock.now();
@@ -142,6 +147,7 @@ impl Maintenance {
             assets_deleted: 0,
             replays_purged,
             updates_purged,
+            tickets_restored: restored.enqueued,
         })
     }
 

@@ -43,12 +43,15 @@ pub(crate) async fn run(args: AllArgs) -> Result<()> {
         lease_seconds: 300,
         metrics_listen: None,
         grace_seconds: 30,
+        idle_poll_ms: 500,
         providers: args.providers,
         bot_token: serve.run.bot.bot_token.clone(),
         telegram_api_url: serve.run.bot.telegram_api_url.clone(),
+        pacing: serve.run.bot.pacing.clone(),
     };
     let gc = super::gc::Gc {
         database_url: serve.run.database_url.clone(),
+        redis_url: serve.run.redis_url.clone(),
         interval: Duration::from_secs(60),
         once: false,
         assets_dir: Some(serve.run.assets_dir.clone()),

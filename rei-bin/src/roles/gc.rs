@@ -15,6 +15,8 @@ const ROLE: &str = "gc";
 /// What `rei gc` was asked to do.
 pub(crate) struct Gc {
     pub(crate) database_url: String,
+    /// The job queue in Redis, when the workers use one.
+    pub(crate) redis_url: Option<String>,
     pub(crate) interval: Duration,
     pub(crate) once: bool,
     /// The workers' asset directory, whose files past `asset_retention` each pass deletes.
@@ -29,14 +31,19 @@ const ASSET_SWEEP_MAX: usize = 10_000;
 
 fn describe(r: &MaintenanceReport) -> String {
     format!(
-        "{} sessions ended, {} holds expired ({} skipped), {} jobs recovered, {} quotes purged",
-        r.sessions_ended, r.holds_expired, r.holds_skipped, r.jobs_recovered, r.quotes_purged
+        "{} sessions ended, {} holds expired ({} skipped), {} jobs recovered, {} lost tickets restored, {} quotes \
+         purged",
+        r.sessions_ended, r.holds_expired, r.holds_skipped, r.jobs_recovered, r.tickets_restored, r.quotes_purged
     )
 }
 
 /// Runs until Ctrl-C or SIGTERM (or after one pass with `once`), leading when it can.
 pub(crate) async fn run(gc: Gc) -> Result<()> {
-    let engine = crate::wiring::open(&gc.database_url, crate::wiring::config()).await?;
+    let mut builder = Engine::builder().database_url(&gc.database_url).config(crate::wiring::config());
+    if let Some(url) = gc.redis_url.clone().or_else(crate::wiring::redis_from_host_port) {
+        builder = builder.redis_url(&url);
+    }
+    let engine = builder.open().await.context("failed to open the database")?;
     let result = serve(&engine, &gc).await;
     engine.close().await;
     result
