@@ -8,6 +8,7 @@ mod bench;
 mod bench_http;
 mod bench_pipeline;
 mod bench_queue;
+mod load;
 mod providers;
 mod roles;
 mod settings;
@@ -57,6 +58,10 @@ enum Command {
         /// postgres://… or sqlite://path.
         #[arg(long, env = "DATABASE_URL")]
         database_url: String,
+        /// redis://…: the job queue the workers lease from, when it is in Redis. Jobs recovered from a vanished
+        /// worker, and queued jobs the queue lost, are put back in it.
+        #[arg(long, env = "REDIS_URL")]
+        redis_url: Option<String>,
         /// Seconds between passes.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
         interval_seconds: u64,
@@ -90,6 +95,11 @@ enum Command {
     /// worker and server on a SQLite file; plays users through it and prints what happened. Exits 0 only when the
     /// ledger verifies.
     Sandbox(roles::sandbox::SandboxArgs),
+    /// Simulated Telegram users (1,000 by default) against `rei serve`, `rei gc` and `rei worker` processes it
+    /// starts, through the real webhook and queue and fake providers: top-ups, quotes, confirms, double taps,
+    /// cancels. Prints updates/s, generations/s and REI's own time, then audits every user's money and runs
+    /// verify; exits 2 on any money error or a job that did not end.
+    Load(Box<load::LoadArgs>),
     /// API keys of the HTTP API: create (the key is shown once), list, revoke.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
@@ -227,7 +237,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     // The sandbox speaks through its progress and summary; its log lines are for when something goes wrong.
-    let default = if matches!(cli.command, Command::Sandbox(_)) {
+    let default = if matches!(cli.command, Command::Sandbox(_) | Command::Load(_)) {
         tracing_subscriber::filter::LevelFilter::WARN
     } else {
         tracing_subscriber::filter::LevelFilter::INFO
@@ -274,9 +284,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Config(command) => settings::run(command),
         Command::Migrate { database_url } => runtime()?.block_on(migrate(&database_url)).map(|()| ExitCode::SUCCESS),
         Command::Verify { database_url } => runtime()?.block_on(verify(&database_url)),
-        Command::Gc { database_url, interval_seconds, once, assets_dir, s3, asset_retention_days } => {
+        Command::Gc { database_url, redis_url, interval_seconds, once, assets_dir, s3, asset_retention_days } => {
             let gc = roles::gc::Gc {
                 database_url,
+                redis_url,
                 interval: std::time::Duration::from_secs(interval_seconds),
                 once,
                 assets_dir,
@@ -290,6 +301,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bot(args) => runtime()?.block_on(roles::poll::run(*args)).map(|()| ExitCode::SUCCESS),
         Command::All(args) => runtime()?.block_on(roles::all::run(*args)).map(|()| ExitCode::SUCCESS),
         Command::Sandbox(args) => runtime()?.block_on(roles::sandbox::run(args)),
+        Command::Load(args) => runtime()?.block_on(load::run(*args)),
         Command::ApiKey(command) => runtime()?.block_on(api_key(command)).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Ledger {
             database_url,

@@ -23,6 +23,13 @@ pub(crate) struct ProviderArgs {
     /// Gemini's base URL: Google's, or a proxy or reseller that mirrors the native API.
     #[arg(long, env = "GEMINI_BASE_URL", default_value = rei::adapters::gemini::DEFAULT_BASE_URL)]
     pub(crate) gemini_base_url: String,
+    /// A second Gemini account (another key, another project or a reseller), ranked below the first: the router
+    /// fails over to it when the first one's breaker opens. Its provider id is `gemini-reserve`.
+    #[arg(long, env = "GEMINI_RESERVE_API_KEY", hide_env_values = true)]
+    pub(crate) gemini_reserve_api_key: Option<String>,
+    /// The reserve account's base URL.
+    #[arg(long, env = "GEMINI_RESERVE_BASE_URL", default_value = rei::adapters::gemini::DEFAULT_BASE_URL)]
+    pub(crate) gemini_reserve_base_url: String,
     /// Kling access key (video); with the secret key, enables Kling.
     #[arg(long, env = "KLING_ACCESS_KEY", hide_env_values = true)]
     pub(crate) kling_access_key: Option<String>,
@@ -50,12 +57,18 @@ const KLING_COSTS: [(&str, i64, u8); 3] = [("kling-v3", 900, 95), ("kling-v2-6",
 /// The Gemini image models offered, with the quality score the router weighs.
 pub(crate) const GEMINI_MODELS: [(&str, u8); 2] = [("gemini-2.5-flash-image", 75), ("gemini-3-pro-image-preview", 95)];
 
+/// The provider id of the reserve Gemini account.
+pub(crate) const RESERVE: &str = "gemini-reserve";
+
 /// Every model the shipped providers offer, by provider id (with Gemini's and Kling's default ids), for the
 /// console's switches.
 pub(crate) fn known_models() -> Vec<(rei::core::ids::ProviderId, String)> {
     let gemini = GeminiConfig::new("-").provider_id;
     let kling = KlingConfig::new("-", "-", UnitPrice::from_money(Money::ZERO)).provider_id;
     let mut models: Vec<_> = GEMINI_MODELS.iter().map(|(m, _)| (gemini.clone(), (*m).to_owned())).collect();
+    if let Ok(reserve) = rei::core::ids::ProviderId::parse(RESERVE) {
+        models.extend(GEMINI_MODELS.iter().map(|(m, _)| (reserve.clone(), (*m).to_owned())));
+    }
     models.extend(DEFAULT_MODELS.iter().map(|m| (kling.clone(), m.model_name.to_owned())));
     models
 }
@@ -82,6 +95,22 @@ pub(crate) fn build(
             }
         }
         providers.push(Arc::new(GeminiProvider::new(config).context("failed to set up Gemini")?));
+    }
+    if let Some(key) = &args.gemini_reserve_api_key {
+        let provider_id = rei::core::ids::ProviderId::parse(RESERVE).context("the reserve's provider id")?;
+        let config = GeminiConfig {
+            base_url: args.gemini_reserve_base_url.clone(),
+            timeout,
+            provider_id,
+            ..GeminiConfig::new(key)
+        };
+        for (model, quality) in GEMINI_MODELS {
+            let cost = config.price(model, None).with_context(|| format!("no price for {model}"))?;
+            for capability in [Capability::TextToImage, Capability::ImageEdit] {
+                offers.push(offer(&config.provider_id, model, capability, cost, quality.saturating_sub(20))?);
+            }
+        }
+        providers.push(Arc::new(GeminiProvider::new(config).context("failed to set up the reserve Gemini")?));
     }
     match (&args.kling_access_key, &args.kling_secret_key) {
         (Some(access), Some(secret)) => {

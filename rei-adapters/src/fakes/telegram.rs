@@ -156,7 +156,11 @@ struct Books {
     next_update: i64,
     polls: u64,
     webhook: Option<(String, Option<String>)>,
+    tap: Option<SendTap>,
 }
+
+/// Called with each message the bot sends, under the fake's lock (see [`FakeTelegram::on_send`]).
+type SendTap = Arc<dyn Fn(i64, &SentMessage) + Send + Sync>;
 
 struct Shared {
     token_segment: String,
@@ -318,6 +322,13 @@ impl FakeTelegram {
     #[must_use]
     pub fn webhook(&self) -> Option<(String, Option<String>)> {
         self.shared.books().webhook.clone()
+    }
+
+    /// Calls `tap` with the chat and the message each time the bot sends a message (not an edit), before the
+    /// bot's call is answered: a driver that sees its webhook answered has seen every reply sent on the way.
+    /// `tap` runs under the fake's lock, so it must be quick and must not call the fake.
+    pub fn on_send(&self, tap: impl Fn(i64, &SentMessage) + Send + Sync + 'static) {
+        self.shared.books().tap = Some(Arc::new(tap));
     }
 
     /// Stops serving.
@@ -836,7 +847,7 @@ fn message(
     if let Some(markup) = &reply_markup {
         answer["reply_markup"] = markup.clone();
     }
-    books.sent.entry(chat_id).or_default().push(SentMessage {
+    let sent = SentMessage {
         message_id,
         method: method.to_owned(),
         current_text: text.clone(),
@@ -845,7 +856,11 @@ fn message(
         file_id,
         edits: 0,
         deleted: false,
-    });
+    };
+    if let Some(tap) = &books.tap {
+        tap(chat_id, &sent);
+    }
+    books.sent.entry(chat_id).or_default().push(sent);
     answer
 }
 

@@ -111,6 +111,13 @@ impl FakeYooKassa {
         self.shared.books.lock().unwrap_or_else(PoisonError::into_inner).payments.len()
     }
 
+    /// Numbers the payments made from now on from `base + 1` (the ids' last 12 hex digits), so that fakes
+    /// started at different times against one database do not hand out the same ids.
+    pub fn set_id_base(&self, base: u64) {
+        let mut books = self.shared.books.lock().unwrap_or_else(PoisonError::into_inner);
+        books.next = books.next.max(base & 0xffff_ffff_ffff);
+    }
+
     /// POSTs received, whatever their outcome.
     #[must_use]
     pub fn posts(&self) -> u64 {

@@ -13,7 +13,7 @@ use rei::core::guards::{RateLimitPolicy, RateLimiter};
 use rei::core::ids::UserId;
 use rei::core::members::{Growth, GrowthConfig};
 use rei::core::topups::TopUps;
-use rei_adapters::telegram::BotApi;
+use rei_adapters::telegram::{BotApi, Pacing};
 use rei_bot::growth::BotObserver;
 use rei_bot::{Bot, BotConfig, BotParts, Catalog};
 use rei_http::stars::StarsHook;
@@ -38,6 +38,53 @@ pub(crate) struct BotArgs {
     /// The settings file: prices, models, limits (default: the shipped one).
     #[arg(long = "config", env = "REI_CONFIG")]
     pub(crate) config: Option<PathBuf>,
+    /// How fast the bot may send.
+    #[command(flatten)]
+    pub(crate) pacing: PacingArgs,
+}
+
+/// How fast this process's Bot API client sends, per chat and in all (each process paces its own sends).
+#[derive(clap::Args, Clone, Debug)]
+pub(crate) struct PacingArgs {
+    /// Messages a second into all chats together: Telegram's limit is about 30 (paid broadcasts raise it).
+    #[arg(long, env = "TELEGRAM_SENDS_PER_SECOND", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub(crate) telegram_sends_per_second: u32,
+    /// Messages a second into one chat, in bursts of twice that: Telegram's limit is about 1.
+    #[arg(long, env = "TELEGRAM_CHAT_SENDS_PER_SECOND", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub(crate) telegram_chat_sends_per_second: u32,
+}
+
+impl Default for PacingArgs {
+    fn default() -> PacingArgs {
+        PacingArgs { telegram_sends_per_second: 30, telegram_chat_sends_per_second: 1 }
+    }
+}
+
+impl PacingArgs {
+    /// The pacing these limits make.
+    pub(crate) fn pacing(&self) -> Result<Pacing> {
+        let second = Duration::from_secs(1);
+        let global = self.telegram_sends_per_second;
+        let chat = self.telegram_chat_sends_per_second;
+        Ok(Pacing {
+            per_chat: RateLimitPolicy::new(chat, second, chat.saturating_mul(2))
+                .map_err(anyhow::Error::msg)
+                .context("TELEGRAM_CHAT_SENDS_PER_SECOND")?,
+            global: RateLimitPolicy::new(global, second, global)
+                .map_err(anyhow::Error::msg)
+                .context("TELEGRAM_SENDS_PER_SECOND")?,
+        })
+    }
+
+    /// A Bot API client for `token` at `base_url`, paced by these limits.
+    pub(crate) fn api(&self, base_url: &str, token: &str) -> Result<BotApi> {
+        Ok(BotApi::new(base_url.trim_end_matches('/'), token)
+            .map_err(anyhow::Error::msg)
+            .context("failed to set up the Bot API client")?
+            .with_pacing(self.pacing()?))
+    }
 }
 
 impl BotArgs {
@@ -52,10 +99,7 @@ impl BotArgs {
         if token.trim().is_empty() || !token.contains(':') {
             bail!("BOT_TOKEN is not a bot token: it looks like 123456:ABC… (from @BotFather)");
         }
-        let api = BotApi::new(self.telegram_api_url.trim_end_matches('/'), token)
-            .map_err(anyhow::Error::msg)
-            .context("failed to set up the Bot API client")?;
-        Ok(Some(Arc::new(api)))
+        Ok(Some(Arc::new(self.pacing.api(&self.telegram_api_url, token)?)))
     }
 }
 

@@ -71,6 +71,11 @@ pub(crate) struct WorkerArgs {
     /// After a stop, how long jobs in flight may take to finish, in seconds.
     #[arg(long, default_value_t = 30)]
     pub(crate) grace_seconds: u64,
+    /// The longest wait between two looks at an empty queue, in milliseconds (the wait doubles from 10 ms up to
+    /// this): lower finds new jobs sooner, higher asks the queue less often when idle.
+    #[arg(long, env = "REI_WORKER_IDLE_POLL_MS", default_value_t = 500,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub(crate) idle_poll_ms: u64,
     /// The providers.
     #[command(flatten)]
     pub(crate) providers: ProviderArgs,
@@ -80,6 +85,9 @@ pub(crate) struct WorkerArgs {
     /// The Bot API (a fake's URL in tests and the sandbox).
     #[arg(long, env = "TELEGRAM_API_URL", default_value = rei_adapters::telegram::DEFAULT_BASE_URL)]
     pub(crate) telegram_api_url: String,
+    /// How fast results are sent.
+    #[command(flatten)]
+    pub(crate) pacing: super::bot::PacingArgs,
 }
 
 /// Runs until Ctrl-C or SIGTERM.
@@ -91,11 +99,7 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     let faults = EnvFaults::from_env()?;
     let relay = rei_bot::delivery::Relay::new();
     let api = match &args.bot_token {
-        Some(token) => Some(Arc::new(
-            rei_adapters::telegram::BotApi::new(args.telegram_api_url.trim_end_matches('/'), token)
-                .map_err(anyhow::Error::msg)
-                .context("failed to set up the Bot API client")?,
-        )),
+        Some(token) => Some(Arc::new(args.pacing.api(&args.telegram_api_url, token)?)),
         None => None,
     };
     let messenger: Arc<dyn Messenger> = if api.is_some() { relay.clone() } else { Arc::new(LogMessenger) };
@@ -152,6 +156,7 @@ pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     };
     let mut options = WorkerOptions::named(name.clone());
     options.concurrency = usize::try_from(args.concurrency).unwrap_or(16);
+    options.idle_poll_max = Duration::from_millis(args.idle_poll_ms);
     options.grace = Duration::from_secs(args.grace_seconds);
     println!("rei worker {name}: running on {}, {} at once", engine.database().engine(), options.concurrency);
     let report = rei::run_worker(pipeline, options, stop, log_outcome).await;
