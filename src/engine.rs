@@ -610,6 +610,9 @@ impl EngineBuilder {
         let stores = database::Stores {
             ledger: Arc::new(metered::MeteredLedger(stores.ledger)),
             attempts: Arc::new(metered::MeteredAttempts(stores.attempts)),
+            jobs: Arc::new(metered::MeteredJobs(stores.jobs)),
+            payments: Arc::new(metered::MeteredPayments(stores.payments)),
+            board: Arc::new(metered::MeteredBoard(stores.board)),
             ..stores
         };
 

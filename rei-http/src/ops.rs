@@ -16,9 +16,13 @@ use utoipa::ToSchema;
 
 use crate::HttpState;
 
-/// The buckets of every `_seconds` histogram: 1 ms to 10 min.
+/// The buckets of every `_seconds` histogram but [`JOB_DURATION_BUCKETS`]: 1 ms to 10 min.
 const SECONDS_BUCKETS: [f64; 16] =
     [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0];
+
+/// The buckets of `job_duration_seconds`: 1 s to 30 min, with 180 s, the latency objective's bound (the rules
+/// in `deploy/prometheus/` read the `le="180"` bucket).
+const JOB_DURATION_BUCKETS: [f64; 10] = [1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0, 1800.0];
 
 static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -27,21 +31,36 @@ static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 #[must_use]
 pub fn recorder() -> Option<PrometheusHandle> {
     RECORDER
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS_BUCKETS);
-            match builder.and_then(PrometheusBuilder::install_recorder) {
-                Ok(handle) => {
-                    describe();
-                    Some(handle)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "the metrics recorder could not be installed");
-                    None
-                }
+        .get_or_init(|| match builder().and_then(PrometheusBuilder::install_recorder) {
+            Ok(handle) => {
+                describe();
+                Some(handle)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the metrics recorder could not be installed");
+                None
             }
         })
         .clone()
+}
+
+/// The exporter's configuration: the buckets of each histogram. The exporter tries a metric's full name before
+/// prefixes and suffixes (it sorts its matchers `Full` < `Prefix` < `Suffix`), so `job_duration_seconds` gets
+/// its own buckets although its name ends in `_seconds`.
+fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildError> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full("job_duration_seconds".to_owned()), &JOB_DURATION_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS_BUCKETS)
+}
+
+/// A recorder with the buckets of [`recorder`]'s, not installed: for counting what one piece of code did apart
+/// from the rest of the process (`metrics::set_default_local_recorder`), as a test does.
+///
+/// # Errors
+/// The exporter refused the bucket configuration.
+pub fn uninstalled_recorder()
+-> Result<metrics_exporter_prometheus::PrometheusRecorder, metrics_exporter_prometheus::BuildError> {
+    builder().map(PrometheusBuilder::build_recorder)
 }
 
 fn describe() {
@@ -56,6 +75,27 @@ fn describe() {
     describe_gauge!("ledger_verify_unbalanced", "Unbalanced transactions the last verify found");
     describe_gauge!("ledger_verify_last_run_timestamp_seconds", "When verify last ran");
     describe_gauge!("ledger_transactions", "Transactions in the ledger at the last verify");
+    describe_counter!(
+        "payments_total",
+        "Payments by gateway (yookassa, stars) and outcome: succeeded (credited, once per payment), canceled (by \
+         the payer or the gateway), failed (a genuine notice REI could not process; each failed delivery)"
+    );
+    describe_histogram!(
+        "job_duration_seconds",
+        Unit::Seconds,
+        "From a job's creation to its final state, once per job, by final state (succeeded, failed, cancelled)"
+    );
+    describe_counter!("revenue_kopecks_total", "Money captured from holds, in kopecks");
+    describe_counter!("revenue_refunded_kopecks_total", "Captured money given back to wallets, in kopecks");
+    describe_counter!("topups_kopecks_total", "Money credited by top-ups, in kopecks");
+    describe_counter!(
+        "provider_cost_kopecks_total",
+        "What the providers charged for ended attempts, in kopecks, by provider"
+    );
+    describe_gauge!(
+        "provider_breaker_state",
+        "This process's router's breaker of each provider: 0 closed, 1 half-open, 2 open"
+    );
 }
 
 /// Counts and times every request by its route's pattern (never the raw path: ids would explode the series).
@@ -204,4 +244,39 @@ pub fn metrics_router() -> axum::Router {
             }),
         )
         .route("/health/live", axum::routing::get(live))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uninstalled_recorder;
+
+    fn rendered(record: impl FnOnce()) -> String {
+        let recorder = uninstalled_recorder().expect("the exporter's configuration");
+        metrics::with_local_recorder(&recorder, record);
+        recorder.handle().render()
+    }
+
+    #[test]
+    fn job_durations_get_their_own_buckets_and_other_seconds_the_shared_ones() {
+        // Proves the matchers' precedence: `job_duration_seconds` is bucketed up to 30 min with a 180 s bucket
+        // (the latency objective's bound), though its name also matches the `_seconds` suffix of every other
+        // histogram, which keeps the 1 ms to 10 min buckets.
+        let text = rendered(|| {
+            metrics::histogram!("job_duration_seconds", "status" => "succeeded").record(150.0);
+            metrics::histogram!("job_duration_seconds", "status" => "succeeded").record(200.0);
+            metrics::histogram!("provider_latency_seconds", "provider" => "p", "outcome" => "succeeded").record(0.2);
+        });
+        for needle in [
+            "job_duration_seconds_bucket{status=\"succeeded\",le=\"120\"} 0\n",
+            "job_duration_seconds_bucket{status=\"succeeded\",le=\"180\"} 1\n",
+            "job_duration_seconds_bucket{status=\"succeeded\",le=\"1800\"} 2\n",
+            "job_duration_seconds_count{status=\"succeeded\"} 2\n",
+            "provider_latency_seconds_bucket{provider=\"p\",outcome=\"succeeded\",le=\"0.001\"} 0\n",
+            "provider_latency_seconds_bucket{provider=\"p\",outcome=\"succeeded\",le=\"0.25\"} 1\n",
+        ] {
+            assert!(text.contains(needle), "{needle} missing from:\n{text}");
+        }
+        assert!(!text.contains("job_duration_seconds_bucket{status=\"succeeded\",le=\"0.001\"}"), "{text}");
+        assert!(!text.contains("provider_latency_seconds_bucket{provider=\"p\",outcome=\"succeeded\",le=\"180\"}"));
+    }
 }

@@ -60,7 +60,10 @@ impl StarsHook {
     pub async fn credit(&self, payment: &SuccessfulPayment) -> Result<Option<StarsCredit>, UpdateError> {
         match self.payments.on_successful_payment(payment).await {
             Ok(credit) => {
-                self.record(&credit).await?;
+                if let Err(e) = self.record(&credit).await {
+                    crate::webhooks::payment_failed(PaymentProvider::Stars.as_str());
+                    return Err(e);
+                }
                 tracing::info!(user = %credit.user, amount = %credit.amount, stars = credit.stars,
                     charge = credit.charge_id, replayed = credit.replayed, "stars payment credited");
                 Ok(Some(credit))
@@ -69,11 +72,15 @@ impl StarsHook {
             // a changed configuration): acknowledged so that it is not redelivered for ever, and logged for an
             // operator to reconcile with getStarTransactions and refund.
             Err(StarsError::Refused(why)) => {
+                metrics::counter!("payment_webhook_errors", "provider" => "stars", "reason" => "refused").increment(1);
                 tracing::error!(user = %payment.from, charge = payment.telegram_payment_charge_id, ?why,
                     "stars payment NOT credited: reconcile and refund");
                 Ok(None)
             }
-            Err(e) => Err(UpdateError::Unavailable(e.to_string())),
+            Err(e) => {
+                crate::webhooks::payment_failed(PaymentProvider::Stars.as_str());
+                Err(UpdateError::Unavailable(e.to_string()))
+            }
         }
     }
 }

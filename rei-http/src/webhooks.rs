@@ -9,7 +9,7 @@ use axum::body::to_bytes;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rei_core::topups::{NoticeError, NoticeOutcome, SourceAllowlist};
+use rei_core::topups::{NoticeError, NoticeEvent, NoticeOutcome, SourceAllowlist};
 use subtle::ConstantTimeEq;
 
 use crate::HttpState;
@@ -78,6 +78,12 @@ impl WebhookSources {
 
 fn notice_error(reason: &'static str) {
     metrics::counter!("payment_webhook_errors", "provider" => "yookassa", "reason" => reason).increment(1);
+}
+
+/// A payment REI could not process: `payments_total{gateway, outcome="failed"}`. Succeeded and canceled
+/// payments are counted once each where their record takes its final status (the engine's payment store).
+pub(crate) fn payment_failed(gateway: &'static str) {
+    metrics::counter!("payments_total", "gateway" => gateway, "outcome" => "failed").increment(1);
 }
 
 /// YooKassa's notice.
@@ -160,6 +166,15 @@ pub(crate) async fn yookassa(
         }
         Err(e) => {
             notice_error("unavailable");
+            // A notice the gateway's checks let through, about a payment, that the gateway, the ledger or the
+            // records failed to settle: a failed payment until a redelivery settles it (each failed delivery
+            // counts). A refund notice is not a payment.
+            if matches!(
+                notice.event,
+                NoticeEvent::PaymentSucceeded | NoticeEvent::PaymentCanceled | NoticeEvent::PaymentWaitingForCapture
+            ) {
+                payment_failed(topups.provider().as_str());
+            }
             tracing::error!(event = ?notice.event, object = notice.object_id, error = %e, "payment notice not handled");
             Problem::unavailable("notice-not-handled", format!("{e}: deliver the notice again")).into_response()
         }

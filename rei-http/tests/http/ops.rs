@@ -62,3 +62,123 @@ async fn metrics_export_the_named_series() {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }
+
+/// Orders a job for `user` through the API; its id.
+async fn order(s: &crate::support::Server, user: i64) -> rei_core::ids::JobId {
+    let (_, q) = json(s.post("/v1/quotes", &json!({"user_id": user, "product": "image.nano-banana"})).await).await;
+    let order = json!({"user_id": user, "request": {"capability": "text_to_image", "prompt": "a cat"}});
+    let (status, held) =
+        json(s.post(&format!("/v1/quotes/{}/confirm", q["id"].as_str().expect("id")), &order).await).await;
+    assert_eq!(status, 201, "{held}");
+    rei_core::ids::JobId::parse(held["job"]["id"].as_str().expect("job")).expect("id")
+}
+
+#[tokio::test]
+async fn each_job_is_timed_once_from_its_creation_to_its_end() {
+    // Proves job_duration_seconds and the money counters on a manual clock: a job delivered 200 s after it was
+    // ordered lands above the 180 s bucket, once although its completion is replayed, and its capture adds its
+    // price to the revenue; one cancelled 10 s after it was ordered is timed as cancelled. A recorder of the
+    // test's own: the other tests of the binary count jobs too.
+    use std::time::Duration;
+    let recorder = crate::support::own_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let clock =
+        Arc::new(rei_core::testing::clock::ManualClock::new(rei_core::time::Timestamp::from_millis(1_800_000_000_000)));
+    let s = crate::support::start_on(
+        rei::Engine::builder().clock(clock.clone()),
+        Box::new(|_| {}),
+        rei_http::HttpConfig::default(),
+    )
+    .await;
+    s.top_up(33, "100.00", "durations-33").await;
+    let slow = order(&s, 33).await;
+    clock.advance(Duration::from_secs(200));
+    let worker = rei_core::jobs::WorkerId::parse("w-1").expect("worker");
+    let leased = s.engine.jobs().lease(&worker).await.expect("lease").expect("a job");
+    assert_eq!(leased.job.id, slow);
+    let provider = rei_core::ids::ProviderId::parse("gemini").expect("provider");
+    let done = s.engine.jobs().complete(&leased, provider.clone()).await.expect("complete");
+    s.engine.jobs().complete(&leased, provider).await.expect("the completion replayed");
+    let cancelled = order(&s, 33).await;
+    clock.advance(Duration::from_secs(10));
+    s.engine.jobs().cancel(cancelled).await.expect("cancel");
+
+    let text = recorder.handle().render();
+    let price = done.price.kopecks().to_string();
+    for (series, value) in [
+        ("job_duration_seconds_bucket{status=\"succeeded\",le=\"180\"}", "0"),
+        ("job_duration_seconds_bucket{status=\"succeeded\",le=\"300\"}", "1"),
+        ("job_duration_seconds_count{status=\"succeeded\"}", "1"),
+        ("job_duration_seconds_sum{status=\"succeeded\"}", "200"),
+        ("job_duration_seconds_bucket{status=\"cancelled\",le=\"5\"}", "0"),
+        ("job_duration_seconds_bucket{status=\"cancelled\",le=\"10\"}", "1"),
+        ("job_duration_seconds_count{status=\"cancelled\"}", "1"),
+        ("revenue_kopecks_total", price.as_str()),
+        ("topups_kopecks_total", "10000"),
+    ] {
+        assert_eq!(crate::support::sample(&text, series), Some(value), "{series} in:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn provider_costs_refunds_and_breakers_are_exported() {
+    // Proves provider_cost_kopecks_total from an ended attempt's cost (not from its dispatch),
+    // revenue_refunded_kopecks_total from a wallet refund of a captured job, and provider_breaker_state from a
+    // router's report to the board (0 closed, 1 half-open, 2 open).
+    use rei_core::generation::{AttemptOutcome, AttemptRecord};
+    use rei_core::routing::{BreakerView, ProviderStatus};
+    let recorder = crate::support::own_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let s = start().await;
+    s.top_up(34, "100.00", "costs-34").await;
+    let job = order(&s, 34).await;
+    let worker = rei_core::jobs::WorkerId::parse("w-2").expect("worker");
+    let leased = s.engine.jobs().lease(&worker).await.expect("lease").expect("a job");
+    let provider = rei_core::ids::ProviderId::parse("kling").expect("provider");
+    let now = s.engine.clock().now();
+    let mut attempt = AttemptRecord {
+        job,
+        attempt: 1,
+        provider: provider.clone(),
+        model: "kling-v2-6".into(),
+        outcome: AttemptOutcome::Dispatched,
+        cost: rei_core::money::Money::from_kopecks(2_900),
+        charged: rei_core::money::Money::ZERO,
+        started_at: now,
+        ended_at: None,
+        error: None,
+    };
+    s.engine.attempts().record(&attempt).await.expect("dispatch recorded");
+    attempt.outcome = AttemptOutcome::Succeeded;
+    attempt.ended_at = Some(now);
+    s.engine.attempts().record(&attempt).await.expect("end recorded");
+    let done = s.engine.jobs().complete(&leased, provider).await.expect("complete");
+    let refunded = rei_core::money::Money::from_kopecks(300);
+    let key = rei_core::ids::IdempotencyKey::parse("refund-34").expect("key");
+    s.engine.billing().refund(done.hold, refunded, key.clone()).await.expect("refund");
+    s.engine.billing().refund(done.hold, refunded, key).await.expect("the refund replayed");
+    let statuses: Vec<ProviderStatus> = [("kling", BreakerView::HalfOpen), ("gemini", BreakerView::Closed)]
+        .into_iter()
+        .map(|(name, breaker)| ProviderStatus {
+            provider: rei_core::ids::ProviderId::parse(name).expect("provider"),
+            breaker,
+            score: None,
+            latency_ewma_ms: None,
+            successes: 0,
+            outcomes: 0,
+            reported_by: "w-2".into(),
+            at: now,
+        })
+        .collect();
+    s.engine.provider_board().publish(&statuses).await.expect("publish");
+
+    let text = recorder.handle().render();
+    for (series, value) in [
+        ("provider_cost_kopecks_total{provider=\"kling\"}", "2900"),
+        ("revenue_refunded_kopecks_total", "300"),
+        ("provider_breaker_state{provider=\"kling\"}", "1"),
+        ("provider_breaker_state{provider=\"gemini\"}", "0"),
+    ] {
+        assert_eq!(crate::support::sample(&text, series), Some(value), "{series} in:\n{text}");
+    }
+}

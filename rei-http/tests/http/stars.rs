@@ -16,7 +16,7 @@ use rei_http::stars::StarsHook;
 use rei_http::webhooks::TelegramHook;
 use serde_json::json;
 
-use crate::support::{Server, json, problem, start_with};
+use crate::support::{Server, json, own_recorder, problem, sample, start_with};
 
 const TOKEN: &str = "123456:ABC-test";
 const SECRET: &str = "hook-secret";
@@ -51,7 +51,9 @@ async fn deliver(s: &Server, body: Vec<u8>) -> u16 {
 async fn a_stars_top_up_is_invoiced_pre_checked_and_credited_once() {
     // Proves the Stars path on the embedded default with no YooKassa: an XTR invoice link; the pre-checkout
     // answered ok within 10 s (and a wrong currency refused); the same successful_payment 100 times at once and
-    // 100 in turn credits 100 × 1.50 ₽ once, is recorded succeeded, and the user is told once.
+    // 100 in turn credits 100 × 1.50 ₽ once, is recorded succeeded (and counted once), and the user is told once.
+    let recorder = own_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
     let (s, fake) = rig().await;
     let body = json!({"user_id": 42, "provider": "stars", "stars": 100, "topup_id": "t-42"});
     let (status, invoice) = json(s.post("/v1/topups", &body).await).await;
@@ -100,15 +102,24 @@ async fn a_stars_top_up_is_invoiced_pre_checked_and_credited_once() {
     );
     assert_eq!(fake.calls_of("sendMessage").len(), 1, "told once");
     assert!(s.engine.billing().verify().await.expect("verify").is_clean());
+    let text = recorder.handle().render();
+    assert_eq!(sample(&text, "payments_total{gateway=\"stars\",outcome=\"succeeded\"}"), Some("1"), "{text}");
+    assert_eq!(sample(&text, "topups_kopecks_total"), Some("15000"), "{text}");
 }
 
 #[tokio::test]
 async fn a_payment_for_another_user_is_not_credited() {
     // Proves the fail-closed credit: a successful_payment whose payload names another user moves nothing (and is
-    // acknowledged, so that Telegram does not redeliver it for ever); a bad Stars count is a 400.
+    // acknowledged, so that Telegram does not redeliver it for ever, and counted as a refused notice, not a
+    // payment); a bad Stars count is a 400.
+    let recorder = own_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
     let (s, _fake) = rig().await;
     let forged = updates::successful_payment(9, 7, "XTR", 100, "rei:8:t-1", "charge-x");
     assert_eq!(deliver(&s, forged).await, 200);
+    let text = recorder.handle().render();
+    assert_eq!(sample(&text, "payment_webhook_errors{provider=\"stars\",reason=\"refused\"}"), Some("1"), "{text}");
+    assert!(!text.contains("payments_total"), "{text}");
     assert_eq!(s.available(7).await, Money::ZERO);
     assert_eq!(s.available(8).await, Money::ZERO);
     let body = json!({"user_id": 42, "provider": "stars", "stars": 0, "topup_id": "t-0"});

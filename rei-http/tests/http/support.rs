@@ -143,3 +143,16 @@ pub(crate) async fn problem(r: Response, status: u16, code: &str) -> Value {
     assert_eq!(body["type"], format!("/problems/{code}"));
     body
 }
+
+/// The value of one series (`name{labels}` exactly as rendered) in Prometheus text, if it is there.
+pub(crate) fn sample<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+}
+
+/// A Prometheus recorder of a test's own (with the server's buckets), for counts that other tests of the binary
+/// must not disturb (they share the global recorder). Set it with `metrics::set_default_local_recorder` at the
+/// start of a test on tokio's default current-thread runtime: the server and the fakes run on the test's thread,
+/// so everything they count lands in it.
+pub(crate) fn own_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
+    rei_http::ops::uninstalled_recorder().expect("the exporter's configuration")
+}

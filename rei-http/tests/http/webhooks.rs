@@ -13,7 +13,7 @@ use rei_http::HttpConfig;
 use rei_http::webhooks::{TelegramHook, UpdateError, UpdateHandler, WebhookSources};
 use serde_json::{Value, json};
 
-use crate::support::{Server, json, problem, start_with};
+use crate::support::{Server, json, own_recorder, problem, sample, start_with};
 
 const SHOP: &str = "100500";
 const SECRET: &str = "test_secret";
@@ -146,6 +146,46 @@ async fn a_canceled_or_waiting_payment_credits_nothing_and_other_events_are_ackn
     assert_eq!(deliver(&s, &notice("payment.succeeded", &id, "50.00")).await.status(), 400);
     assert_eq!(deliver(&s, &notice("deal.closed", &id, "50.00")).await.status(), 200);
     assert_eq!(s.available(23).await, Money::ZERO);
+}
+
+#[tokio::test]
+async fn each_payment_counts_once_by_its_outcome() {
+    // Proves payments_total from the notices: a payment whose notice comes 5 times counts succeeded once, a
+    // canceled one (told twice) canceled once, a notice the gateway could not be asked about failed once per
+    // failed delivery (and succeeded once redelivered), and a forged notice is no payment, only a webhook error.
+    let recorder = own_recorder();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let (s, fake) = with_gateway(&["127.0.0.1"], &[]).await;
+    let paid = top_up(&s, 40, "120.00", "t-40").await;
+    assert!(fake.set_status(&paid, "succeeded"));
+    for _ in 0..5 {
+        assert_eq!(deliver(&s, &notice("payment.succeeded", &paid, "120.00")).await.status(), 200);
+    }
+    let canceled = top_up(&s, 41, "30.00", "t-41").await;
+    assert!(fake.set_status(&canceled, "canceled"));
+    for _ in 0..2 {
+        assert_eq!(deliver(&s, &notice("payment.canceled", &canceled, "30.00")).await.status(), 200);
+    }
+    let late = top_up(&s, 42, "80.00", "t-42").await;
+    assert!(fake.set_status(&late, "succeeded"));
+    fake.read_script().set_default(rei_adapters::fakes::yookassa::YooKassaOutcome::ServerError);
+    problem(deliver(&s, &notice("payment.succeeded", &late, "80.00")).await, 503, "notice-not-handled").await;
+    fake.read_script().set_default(rei_adapters::fakes::yookassa::YooKassaOutcome::Normal);
+    assert_eq!(deliver(&s, &notice("payment.succeeded", &late, "80.00")).await.status(), 200);
+    let forged = notice("payment.succeeded", "2f000000-000f-5000-9000-00000000004f", "500.00");
+    problem(deliver(&s, &forged).await, 400, "notice-refused").await;
+
+    let text = recorder.handle().render();
+    for (series, value) in [
+        ("payments_total{gateway=\"yookassa\",outcome=\"succeeded\"}", "2"),
+        ("payments_total{gateway=\"yookassa\",outcome=\"canceled\"}", "1"),
+        ("payments_total{gateway=\"yookassa\",outcome=\"failed\"}", "1"),
+        ("payment_webhook_errors{provider=\"yookassa\",reason=\"refused\"}", "1"),
+        ("payment_webhook_errors{provider=\"yookassa\",reason=\"unavailable\"}", "1"),
+        ("topups_kopecks_total", "20000"),
+    ] {
+        assert_eq!(sample(&text, series), Some(value), "{series} in:\n{text}");
+    }
 }
 
 #[tokio::test]
