@@ -3,7 +3,8 @@
 //! kustomize would and cross-checked), and the systemd units under deploy/systemd. Nothing here reaches a
 //! cluster, a registry or the network: docker is not needed, the checks are static plus the binary's own
 //! `--help` and `config check`. The tests after the first few break one file one way and prove the checker
-//! says so.
+//! says so. A test binary of its own beside `cli.rs`: it needs no database and runs in about a second, so
+//! `cargo test -p rei-bin --test deploy` checks a change to the deployment alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
