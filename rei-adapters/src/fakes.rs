@@ -52,6 +52,11 @@ impl<O: Clone> Script<O> {
         queued.unwrap_or_else(|| self.default.lock().unwrap_or_else(PoisonError::into_inner).clone())
     }
 
+    /// Drops every queued outcome: the next requests get the default.
+    pub fn clear(&self) {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
     /// Outcomes queued and not yet taken.
     pub fn pending(&self) -> usize {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner).len()

@@ -84,6 +84,12 @@ pub(crate) trait Schedule {
     async fn run(&mut self, harness: &mut Harness, started: Instant, deadline: Instant) -> Vec<String>;
 }
 
+impl<S: Schedule> Schedule for &mut S {
+    async fn run(&mut self, harness: &mut Harness, started: Instant, deadline: Instant) -> Vec<String> {
+        (**self).run(harness, started, deadline).await
+    }
+}
+
 /// No faults.
 pub(crate) struct Quiet;
 
@@ -103,6 +109,8 @@ pub(crate) struct Outcome {
     pub(crate) audit: audit::Audit,
     pub(crate) actions: Vec<String>,
     pub(crate) crashed: Vec<String>,
+    /// CPU time by process over the run.
+    pub(crate) cpu: Vec<(String, Duration)>,
     pub(crate) dir: PathBuf,
 }
 
@@ -183,6 +191,9 @@ impl Outcome {
             println!("  … and {} more", a.problems.len() - 20);
         }
         println!("verify        {}", if a.verify_clean { "clean" } else { "DRIFT" });
+        let cpu: Vec<String> =
+            self.cpu.iter().map(|(name, t)| format!("{name} {} s", ms(t.as_micros() as u64 / 1_000))).collect();
+        println!("CPU           {}", cpu.join(", "));
         if !self.crashed.is_empty() {
             println!("exited        {} (see {}/logs)", self.crashed.join(", "), self.dir.display());
         }
@@ -282,6 +293,7 @@ pub(crate) async fn execute(args: &LoadArgs, options: HarnessOptions, mut schedu
         updates: AtomicU64::new(0),
         generations: AtomicU64::new(0),
         errors: AtomicU64::new(0),
+        playing: AtomicU64::new(0),
         think: Duration::from_millis(args.think_ms),
         cancel_per_mille: args.cancel_per_mille,
         double_tap_per_mille: args.double_tap_per_mille,
@@ -305,10 +317,11 @@ pub(crate) async fn execute(args: &LoadArgs, options: HarnessOptions, mut schedu
                 let rate = (updates - last.0) * 1_000 / u64::try_from(last.1.elapsed().as_millis()).unwrap_or(1).max(1);
                 last = (updates, Instant::now());
                 println!(
-                    "  {:>4} s  updates {updates} ({rate}/s)  generations {}  errors {}",
+                    "  {:>4} s  updates {updates} ({rate}/s)  generations {}  errors {}  users playing {}",
                     started.elapsed().as_secs(),
                     shared.generations.load(Ordering::Relaxed),
-                    shared.errors.load(Ordering::Relaxed)
+                    shared.errors.load(Ordering::Relaxed),
+                    shared.playing.load(Ordering::Relaxed)
                 );
             }
         })
@@ -321,6 +334,7 @@ pub(crate) async fn execute(args: &LoadArgs, options: HarnessOptions, mut schedu
     let elapsed = started.elapsed();
     progress.abort();
     let crashed = harness.exited();
+    let cpu = harness.cpu();
     // Late or repeated deliveries show up in the users' chats until the workers have stopped.
     let dir = harness.dir.clone();
     let database_url = harness.database_url.clone();
@@ -333,7 +347,7 @@ pub(crate) async fn execute(args: &LoadArgs, options: HarnessOptions, mut schedu
     records.sort_by_key(|r| r.id);
     println!("rei load: the users stopped after {} s; auditing the money", elapsed.as_secs());
     let audit = audit::audit(&database_url, &records).await?;
-    Ok(Outcome { engine, queue, elapsed, records, audit, actions, crashed, dir })
+    Ok(Outcome { engine, queue, elapsed, records, audit, actions, crashed, cpu, dir })
 }
 
 /// A run's directory: the one asked for, or a new temporary one (kept when the run fails).

@@ -4,10 +4,12 @@
 #![expect(clippy::print_stdout, reason = "a command-line tool prints its results")]
 
 mod assets;
+mod backup;
 mod bench;
 mod bench_http;
 mod bench_pipeline;
 mod bench_queue;
+mod chaos;
 mod load;
 mod providers;
 mod roles;
@@ -100,6 +102,16 @@ enum Command {
     /// cancels. Prints updates/s, generations/s and REI's own time, then audits every user's money and runs
     /// verify; exits 2 on any money error or a job that did not end.
     Load(Box<load::LoadArgs>),
+    /// `rei load` under faults on a schedule: workers SIGKILLed and restarted, Redis restarted and flushed,
+    /// PostgreSQL connections terminated, the main provider failing for a while. Prints what it did and found;
+    /// passes only with no money error, every job ended, failover and recovery seen.
+    Chaos(Box<chaos::ChaosArgs>),
+    /// A consistent copy of the database while it runs (SQLite's online backup API, or pg_dump), with a manifest
+    /// (size, SHA-256), into a directory or an S3 bucket.
+    Backup(Box<backup::BackupArgs>),
+    /// A backup into a new SQLite file or an empty PostgreSQL database, checked against its manifest; then
+    /// verify (exit 2 unless the ledger is clean).
+    Restore(Box<backup::RestoreArgs>),
     /// API keys of the HTTP API: create (the key is shown once), list, revoke.
     #[command(subcommand, name = "api-key")]
     ApiKey(ApiKeyCommand),
@@ -237,7 +249,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     // The sandbox speaks through its progress and summary; its log lines are for when something goes wrong.
-    let default = if matches!(cli.command, Command::Sandbox(_) | Command::Load(_)) {
+    let default = if matches!(cli.command, Command::Sandbox(_) | Command::Load(_) | Command::Chaos(_)) {
         tracing_subscriber::filter::LevelFilter::WARN
     } else {
         tracing_subscriber::filter::LevelFilter::INFO
@@ -302,6 +314,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::All(args) => runtime()?.block_on(roles::all::run(*args)).map(|()| ExitCode::SUCCESS),
         Command::Sandbox(args) => runtime()?.block_on(roles::sandbox::run(args)),
         Command::Load(args) => runtime()?.block_on(load::run(*args)),
+        Command::Chaos(args) => runtime()?.block_on(chaos::run(*args)),
+        Command::Backup(args) => runtime()?.block_on(backup::backup(*args)),
+        Command::Restore(args) => runtime()?.block_on(backup::restore(*args)),
         Command::ApiKey(command) => runtime()?.block_on(api_key(command)).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Ledger {
             database_url,

@@ -13,9 +13,21 @@ use rei::{Engine, EngineConfig};
 /// How long to wait for a connection before giving up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The engine's settings for a command: the library's defaults with the binary's connect timeout.
+/// The engine's settings for a command: the library's defaults with the binary's connect timeout, and
+/// `REI_DB_CONNECTIONS` (1 to 256) as the most PostgreSQL connections the process keeps, when it is set.
 pub(crate) fn config() -> EngineConfig {
-    EngineConfig { connect_timeout: CONNECT_TIMEOUT, ..EngineConfig::default() }
+    let defaults = EngineConfig::default();
+    let connections_max = match std::env::var("REI_DB_CONNECTIONS") {
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(n) if (1..=256).contains(&n) => n,
+            _ => {
+                eprintln!("warning: REI_DB_CONNECTIONS={text:?} is not 1 to 256; keeping {}", defaults.connections_max);
+                defaults.connections_max
+            }
+        },
+        Err(_) => defaults.connections_max,
+    };
+    EngineConfig { connect_timeout: CONNECT_TIMEOUT, connections_max, ..defaults }
 }
 
 /// Opens the engine on `url` with `config`. The engine's errors name the URL (password hidden) where it matters.

@@ -312,6 +312,9 @@ fn one_rei_gc_leads_on_postgres() {
 #[path = "cli/crash.rs"]
 mod crash;
 
+#[path = "cli/drill.rs"]
+mod drill;
+
 #[path = "cli/serve.rs"]
 mod serve;
 

@@ -17,6 +17,8 @@ mod check;
 mod files;
 #[path = "deploy/kube.rs"]
 mod kube;
+#[path = "deploy/runbooks.rs"]
+mod runbooks;
 
 use binary::Binary;
 use check::{Context, Rendering};
@@ -808,4 +810,46 @@ fn an_unlocked_build_is_refused() {
 fn an_ignore_file_that_hides_the_lock_file_is_refused() {
     // Proves .dockerignore may not leave out what the build reads.
     refused(Files::load().edit(".dockerignore", "target/\n", "target/\nCargo.lock\n"), "leaves out Cargo.lock");
+}
+
+#[test]
+fn every_command_and_link_of_the_runbooks_works() {
+    // Proves each runbook's `rei` lines are taken by the binary as written, its scripts and crates exist, and its
+    // links resolve; and that the alert rules' runbook links name headings the runbook has.
+    let binary = Binary::real();
+    let dir = repo().join("docs/runbooks");
+    let mut all = Vec::new();
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("docs/runbooks") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "md") {
+            let name = path.file_name().expect("name").to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).expect("read");
+            all.extend(runbooks::problems(binary, &repo(), &name, &text));
+            names.push(name);
+        }
+    }
+    names.sort();
+    assert_eq!(names, ["disaster-recovery.md", "onboarding.md", "payments-incident.md"]);
+    let rules = std::fs::read_to_string(repo().join("deploy/prometheus/rules/rei-slo.yml")).expect("rules");
+    let recovery = std::fs::read_to_string(dir.join("disaster-recovery.md")).expect("runbook");
+    for (at, _) in rules.match_indices("docs/runbooks/disaster-recovery.md#") {
+        let anchor: String = rules[at + 35..].chars().take_while(|c| c.is_alphanumeric() || *c == '-').collect();
+        if !recovery.lines().filter(|l| l.starts_with('#')).any(|l| runbooks::slug(l) == anchor) {
+            all.push(format!("rei-slo.yml links #{anchor}, which disaster-recovery.md does not have"));
+        }
+    }
+    assert!(all.is_empty(), "{}", all.join("\n"));
+}
+
+#[test]
+fn a_runbook_command_the_binary_does_not_take_is_refused() {
+    let binary = Binary::real();
+    let bad =
+        "```sh\nrei backup --database-url sqlite://x.db --into /tmp\nscripts/nothing-here\n```\n[x](nowhere.md)\n";
+    let found = runbooks::problems(binary, &repo(), "bad.md", bad);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[0].contains("--into"), "{found:?}");
+    let good = "```sh\nrei backup --database-url sqlite://x.db --to /tmp\n```\n";
+    assert!(runbooks::problems(binary, &repo(), "good.md", good).is_empty());
 }

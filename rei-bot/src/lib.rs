@@ -55,6 +55,9 @@ pub use i18n::Lang;
 use crate::i18n::{ButtonText, Text};
 use crate::keys::{Action, MenuItem};
 
+/// How stale a member's `last_seen_at` may be before an update writes it again.
+const SEEN_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// How the bot behaves.
 #[derive(Clone, Debug)]
 pub struct BotConfig {
@@ -307,7 +310,11 @@ impl Bot {
         }
         let (member, started) = match member {
             Some(m) => {
-                members.seen(user, now).await.map_err(unavailable)?;
+                // `last_seen_at` feeds the active-user counts, which are in days: a member seen within the last
+                // minute (and not marked as having blocked the bot) is not written again on every update.
+                if m.blocked_at.is_some() || now.since(m.last_seen_at) >= SEEN_RESOLUTION {
+                    members.seen(user, now).await.map_err(unavailable)?;
+                }
                 (m, None)
             }
             // A first contact joins as /start does (whatever it is), so that every user has an account.

@@ -2,7 +2,7 @@
 //! server, each worker) exports what it did; with no recorder installed each call is a no-op.
 //!
 //! - `ledger_ops_total{kind, outcome}` (`applied`, `replayed`, `refused`) and `ledger_negative_attempts` (a move
-//!   refused because it would take a balance below its floor) from the ledger; and the money of the moves first
+//!   other than a reservation refused because it would take a balance below its floor) from the ledger; and the money of the moves first
 //!   applied (a replay moves nothing, so it adds nothing), in kopecks: `revenue_kopecks_total` (captures),
 //!   `revenue_refunded_kopecks_total` (captured money given back to wallets), `topups_kopecks_total` (money in).
 //! - `jobs_total{status}`, `jobs_failed`, `jobs_cancelled` from the jobs' final notices.
@@ -41,8 +41,8 @@ use rei_core::topups::{
 /// A ledger that counts what it applies.
 pub(super) struct MeteredLedger(pub(super) Arc<dyn LedgerStore>);
 
-fn count_outcome(kind: OpKind, outcome: &Result<Applied, LedgerError>) {
-    let kind = kind.as_str();
+fn count_outcome(op: OpKind, outcome: &Result<Applied, LedgerError>) {
+    let kind = op.as_str();
     let label = match outcome {
         Ok(a) if a.replayed => "replayed",
         Ok(a) => {
@@ -50,7 +50,11 @@ fn count_outcome(kind: OpKind, outcome: &Result<Applied, LedgerError>) {
             "applied"
         }
         Err(LedgerError::InsufficientFunds { .. }) => {
-            metrics::counter!("ledger_negative_attempts").increment(1);
+            // A reservation refused for want of money is a user ordering without the balance: ordinary. Any other
+            // move that would go below a floor means a caller's arithmetic is wrong.
+            if !matches!(op, OpKind::Hold | OpKind::Raise) {
+                metrics::counter!("ledger_negative_attempts").increment(1);
+            }
             "refused"
         }
         Err(_) => "refused",

@@ -102,7 +102,6 @@ pub(crate) struct Harness {
     pub(crate) gemini: FakeGemini,
     pub(crate) reserve: FakeGemini,
     pub(crate) main_mix: Arc<ProviderMix>,
-    pub(crate) reserve_mix: Arc<ProviderMix>,
     pub(crate) addr: SocketAddr,
     pub(crate) database_url: String,
     pub(crate) redis_url: Option<String>,
@@ -170,7 +169,8 @@ impl Harness {
             // The fake Telegram has no send limits; Telegram's own pacing is not REI's time.
             ("TELEGRAM_SENDS_PER_SECOND".into(), "100000".into()),
             ("TELEGRAM_CHAT_SENDS_PER_SECOND".into(), "100".into()),
-            ("RUST_LOG".into(), "warn".into()),
+            ("REI_LOG".into(), "warn".into()),
+            ("REI_DB_CONNECTIONS".into(), "24".into()),
         ];
         if let Some(redis) = &options.redis_url {
             env.push(("REDIS_URL".into(), redis.clone()));
@@ -215,7 +215,6 @@ impl Harness {
             gemini,
             reserve,
             main_mix,
-            reserve_mix,
             addr,
             database_url,
             redis_url: options.redis_url.clone(),
@@ -314,6 +313,25 @@ impl Harness {
         out
     }
 
+    /// CPU time each process has used so far (user + system, from `/proc`; empty where it cannot be read):
+    /// this process (the users and the fakes) first.
+    pub(crate) fn cpu(&self) -> Vec<(String, Duration)> {
+        let mut out = Vec::new();
+        let mut add = |name: String, pid: Option<u32>| {
+            let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |p| format!("/proc/{p}/stat"));
+            if let Some(cpu) = std::fs::read_to_string(path).ok().as_deref().and_then(cpu_of_stat) {
+                out.push((name, cpu));
+            }
+        };
+        add("load (users + fakes)".to_owned(), None);
+        add("serve".to_owned(), self.serve.id());
+        add("gc".to_owned(), self.gc.id());
+        for (n, worker) in self.workers.iter().enumerate() {
+            add(format!("worker-{}", n + 1), worker.as_ref().and_then(Child::id));
+        }
+        out
+    }
+
     /// Stops every process with SIGTERM (workers first, letting their jobs finish), then the fakes.
     pub(crate) async fn stop(mut self) {
         for worker in self.workers.iter_mut().flatten() {
@@ -329,6 +347,15 @@ impl Harness {
         self.gemini.stop().await;
         self.reserve.stop().await;
     }
+}
+
+/// utime + stime of a `/proc/PID/stat` line, at the usual 100 ticks a second.
+fn cpu_of_stat(stat: &str) -> Option<Duration> {
+    // The command name is in parentheses and may hold spaces: count fields after its closing one.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
 }
 
 /// SIGTERM, then SIGKILL after 40 s.

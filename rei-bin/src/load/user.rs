@@ -23,6 +23,8 @@ use super::harness::{Rng, WEBHOOK_SECRET};
 pub(crate) const TOPUP_EVERY: u32 = 10;
 /// The card top-up, kopecks (a button the shipped settings offer).
 pub(crate) const TOPUP_KOPECKS: i64 = 50_000;
+/// How often an update is delivered again after a failed delivery (Telegram keeps trying for hours).
+const REDELIVERIES: u32 = 8;
 /// The longest wait for a job's end after its Confirm was answered.
 const END_WAIT: Duration = Duration::from_secs(120);
 
@@ -129,6 +131,8 @@ pub(crate) struct Shared {
     pub(crate) updates: AtomicU64,
     pub(crate) generations: AtomicU64,
     pub(crate) errors: AtomicU64,
+    /// Users whose last job has not ended yet (after the deadline: those still waiting for one).
+    pub(crate) playing: AtomicU64,
     pub(crate) think: Duration,
     pub(crate) cancel_per_mille: u64,
     pub(crate) double_tap_per_mille: u64,
@@ -138,6 +142,9 @@ pub(crate) struct Shared {
 pub(crate) struct User {
     who: TestUser,
     seen: mpsc::UnboundedReceiver<Seen>,
+    /// Ends seen while the user was looking for another reply (a result may reach the chat before the Confirm's
+    /// own webhook call is answered).
+    ends: std::collections::VecDeque<(Instant, End)>,
     shared: Arc<Shared>,
     rng: Rng,
     record: Record,
@@ -150,7 +157,7 @@ impl User {
     pub(crate) fn new(id: i64, seen: mpsc::UnboundedReceiver<Seen>, shared: Arc<Shared>) -> User {
         let who = TestUser::new(id).first_name("Load").language_code(Some("en"));
         let rng = Rng::new(u64::try_from(id).unwrap_or(1).wrapping_mul(0x2545_f491_4f6c_dd1d));
-        User { who, seen, shared, rng, record: Record { id, ..Record::default() } }
+        User { who, seen, ends: Default::default(), shared, rng, record: Record { id, ..Record::default() } }
     }
 
     fn fail(&mut self, why: Failure) {
@@ -164,6 +171,7 @@ impl User {
         deadline: Instant,
         yookassa: Arc<FakeYooKassa>,
     ) -> (Record, mpsc::UnboundedReceiver<Seen>) {
+        self.shared.playing.fetch_add(1, Ordering::Relaxed);
         // Spread the first updates over a think time, so that users do not all arrive in the same millisecond.
         let start = self.rng.below(u64::try_from(self.shared.think.as_millis()).unwrap_or(1_000).max(1));
         tokio::time::sleep(Duration::from_millis(start)).await;
@@ -191,6 +199,8 @@ impl User {
             }
             self.think().await;
         }
+        self.record.stray_ends.extend(self.ends.drain(..).map(|(_, end)| end));
+        self.shared.playing.fetch_sub(1, Ordering::Relaxed);
         (self.record, self.seen)
     }
 
@@ -202,8 +212,36 @@ impl User {
         }
     }
 
-    /// Posts an update to the webhook; the messages the bot sent on the way are in `seen` when it returns.
+    /// Posts an update to the webhook as Telegram does: again, with the same update id, after an answer other
+    /// than 200 or none (up to [`REDELIVERIES`] times, backing off); the messages the bot sent on the way are in
+    /// `seen` when it returns.
     async fn deliver(&mut self, body: Vec<u8>) -> Result<(), Failure> {
+        let mut wait = Duration::from_millis(200);
+        let mut last = "webhook_unreachable";
+        for _ in 0..=REDELIVERIES {
+            match self.deliver_once(body.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(why) => {
+                    last = why;
+                    *self
+                        .record
+                        .errors
+                        .entry(match why {
+                            "webhook_5xx" => "redelivered_after_5xx",
+                            "webhook_timeout" => "redelivered_after_timeout",
+                            "webhook_4xx" => return Err(why),
+                            _ => "redelivered_after_no_answer",
+                        })
+                        .or_default() += 1;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn deliver_once(&mut self, body: Vec<u8>) -> Result<(), Failure> {
         let started = Instant::now();
         let response = self
             .shared
@@ -245,12 +283,12 @@ impl User {
         Ok(self.replies())
     }
 
-    /// The messages seen since the last look; ends of jobs among them are noted as strays (none is awaited).
+    /// The messages seen since the last look; ends of jobs among them are kept for [`User::wait_end`].
     fn replies(&mut self) -> Vec<Seen> {
         let mut out = Vec::new();
         while let Ok(seen) = self.seen.try_recv() {
             if let Some(end) = seen.end() {
-                self.record.stray_ends.push(end);
+                self.ends.push_back((seen.at, end));
             } else {
                 out.push(seen);
             }
@@ -272,7 +310,18 @@ impl User {
         }
         let notice = serde_json::json!({"type": "notification", "event": "payment.succeeded", "object": {"id": id}});
         let started = Instant::now();
-        let answer = self.shared.http.post(&self.shared.yookassa_webhook).json(&notice).send().await;
+        // YooKassa, too, sends a notice again until it is answered 200.
+        let mut answer = self.shared.http.post(&self.shared.yookassa_webhook).json(&notice).send().await;
+        let mut wait = Duration::from_millis(200);
+        for _ in 0..REDELIVERIES {
+            if answer.as_ref().is_ok_and(|r| r.status().is_success() || r.status().is_client_error()) {
+                break;
+            }
+            *self.record.errors.entry("payment_notice_redelivered").or_default() += 1;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+            answer = self.shared.http.post(&self.shared.yookassa_webhook).json(&notice).send().await;
+        }
         match answer {
             Ok(r) if r.status().is_success() => {
                 self.record.webhook_us.push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX));
@@ -298,6 +347,8 @@ impl User {
             return Err("no_quote");
         };
         self.think().await;
+        // Every earlier job was waited for: an end still kept now is one too many (a job delivered twice).
+        self.record.stray_ends.extend(self.ends.drain(..).map(|(_, end)| end));
         let roll = self.rng.below(1_000);
         if roll < self.shared.cancel_per_mille {
             let cancel = format!("x:{}", &confirm[2..]);
@@ -316,6 +367,7 @@ impl User {
             let mut twin = User {
                 who: self.who.clone(),
                 seen: mpsc::unbounded_channel().1,
+                ends: Default::default(),
                 shared: self.shared.clone(),
                 rng: self.rng.clone(),
                 record: Record::default(),
@@ -344,6 +396,9 @@ impl User {
 
     /// The end of the job just confirmed: the first end message to arrive.
     async fn wait_end(&mut self, until: Instant) -> Option<(Instant, End)> {
+        if let Some(early) = self.ends.pop_front() {
+            return Some(early);
+        }
         loop {
             let left = until.checked_duration_since(Instant::now())?;
             match tokio::time::timeout(left, self.seen.recv()).await {

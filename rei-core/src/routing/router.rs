@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
-use super::breaker::{Breaker, BreakerConfig, BreakerConfigError, Permit};
+use super::breaker::{Breaker, BreakerConfig, BreakerConfigError, BreakerState, Permit};
 use super::catalogue::{Capability, Catalogue, Offer};
 use super::stats::{ProviderStats, StatsConfig, StatsConfigError};
 use crate::ids::ProviderId;
@@ -234,29 +234,31 @@ impl Router {
     }
 
     /// The failover list for `capability` at `at`: offers whose breaker would admit a call, best score first,
-    /// ties broken by provider id, then model name. Ranking takes no probe slot; call [`Router::acquire`]
-    /// before calling the provider.
+    /// ties broken by provider id, then model name. A provider whose breaker is half-open and has a probe slot
+    /// free comes first whatever its score: its stats still hold the failures that opened it, so on score alone
+    /// it would never get the probe that can close it again. Ranking takes no probe slot; call
+    /// [`Router::acquire`] before calling the provider.
     #[must_use]
     pub fn rank(&self, capability: Capability, at: Timestamp) -> Vec<Candidate> {
-        let healthy: Vec<(&Offer, &ProviderStats)> = self
+        let healthy: Vec<(&Offer, &ProviderStats, bool)> = self
             .catalogue
             .offers_for(capability)
             .filter_map(|o| self.health.get(o.provider()).map(|h| (o, h)))
             .filter(|(_, h)| h.breaker.is_available(at))
-            .map(|(o, h)| (o, &h.stats))
+            .map(|(o, h)| (o, &h.stats, matches!(h.breaker.state_at(at), BreakerState::HalfOpen { .. })))
             .collect();
-        let spread = Spread::of(healthy.iter().copied());
-        let mut ranked: Vec<Candidate> = healthy
+        let spread = Spread::of(healthy.iter().map(|(o, s, _)| (*o, *s)));
+        let mut ranked: Vec<(bool, Candidate)> = healthy
             .into_iter()
-            .map(|(o, s)| Candidate { offer: o.clone(), score: self.weights.score(o, s, &spread) })
+            .map(|(o, s, probe)| (probe, Candidate { offer: o.clone(), score: self.weights.score(o, s, &spread) }))
             .collect();
-        ranked.sort_by(|a, b| {
-            b.score
-                .cmp(&a.score)
+        ranked.sort_by(|(pa, a), (pb, b)| {
+            pb.cmp(pa)
+                .then_with(|| b.score.cmp(&a.score))
                 .then_with(|| a.offer.provider().cmp(b.offer.provider()))
                 .then_with(|| a.offer.model().cmp(b.offer.model()))
         });
-        ranked
+        ranked.into_iter().map(|(_, c)| c).collect()
     }
 
     /// Asks `provider`'s breaker for a call at `at`; a [`Permit::Probe`] MUST be followed by
@@ -481,6 +483,24 @@ mod tests {
         assert_eq!(r.rank(Capability::ImageEdit, later), []);
         let ghost = pid("ghost");
         assert_eq!(r.acquire(&ghost, later), Err(RouterError::UnknownProvider { provider: ghost.clone() }));
+    }
+
+    #[test]
+    fn a_half_open_provider_ranks_first_for_its_probe_then_by_score() {
+        // Proves a recovered provider gets the probe that can close its breaker although its stats (the failures
+        // that opened it) score it below the other, and ranks by score again once the probe slot is taken.
+        let mut r = router(vec![offer("a", "m", "1", 90), offer("b", "m", "1", 50)], only(0, 0, 0, 100));
+        for _ in 0..2 {
+            r.record_outcome(&pid("a"), Outcome::Failure, T0).expect("known");
+        }
+        r.record_outcome(&pid("b"), Outcome::Success { latency_ms: 10 }, T0).expect("known");
+        let later = T0.plus(Duration::from_secs(30));
+        assert_eq!(order(&r.rank(Capability::TextToImage, later))[0].0, "a", "the half-open one is probed first");
+        assert_eq!(r.acquire(&pid("a"), later), Ok(Permit::Probe));
+        assert_eq!(order(&r.rank(Capability::TextToImage, later)), [("b".to_owned(), "m".to_owned())]);
+        r.record_outcome(&pid("a"), Outcome::Success { latency_ms: 10 }, later).expect("known");
+        assert_eq!(r.breaker(&pid("a")).map(Breaker::state), Some(BreakerState::Closed), "the probe closed it");
+        assert_eq!(r.rank(Capability::TextToImage, later).len(), 2);
     }
 
     #[test]

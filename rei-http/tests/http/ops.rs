@@ -31,6 +31,19 @@ async fn metrics_export_the_named_series() {
     let (_, poor) = json(s.post("/v1/quotes", &json!({"user_id": 32, "product": "image.nano-banana"})).await).await;
     let path = format!("/v1/quotes/{}/confirm", poor["id"].as_str().expect("id"));
     assert_eq!(s.post(&path, &json!({"user_id": 32})).await.status(), 402);
+    // A refused reservation is ordinary; an adjustment taking more than the balance is the alert's business.
+    let adjusted = s
+        .engine
+        .billing()
+        .adjust(
+            rei_core::ids::UserId(32),
+            rei_core::money::Money::from_kopecks(-100),
+            rei_core::ids::UserId(1),
+            rei_core::guards::Reason::parse("too much").expect("reason"),
+            rei_core::ids::IdempotencyKey::parse("metrics-overdraw").expect("key"),
+        )
+        .await;
+    assert!(adjusted.is_err(), "{adjusted:?}");
     let (_, q) = json(s.post("/v1/quotes", &json!({"user_id": 31, "product": "image.nano-banana"})).await).await;
     let order = json!({"user_id": 31, "request": {"capability": "text_to_image", "prompt": "a cat"}});
     let (status, held) =
