@@ -7,6 +7,7 @@ mod database;
 mod error;
 mod maintenance;
 mod metered;
+mod replica;
 mod worker;
 
 use std::sync::Arc;
@@ -594,7 +595,13 @@ impl EngineBuilder {
             .map_err(|e| EngineError::Config { reason: format!("retry: {e}") })?;
         let database = Database::open(&url, &config).await?;
         let migrations_applied = database.ready_schema(config.migrate, &config).await?;
-        let stores = database.stores(&config);
+        let mut stores = database.stores(&config);
+        if let Some(replica) = &config.replica_url {
+            stores.ledger = Arc::new(replica::ReplicaReads {
+                primary: stores.ledger,
+                replica: database.replica_ledger(replica, &config).await?,
+            });
+        }
         let queue = match self.queue.clone() {
             Some(queue) => queue,
             None => self.redis_queue(&config).await?.unwrap_or_else(|| stores.queue.clone()),

@@ -15,6 +15,9 @@ mod payments;
 #[path = "engine/pipeline.rs"]
 mod pipeline;
 #[cfg(feature = "sqlite")]
+#[path = "engine/replica.rs"]
+mod replica;
+
 #[path = "engine/reports.rs"]
 mod reports;
 #[cfg(all(feature = "sqlite", feature = "postgres", feature = "redis"))]

@@ -13,8 +13,9 @@ use rei::{Engine, EngineConfig};
 /// How long to wait for a connection before giving up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The engine's settings for a command: the library's defaults with the binary's connect timeout, and
-/// `REI_DB_CONNECTIONS` (1 to 256) as the most PostgreSQL connections the process keeps, when it is set.
+/// The engine's settings for a command: the library's defaults with the binary's connect timeout,
+/// `REI_DB_CONNECTIONS` (1 to 256) as the most PostgreSQL connections the process keeps, and
+/// `DATABASE_REPLICA_URL` (a PostgreSQL streaming replica that serves the reads of history), when they are set.
 pub(crate) fn config() -> EngineConfig {
     let defaults = EngineConfig::default();
     let connections_max = match std::env::var("REI_DB_CONNECTIONS") {
@@ -27,7 +28,8 @@ pub(crate) fn config() -> EngineConfig {
         },
         Err(_) => defaults.connections_max,
     };
-    EngineConfig { connect_timeout: CONNECT_TIMEOUT, connections_max, ..defaults }
+    let replica_url = std::env::var("DATABASE_REPLICA_URL").ok().filter(|u| !u.trim().is_empty());
+    EngineConfig { connect_timeout: CONNECT_TIMEOUT, connections_max, replica_url, ..defaults }
 }
 
 /// Opens the engine on `url` with `config`. The engine's errors name the URL (password hidden) where it matters.

@@ -237,9 +237,11 @@ pub(crate) async fn confirm(
             answer(bot, ctx, query, Text::TooLong { max: bot.config.prompt_chars_max }).await
         }
         Err(e) => {
-            // The hold may be in place: pressing again finishes the same order (it is keyed by the quote).
-            tracing::warn!(user = %ctx.user, %quote, error = %e, "an order did not complete");
-            answer(bot, ctx, query, Text::TryLater).await
+            // The hold may be in place and the job stored but not queued: telling the user "nothing was charged"
+            // could be untrue. The update is handed back instead (a 5xx to Telegram, which delivers it again),
+            // and the repeat finishes the same order: every step is keyed by the quote.
+            tracing::warn!(user = %ctx.user, %quote, error = %e, "an order did not complete; it is taken again");
+            Err(unavailable(e))
         }
     }
 }
@@ -270,7 +272,8 @@ async fn refused(
         }
         BillingError::QuoteExpired { .. } | BillingError::QuoteNotFound { .. } => (Text::QuoteExpired, None),
         BillingError::QuoteOwner { .. } => (Text::QuoteGone, None),
-        BillingError::Store(e) => return Err(unavailable(e)),
+        // A store that could not be reached refused nothing: the update is handed back and delivered again.
+        BillingError::Store(e) | BillingError::Ledger(LedgerError::Store(e)) => return Err(unavailable(e)),
         other => {
             tracing::error!(user = %ctx.user, error = %other, "a confirmation was refused");
             (Text::TryLater, None)

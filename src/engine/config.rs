@@ -40,6 +40,10 @@ pub struct EngineConfig {
     pub postgres_schema: Option<String>,
     /// PostgreSQL: most connections in the pool. Default: 8.
     pub connections_max: u32,
+    /// PostgreSQL: a streaming replica of the database (`postgres://…`). Reads of history (a user's ledger history,
+    /// the pages of the ledger's transactions) are served from it, a replica's lag behind; everything that decides
+    /// money (balances, holds, every write) stays on the primary. Default: `None` (all on the primary).
+    pub replica_url: Option<String>,
     /// The longest wait for a new connection (PostgreSQL) or for a pooled one (both engines). A server that
     /// refuses connections is reported at once, not after this. Default: 5 s.
     pub connect_timeout: Duration,
@@ -76,6 +80,7 @@ impl Default for EngineConfig {
             create_if_missing: true,
             postgres_schema: None,
             connections_max: 8,
+            replica_url: None,
             connect_timeout: Duration::from_secs(5),
             busy_timeout: Duration::from_secs(10),
             ledger_batch_max: 256,

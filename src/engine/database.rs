@@ -281,6 +281,38 @@ fn connect_error(url: &str, config: &EngineConfig, e: rei_adapters::sqlx_pools::
     }
 }
 
+impl Database {
+    /// A ledger that reads from the streaming replica at `url` (PostgreSQL only), in the same schema.
+    pub(super) async fn replica_ledger(
+        &self,
+        url: &str,
+        config: &EngineConfig,
+    ) -> Result<Arc<dyn LedgerStore>, EngineError> {
+        #[cfg(not(feature = "postgres"))]
+        let _ = (url, config);
+        match self {
+            #[cfg(feature = "postgres")]
+            Database::Postgres(_) => {
+                if !url.starts_with("postgres") {
+                    return Err(EngineError::Config { reason: "replica_url must be postgres://…".to_owned() });
+                }
+                let schema = config.postgres_schema.as_deref();
+                let pool = rei_adapters::postgres::connect_in_schema(
+                    url,
+                    schema,
+                    config.connections_max.div_ceil(2),
+                    config.connect_timeout,
+                )
+                .await
+                .map_err(|e| connect_error(url, config, e))?;
+                Ok(Arc::new(rei_adapters::postgres::ledger::PgLedger::reader(pool)))
+            }
+            #[allow(unreachable_patterns, reason = "only one arm exists without the postgres feature")]
+            _ => Err(EngineError::Config { reason: "a read replica is for PostgreSQL only".to_owned() }),
+        }
+    }
+}
+
 #[cfg(feature = "postgres")]
 async fn open_postgres(url: &str, config: &EngineConfig) -> Result<Database, EngineError> {
     if let Some(schema) = config.postgres_schema.as_deref().filter(|s| !rei_adapters::postgres::is_plain_identifier(s))

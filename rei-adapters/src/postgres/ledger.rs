@@ -109,6 +109,15 @@ impl PgLedger {
         PgLedger { pool, config, queue: tx }
     }
 
+    /// A store that only reads, over `pool` (a streaming replica's): balances, holds, history, transactions and
+    /// verify are read from it; every write is refused with [`StoreError`] (no writer task runs).
+    #[must_use]
+    pub fn reader(pool: PgPool) -> PgLedger {
+        // The receiver is dropped at once: a write finds the queue closed.
+        let (tx, _) = mpsc::channel(1);
+        PgLedger { pool, config: PgLedgerConfig::default(), queue: tx }
+    }
+
     /// The pool.
     #[must_use]
     pub fn pool(&self) -> &PgPool {

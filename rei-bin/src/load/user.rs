@@ -276,6 +276,13 @@ impl User {
         Ok(self.replies())
     }
 
+    /// A press whose replies stay in `seen` for the caller to read.
+    async fn press_keeping_replies(&mut self, message_id: i64, data: &str) -> Result<(), Failure> {
+        let id = self.update_id();
+        let body = updates::callback_query(id, &format!("q{id}"), &self.who, data, self.who.id, message_id);
+        self.deliver(body).await
+    }
+
     async fn press(&mut self, message_id: i64, data: &str) -> Result<Vec<Seen>, Failure> {
         let id = self.update_id();
         let body = updates::callback_query(id, &format!("q{id}"), &self.who, data, self.who.id, message_id);
@@ -356,7 +363,40 @@ impl User {
             self.record.cancels += 1;
             return Ok(false);
         }
-        let answered = if roll < self.shared.cancel_per_mille + self.shared.double_tap_per_mille {
+        let double = roll < self.shared.cancel_per_mille + self.shared.double_tap_per_mille;
+        let mut answered = self.confirm(message, &confirm, double).await?;
+        // "Something went wrong … please try again": a person presses Confirm again (the order is keyed by its
+        // quote, so a press that did take is not ordered twice).
+        let mut tries = 0;
+        while self.replies_say_try_later() {
+            tries += 1;
+            *self.record.errors.entry("confirm_try_later").or_default() += 1;
+            if tries > 3 {
+                return Err("confirm_gave_up");
+            }
+            self.think().await;
+            answered = self.confirm(message, &confirm, false).await?;
+        }
+        self.shared.generations.fetch_add(1, Ordering::Relaxed);
+        self.record.generations.push(Generation { answered, ended: None });
+        let ended = self.wait_end(answered + END_WAIT).await;
+        if let Some(last) = self.record.generations.last_mut() {
+            last.ended = ended;
+        }
+        if ended.is_none() {
+            return Err("end_not_seen");
+        }
+        Ok(true)
+    }
+
+    /// Whether the replies since the last look ask the user to try again.
+    fn replies_say_try_later(&mut self) -> bool {
+        self.replies().iter().any(|m| m.text.as_deref().is_some_and(|t| t.starts_with("Something went wrong")))
+    }
+
+    /// Presses Confirm (twice at once for a double tap); when the press was answered.
+    async fn confirm(&mut self, message: i64, confirm: &str, double: bool) -> Result<Instant, Failure> {
+        if double {
             // Both taps reach the server at once; one job must come of them.
             self.record.double_taps += 1;
             let ids = (self.update_id(), self.update_id());
@@ -376,22 +416,11 @@ impl User {
             self.record.webhook_us.append(&mut twin.record.webhook_us);
             a?;
             b?;
-            Instant::now()
+            Ok(Instant::now())
         } else {
-            self.press(message, &confirm).await?;
-            Instant::now()
-        };
-        let _ = self.replies();
-        self.shared.generations.fetch_add(1, Ordering::Relaxed);
-        self.record.generations.push(Generation { answered, ended: None });
-        let ended = self.wait_end(answered + END_WAIT).await;
-        if let Some(last) = self.record.generations.last_mut() {
-            last.ended = ended;
+            self.press_keeping_replies(message, confirm).await?;
+            Ok(Instant::now())
         }
-        if ended.is_none() {
-            return Err("end_not_seen");
-        }
-        Ok(true)
     }
 
     /// The end of the job just confirmed: the first end message to arrive.
