@@ -411,7 +411,7 @@ fn the_checker_knows_the_binary() {
     assert!(b.subcommands["serve"].flags.contains("--listen"));
     assert!(b.subcommands["worker"].flags.contains("--metrics-listen"));
     assert!(b.subcommands["serve"].env.contains("DATABASE_URL") && b.subcommands["serve"].env.contains("BOT_TOKEN"));
-    assert!(!b.subcommands["gc"].env.contains("REDIS_URL"));
+    assert!(b.subcommands["gc"].env.contains("REDIS_URL") && !b.subcommands["gc"].env.contains("NANO_BANANA_API_KEY"));
     assert!(b.source_env.contains("REI_LOG") && b.source_env.contains("REDIS_HOST"), "{:?}", b.source_env);
     assert!(b.metrics.contains("queue_length") && b.metrics.contains("queue_in_flight"), "{:?}", b.metrics);
     assert!(b.check_args(&["worker".to_owned(), "--concurrency".to_owned(), "0".to_owned()]).is_err());
@@ -575,19 +575,19 @@ fn a_container_that_may_run_as_root_is_refused() {
 
 #[test]
 fn a_variable_the_role_does_not_read_is_refused() {
-    // Proves a variable set on a container must be one its role reads: `rei gc` takes no Redis URL.
-    let redis = [
+    // Proves a variable set on a container must be one its role reads: `rei gc` calls no provider.
+    let key = [
         "          env:",
-        "            - name: REDIS_URL",
+        "            - name: NANO_BANANA_API_KEY",
         "              valueFrom:",
         "                secretKeyRef:",
         "                  name: rei-secrets",
-        "                  key: REDIS_URL",
+        "                  key: NANO_BANANA_API_KEY",
         "",
     ]
     .join("\n");
-    let files = Files::load().edit("deploy/k8s/gc.yaml", "          env:\n", &redis);
-    refused(files, "`rei gc` does not read REDIS_URL");
+    let files = Files::load().edit("deploy/k8s/gc.yaml", "          env:\n", &key);
+    refused(files, "`rei gc` does not read NANO_BANANA_API_KEY");
 }
 
 #[test]

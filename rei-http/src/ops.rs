@@ -75,6 +75,8 @@ fn describe() {
     describe_gauge!("ledger_verify_unbalanced", "Unbalanced transactions the last verify found");
     describe_gauge!("ledger_verify_last_run_timestamp_seconds", "When verify last ran");
     describe_gauge!("ledger_transactions", "Transactions in the ledger at the last verify");
+    // Exported from the start at zero, so that an alert on its increase has a series before the first one.
+    metrics::counter!("ledger_negative_attempts").increment(0);
     describe_counter!(
         "payments_total",
         "Payments by gateway (yookassa, stars) and outcome: succeeded (credited, once per payment), canceled (by \

@@ -401,9 +401,9 @@ impl User {
             self.record.double_taps += 1;
             let ids = (self.update_id(), self.update_id());
             let first =
-                updates::callback_query(ids.0, &format!("q{}", ids.0), &self.who, &confirm, self.who.id, message);
+                updates::callback_query(ids.0, &format!("q{}", ids.0), &self.who, confirm, self.who.id, message);
             let second =
-                updates::callback_query(ids.1, &format!("q{}", ids.1), &self.who, &confirm, self.who.id, message);
+                updates::callback_query(ids.1, &format!("q{}", ids.1), &self.who, confirm, self.who.id, message);
             let mut twin = User {
                 who: self.who.clone(),
                 seen: mpsc::unbounded_channel().1,

@@ -87,12 +87,11 @@ pub(crate) fn problems(binary: &Binary, repo: &Path, name: &str, markdown: &str)
                         out.push(format!("{name}: `cargo … -p {}`: no such crate", pair[1]));
                     }
                 }
-                if let Some(at) = w.iter().position(|x| x == "--") {
-                    if w.iter().any(|x| x == "rei-bin") {
-                        if let Err(e) = binary.check_args(&w[at + 1..]) {
-                            out.push(format!("{name}: {e}"));
-                        }
-                    }
+                if let Some(at) = w.iter().position(|x| x == "--")
+                    && w.iter().any(|x| x == "rei-bin")
+                    && let Err(e) = binary.check_args(&w[at + 1..])
+                {
+                    out.push(format!("{name}: {e}"));
                 }
             }
         }

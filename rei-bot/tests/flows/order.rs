@@ -219,8 +219,16 @@ async fn a_video_the_bot_made_is_continued_when_sent_back_and_others_are_refused
     }
     rig.settle().await;
     rig.wait_messages(&user, 8).await;
-    let stored = rig.stack.engine.conversations().get(UserId(user.id)).await.unwrap().unwrap();
-    let made = rei_bot::state::State::read(Some(&stored.state)).videos;
+    // The video is remembered right after it is sent: wait (bounded) for that write too.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (stored, made) = loop {
+        let stored = rig.stack.engine.conversations().get(UserId(user.id)).await.unwrap();
+        let made = stored.as_ref().map(|s| rei_bot::state::State::read(Some(&s.state)).videos).unwrap_or_default();
+        if !made.is_empty() || std::time::Instant::now() > until {
+            break (stored, made);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(made.len(), 1, "{stored:?}");
     // Someone else's video: refused.
     let foreign = updates::video_message(rig.stack.update_id(), &user, ("BAACforeign", "AgADforeign"), 5, None);
