@@ -323,3 +323,27 @@ pub(crate) async fn run(args: ChaosArgs) -> Result<ExitCode> {
     }
     Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_runs_own_redis_restarts_empty_and_flushes() {
+        // Proves what chaos does to Redis: a key set before a restart is gone after it (no persistence), and
+        // FLUSHALL answers +OK; a missing redis-server binary is a clear error.
+        let dir = tempfile::tempdir().expect("dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let mut redis = OwnRedis::start(Path::new("redis-server"), port, dir.path()).await.expect("redis-server");
+        assert_eq!(redis.command(&["SET", "k", "v"]).await.expect("set"), "+OK");
+        assert_eq!(redis.command(&["EXISTS", "k"]).await.expect("exists"), ":1");
+        redis.restart().await.expect("restart");
+        assert_eq!(redis.command(&["EXISTS", "k"]).await.expect("exists"), ":0", "a restarted Redis is empty");
+        assert_eq!(redis.command(&["SET", "k", "v"]).await.expect("set"), "+OK");
+        assert_eq!(redis.command(&["FLUSHALL"]).await.expect("flush"), "+OK");
+        assert_eq!(redis.command(&["EXISTS", "k"]).await.expect("exists"), ":0");
+        redis.stop().await;
+        let missing = OwnRedis::start(Path::new("/nonexistent/redis-server"), port, dir.path()).await;
+        assert!(missing.err().is_some_and(|e| format!("{e:#}").contains("install Debian's redis-server")));
+    }
+}

@@ -210,3 +210,46 @@ pub(crate) async fn audit(database_url: &str, records: &[Record]) -> Result<Audi
     engine.close().await;
     Ok(a)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use rei::core::ids::PaymentId;
+    use rei::core::money::Money;
+
+    use super::*;
+    use crate::load::user::Generation;
+
+    async fn ledger_with_one_top_up(dir: &std::path::Path) -> String {
+        let url = format!("sqlite://{}", dir.join("audit.db").display());
+        let engine = Engine::builder().database_url(&url).open().await.expect("engine");
+        let payment = PaymentId::parse("audit-1").expect("id");
+        engine.billing().top_up(UserId(7), Money::from_kopecks(50_000), payment).await.expect("top-up");
+        engine.close().await;
+        url
+    }
+
+    #[tokio::test]
+    async fn what_the_user_lived_and_the_ledger_agree_or_the_audit_says_where_not() {
+        // Proves the audit passes a user whose one acknowledged top-up is the ledger's one credit, and names a
+        // top-up acknowledged but not credited and a confirmed generation with no job.
+        let dir = tempfile::tempdir().expect("dir");
+        let url = ledger_with_one_top_up(dir.path()).await;
+        let honest = Record { id: 7, topped_up: vec![50_000], ..Record::default() };
+        let a = audit(&url, std::slice::from_ref(&honest)).await.expect("audit");
+        assert_eq!((a.money_errors(), a.topups, a.jobs, a.verify_clean), (0, 1, 0, true), "{:?}", a.problems);
+
+        let lost = Record {
+            id: 7,
+            topped_up: vec![50_000, 50_000],
+            generations: vec![Generation { answered: Instant::now(), ended: None }],
+            ..Record::default()
+        };
+        let a = audit(&url, &[lost]).await.expect("audit");
+        assert_eq!(a.money_errors(), 3, "{:?}", a.problems);
+        assert!(a.problems[0].contains("2 top-ups acknowledged (100000 kopecks), 1 credited"), "{:?}", a.problems);
+        assert!(a.problems[1].contains("1 generations confirmed, 0 jobs made"), "{:?}", a.problems);
+        assert!(a.problems[2].contains("balance 50000 kopecks, expected 100000"), "{:?}", a.problems);
+    }
+}

@@ -426,6 +426,14 @@ mod tests {
     }
 
     #[test]
+    fn cpu_is_read_from_a_stat_line_whose_name_has_spaces() {
+        let line = "4242 (rei worker) S 1 2 3 4 5 6 7 8 9 10 250 125 0 0 20 0 1 0";
+        assert_eq!(cpu_of_stat(line), Some(Duration::from_millis(3_750)));
+        assert_eq!(cpu_of_stat("garbage"), None);
+        assert!(cpu_of_stat(&std::fs::read_to_string("/proc/self/stat").expect("stat")).is_some());
+    }
+
+    #[test]
     fn the_mix_fails_about_as_often_as_asked() {
         let mix = ProviderMix::new(100, 250);
         let mut rng = Rng::new(7);

@@ -245,3 +245,26 @@ fn a_backup_goes_to_an_s3_bucket_with_its_manifest() {
     let (ok, out) = rei(&["backup", "--database-url", &url, "--to", "s3://drill-bucket"]);
     assert!(!ok && out.contains("AWS_ACCESS_KEY_ID"), "{out}");
 }
+
+#[test]
+fn rei_load_ends_with_its_json_line_and_a_clean_audit() {
+    // Proves `rei load --json`'s last line is one object with the fields scripts read, from a real short run.
+    let dir = tempfile::tempdir().expect("dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_rei"))
+        .args(["load", "--users", "8", "--seconds", "4", "--workers", "1", "--think-ms", "100", "--json"])
+        .args(["--provider-latency-ms", "20"])
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .expect("run rei load");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().expect("a last line")).expect("json");
+    for field in ["updates_per_sec", "generations_per_sec", "p99_ms", "money_errors"] {
+        assert!(last[field].is_number(), "{field} in {last}");
+    }
+    assert_eq!(last["money_errors"], 0, "{last}");
+    assert_eq!(last["jobs_not_ended"], 0, "{last}");
+    assert!(last["updates"].as_u64().is_some_and(|n| n > 8), "{last}");
+    assert!(text.contains("money audit   8 users, 0 money errors"), "{text}");
+}
