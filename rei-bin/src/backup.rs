@@ -72,10 +72,16 @@ fn target(to: &str) -> Result<Target> {
     }
 }
 
-fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    Some(PathBuf::from(path))
+/// The file a `sqlite:` URL names (parsed as the engine parses it); `None` for another scheme.
+fn sqlite_path(url: &str) -> Result<Option<PathBuf>> {
+    if !url.starts_with("sqlite:") {
+        return Ok(None);
+    }
+    match rei::adapters::sqlite::database_path(url) {
+        Ok(Some(path)) => Ok(Some(path)),
+        Ok(None) => bail!("{url}: an in-memory database has nothing to back up or restore into"),
+        Err(e) => bail!("{url}: not a SQLite URL: {e}"),
+    }
 }
 
 fn sha256_of(path: &Path) -> Result<(String, u64)> {
@@ -150,7 +156,7 @@ pub(crate) async fn backup(args: BackupArgs) -> Result<ExitCode> {
     let staging = tempfile::Builder::new().prefix("rei-backup-").tempdir().context("a temporary directory")?;
     let stamp = utc_stamp();
     let started = Instant::now();
-    let (engine, file) = if let Some(source) = sqlite_path(&args.database_url) {
+    let (engine, file) = if let Some(source) = sqlite_path(&args.database_url)? {
         let name = format!("rei-sqlite-{stamp}.sqlite");
         let dest = match &target {
             Target::Dir(dir) => dir.join(format!(".{name}.partial")),
@@ -271,7 +277,7 @@ pub(crate) async fn restore(args: RestoreArgs) -> Result<ExitCode> {
     if sha256 != manifest.sha256 || bytes != manifest.bytes {
         bail!("{} does not match its manifest (sha256 or size differ): the file is damaged", from.display());
     }
-    if let Some(dest) = sqlite_path(&args.database_url) {
+    if let Some(dest) = sqlite_path(&args.database_url)? {
         if manifest.engine != "sqlite" {
             bail!("this is a {} backup; restore it into a {} database", manifest.engine, manifest.engine);
         }
@@ -347,7 +353,8 @@ mod tests {
             matches!(target("s3://b/p/q/").expect("s3"), Target::S3 { bucket, prefix } if bucket == "b" && prefix == "p/q")
         );
         assert!(target("s3:///x").is_err());
-        assert_eq!(sqlite_path("sqlite:///tmp/a.db?mode=rwc"), Some(PathBuf::from("/tmp/a.db")));
-        assert_eq!(sqlite_path("postgres://h/db"), None);
+        assert_eq!(sqlite_path("sqlite:///tmp/a.db?mode=rwc").expect("url"), Some(PathBuf::from("/tmp/a.db")));
+        assert_eq!(sqlite_path("postgres://h/db").expect("url"), None);
+        assert!(sqlite_path("sqlite::memory:").is_err());
     }
 }

@@ -235,10 +235,7 @@ async fn attempts(database_url: &str, since: Timestamp, until: Timestamp) -> Res
 pub(crate) async fn run(args: ChaosArgs) -> Result<ExitCode> {
     let (dir, temp) = crate::load::run_dir(args.dir.as_ref())?;
     std::fs::create_dir_all(dir.join("redis")).context("the run's directory")?;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").context("a free port")?;
-        l.local_addr().context("a free port")?.port()
-    };
+    let port = crate::load::harness::free_port()?;
     let redis = OwnRedis::start(&args.redis_server, port, &dir.join("redis")).await?;
     let load = LoadArgs {
         users: args.users,

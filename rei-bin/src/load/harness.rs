@@ -116,7 +116,7 @@ pub(crate) struct Harness {
 }
 
 /// A free port on the loopback interface (bound, then let go).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("failed to find a free port")?;
     Ok(listener.local_addr().context("failed to read the port")?.port())
 }
@@ -352,7 +352,7 @@ impl Harness {
 /// utime + stime of a `/proc/PID/stat` line, at the usual 100 ticks a second.
 fn cpu_of_stat(stat: &str) -> Option<Duration> {
     // The command name is in parentheses and may hold spaces: count fields after its closing one.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(Duration::from_millis(ticks * 10))
@@ -430,6 +430,7 @@ mod tests {
         let line = "4242 (rei worker) S 1 2 3 4 5 6 7 8 9 10 250 125 0 0 20 0 1 0";
         assert_eq!(cpu_of_stat(line), Some(Duration::from_millis(3_750)));
         assert_eq!(cpu_of_stat("garbage"), None);
+        assert_eq!(cpu_of_stat("1 (x)"), None, "a line cut after the name");
         assert!(cpu_of_stat(&std::fs::read_to_string("/proc/self/stat").expect("stat")).is_some());
     }
 
